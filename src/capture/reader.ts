@@ -1,0 +1,296 @@
+/**
+ * One incremental reader per capture format: classic pcap (both byte orders, micro- and
+ * nanosecond timestamps) and pcapng (sections with either byte order, several interfaces with
+ * their own link types and timestamp resolutions).
+ *
+ * `CaptureDecoder` is a push parser: feed it chunks of any size, it calls the sink once per
+ * packet with a view (buffer, offset, length) that is valid only during the call. It never
+ * throws on file content: a truncated last record or a corrupt length stops it with a
+ * `CaptureProblem` naming the byte offset, after every packet before it was delivered.
+ * The carry-over between chunks is at most one record, so a corrupt length never makes it
+ * re-buffer the rest of the file (pcap-parser's quadratic failure, see README).
+ */
+export interface PacketSink {
+  /** `ts` is capture time in seconds since the epoch; `capLen` bytes of the packet start at `offset`. */
+  packet(linkType: number, data: Buffer, offset: number, capLen: number, origLen: number, ts: number): void;
+}
+
+export type CaptureFormat = 'pcap' | 'pcapng';
+
+export interface CaptureProblem {
+  kind: 'not_a_capture' | 'truncated' | 'corrupt';
+  /** Byte offset in the (decompressed) capture where the problem starts. */
+  offset: number;
+  message: string;
+}
+
+/** A record longer than this cannot be a real packet (pcap's own MAXIMUM_SNAPLEN is 262144). */
+const MAX_PCAP_RECORD = 262_144;
+/** pcapng blocks may carry more than one packet's worth of options; still bounded. */
+const MAX_PCAPNG_BLOCK = 16 * 1024 * 1024;
+
+const PCAPNG_SHB = 0x0a0d0d0a;
+const PCAPNG_BOM = 0x1a2b3c4d;
+
+interface PcapngInterface {
+  linkType: number;
+  snapLen: number;
+  /** Timestamp units per second (if_tsresol), and the if_tsoffset in seconds. */
+  unitsPerSecond: number;
+  tsOffset: number;
+}
+
+export class CaptureDecoder {
+  format: CaptureFormat | null = null;
+  packets = 0;
+  /** Records whose captured length is shorter than the packet on the wire (snaplen). */
+  snaplenCut = 0;
+  unknownBlocks = 0;
+  problem: CaptureProblem | null = null;
+  /** pcap link type, or the first pcapng interface's. */
+  linkType = -1;
+
+  private pending: Buffer | null = null;
+  /** Absolute offset of byte 0 of the buffer being parsed. */
+  private base = 0;
+  private headerDone = false;
+  private littleEndian = true;
+  private nanos = false;
+  private snapLen = 0;
+  private interfaces: PcapngInterface[] = [];
+  private lastTs = 0;
+
+  constructor(private readonly sink: PacketSink) {}
+
+  /** Total bytes consumed so far (the offset reported in problems). */
+  get offset(): number {
+    return this.base;
+  }
+
+  /** Feed the next chunk. Returns false once a problem stopped the reader. */
+  push(chunk: Buffer): boolean {
+    if (this.problem) return false;
+    let buf = chunk;
+    if (this.pending) {
+      buf = Buffer.concat([this.pending, chunk]);
+      this.pending = null;
+    }
+    let pos: number;
+    if (!this.headerDone) {
+      pos = this.readFileHeader(buf);
+      if (pos < 0) {
+        if (this.problem) return false;
+        this.pending = Buffer.from(buf);
+        return true;
+      }
+    } else pos = 0;
+    pos = this.format === 'pcap' ? this.readPcapRecords(buf, pos) : this.readPcapngBlocks(buf, pos);
+    if (this.problem) return false;
+    this.base += pos;
+    if (pos < buf.length) this.pending = Buffer.from(buf.subarray(pos));
+    return true;
+  }
+
+  /** The input ended: anything left over is a truncated record. */
+  end(): CaptureProblem | null {
+    if (this.problem) return this.problem;
+    const left = this.pending ? this.pending.length : 0;
+    if (!this.headerDone) {
+      this.problem = {
+        kind: left === 0 ? 'not_a_capture' : 'truncated',
+        offset: 0,
+        message: left === 0 ? 'the input is empty' : `the input ends inside the file header (${left} bytes)`,
+      };
+    } else if (left > 0) {
+      this.problem = {
+        kind: 'truncated',
+        offset: this.base,
+        message: `the last record is truncated: ${left} bytes at byte offset ${this.base} are not a complete record`,
+      };
+    }
+    this.pending = null;
+    return this.problem;
+  }
+
+  private stop(kind: CaptureProblem['kind'], at: number, message: string): void {
+    this.problem = { kind, offset: this.base + at, message };
+  }
+
+  /** Returns the position after the header, or -1 if more bytes are needed (or a problem was set). */
+  private readFileHeader(buf: Buffer): number {
+    if (buf.length < 4) return -1;
+    const magic = buf.readUInt32LE(0);
+    if (magic === PCAPNG_SHB) {
+      this.format = 'pcapng';
+      this.headerDone = true;
+      return 0; // the SHB is parsed as an ordinary block
+    }
+    let le: boolean;
+    let nanos: boolean;
+    switch (magic) {
+      case 0xa1b2c3d4: le = true; nanos = false; break;
+      case 0xd4c3b2a1: le = false; nanos = false; break;
+      case 0xa1b23c4d: le = true; nanos = true; break;
+      case 0x4d3cb2a1: le = false; nanos = true; break;
+      default:
+        this.stop('not_a_capture', 0, `not a pcap or pcapng file (magic number 0x${buf.readUInt32BE(0).toString(16).padStart(8, '0')})`);
+        return -1;
+    }
+    if (buf.length < 24) return -1;
+    this.format = 'pcap';
+    this.littleEndian = le;
+    this.nanos = nanos;
+    this.snapLen = le ? buf.readUInt32LE(16) : buf.readUInt32BE(16);
+    // The upper bits of the link-type field carry FCS information (pcap-savefile(5)).
+    this.linkType = (le ? buf.readUInt32LE(20) : buf.readUInt32BE(20)) & 0x0fffffff;
+    this.headerDone = true;
+    return 24;
+  }
+
+  private readPcapRecords(buf: Buffer, pos: number): number {
+    const le = this.littleEndian;
+    const fracScale = this.nanos ? 1e-9 : 1e-6;
+    const maxRecord = Math.max(MAX_PCAP_RECORD, this.snapLen);
+    const linkType = this.linkType;
+    const sink = this.sink;
+    const end = buf.length;
+    while (pos + 16 <= end) {
+      const sec = le ? buf.readUInt32LE(pos) : buf.readUInt32BE(pos);
+      const frac = le ? buf.readUInt32LE(pos + 4) : buf.readUInt32BE(pos + 4);
+      const capLen = le ? buf.readUInt32LE(pos + 8) : buf.readUInt32BE(pos + 8);
+      const origLen = le ? buf.readUInt32LE(pos + 12) : buf.readUInt32BE(pos + 12);
+      if (capLen > maxRecord) {
+        this.stop('corrupt', pos, `corrupt record at byte offset ${this.base + pos}: captured length ${capLen} exceeds the snapshot length ${this.snapLen}`);
+        return pos;
+      }
+      if (pos + 16 + capLen > end) break;
+      if (capLen < origLen) this.snaplenCut++;
+      this.packets++;
+      sink.packet(linkType, buf, pos + 16, capLen, origLen, sec + frac * fracScale);
+      pos += 16 + capLen;
+    }
+    return pos;
+  }
+
+  private readPcapngBlocks(buf: Buffer, pos: number): number {
+    const end = buf.length;
+    while (pos + 12 <= end) {
+      let le = this.littleEndian;
+      const rawType = buf.readUInt32LE(pos);
+      if (rawType === PCAPNG_SHB) {
+        // A new section may change byte order; the byte-order magic follows the length.
+        const bom = buf.readUInt32LE(pos + 8);
+        if (bom === PCAPNG_BOM) le = true;
+        else if (bom === 0x4d3c2b1a) le = false;
+        else {
+          this.stop('corrupt', pos, `corrupt pcapng section header at byte offset ${this.base + pos}: bad byte-order magic`);
+          return pos;
+        }
+        this.littleEndian = le;
+      }
+      const type = le ? rawType : buf.readUInt32BE(pos);
+      const len = le ? buf.readUInt32LE(pos + 4) : buf.readUInt32BE(pos + 4);
+      if (len < 12 || len % 4 !== 0 || len > MAX_PCAPNG_BLOCK) {
+        this.stop('corrupt', pos, `corrupt pcapng block at byte offset ${this.base + pos}: block length ${len}`);
+        return pos;
+      }
+      if (pos + len > end) break;
+      const body = pos + 8;
+      const bodyLen = len - 12;
+      switch (type) {
+        case 6: // Enhanced Packet Block
+          if (bodyLen >= 20) {
+            const ifc = this.interfaces[this.u32(buf, body)];
+            const capLen = this.u32(buf, body + 12);
+            const origLen = this.u32(buf, body + 16);
+            if (!ifc || capLen > bodyLen - 20) {
+              this.stop('corrupt', pos, `corrupt pcapng packet block at byte offset ${this.base + pos}: ${ifc ? `captured length ${capLen} exceeds the block` : 'unknown interface'}`);
+              return pos;
+            }
+            const ts = this.timestamp(ifc, this.u32(buf, body + 4), this.u32(buf, body + 8));
+            if (capLen < origLen) this.snaplenCut++;
+            this.packets++;
+            this.sink.packet(ifc.linkType, buf, body + 20, capLen, origLen, ts);
+          }
+          break;
+        case 3: {
+          // Simple Packet Block: interface 0, no timestamp (we reuse the last one seen).
+          const ifc = this.interfaces[0];
+          if (ifc && bodyLen >= 4) {
+            const origLen = this.u32(buf, body);
+            let capLen = Math.min(origLen, bodyLen - 4);
+            if (ifc.snapLen > 0) capLen = Math.min(capLen, ifc.snapLen);
+            if (capLen < origLen) this.snaplenCut++;
+            this.packets++;
+            this.sink.packet(ifc.linkType, buf, body + 4, capLen, origLen, this.lastTs);
+          }
+          break;
+        }
+        case 2: {
+          // Obsolete Packet Block (pcapng drafts before EPB); still written by old tools.
+          if (bodyLen >= 20) {
+            const ifc = this.interfaces[le ? buf.readUInt16LE(body) : buf.readUInt16BE(body)];
+            const capLen = this.u32(buf, body + 12);
+            const origLen = this.u32(buf, body + 16);
+            if (ifc && capLen <= bodyLen - 20) {
+              const ts = this.timestamp(ifc, this.u32(buf, body + 4), this.u32(buf, body + 8));
+              if (capLen < origLen) this.snaplenCut++;
+              this.packets++;
+              this.sink.packet(ifc.linkType, buf, body + 20, capLen, origLen, ts);
+            }
+          }
+          break;
+        }
+        case 1: // Interface Description Block
+          this.interfaces.push(this.readInterface(buf, body, bodyLen));
+          if (this.linkType < 0) this.linkType = this.interfaces[0].linkType;
+          break;
+        case PCAPNG_SHB:
+          this.interfaces = []; // interface ids are per section
+          break;
+        case 4: case 5: case 9: case 10: case 0x0bad: case 0x40000bad:
+          break; // name resolution, statistics, journal, secrets, custom: not needed
+        default:
+          this.unknownBlocks++;
+      }
+      pos += len;
+    }
+    return pos;
+  }
+
+  private u32(buf: Buffer, at: number): number {
+    return this.littleEndian ? buf.readUInt32LE(at) : buf.readUInt32BE(at);
+  }
+
+  private timestamp(ifc: PcapngInterface, high: number, low: number): number {
+    const ts = (high * 4294967296) / ifc.unitsPerSecond + low / ifc.unitsPerSecond + ifc.tsOffset;
+    this.lastTs = ts;
+    return ts;
+  }
+
+  private readInterface(buf: Buffer, body: number, bodyLen: number): PcapngInterface {
+    const le = this.littleEndian;
+    const ifc: PcapngInterface = {
+      linkType: bodyLen >= 2 ? (le ? buf.readUInt16LE(body) : buf.readUInt16BE(body)) : -1,
+      snapLen: bodyLen >= 8 ? this.u32(buf, body + 4) : 0,
+      unitsPerSecond: 1e6, // pcapng default resolution: microseconds
+      tsOffset: 0,
+    };
+    let opt = body + 8;
+    const end = body + bodyLen;
+    while (opt + 4 <= end) {
+      const code = le ? buf.readUInt16LE(opt) : buf.readUInt16BE(opt);
+      const olen = le ? buf.readUInt16LE(opt + 2) : buf.readUInt16BE(opt + 2);
+      if (code === 0 || opt + 4 + olen > end) break;
+      if (code === 9 && olen >= 1) {
+        const v = buf[opt + 4];
+        // High bit set: negative power of two; else negative power of ten.
+        ifc.unitsPerSecond = v & 0x80 ? 2 ** (v & 0x7f) : 10 ** v;
+      } else if (code === 14 && olen >= 8) {
+        ifc.tsOffset = Number(le ? buf.readBigInt64LE(opt + 4) : buf.readBigInt64BE(opt + 4));
+      }
+      opt += 4 + ((olen + 3) & ~3);
+    }
+    return ifc;
+  }
+}

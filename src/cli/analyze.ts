@@ -1,0 +1,148 @@
+/** `keepalive-exporter analyze FILE`: a one-shot report on a capture file. */
+import { parseArgs } from 'node:util';
+import { Engine } from '../conn/engine.js';
+import { readCapture, CaptureOpenError, type CaptureSummary } from '../capture/file.js';
+import { AnalyzeReport, findWarnings } from '../report/summary.js';
+import { renderText } from '../report/text.js';
+import { DEFAULT_LIMITS } from '../config/limits.js';
+import { UsageError, parsePorts, parsePositiveInt } from './common.js';
+
+export const ANALYZE_HELP = `Options for analyze:
+  --json               print one JSON object (the stable interface described in the README)
+  --connections        with --json: include every connection (client, server, times,
+                       requests, close reason, who closed, handshake RTT, idle before close)
+  --ports LIST         only analyse these server ports, comma-separated (default: any port
+                       where HTTP/1.x is seen; HTTP is recognised by content, not by port)
+  --top N              servers shown in the text report (default 10; --json lists all)
+  --max-flows N        TCP flows tracked at once; the least recently active is evicted
+                       beyond it (default ${DEFAULT_LIMITS.maxFlows})
+  --no-progress        no progress line on stderr (it is shown only on a terminal)
+  -h, --help           this help
+
+Exit status: 0 when the whole capture was read; 1 when it was damaged (results cover what
+could be read and a message names the byte offset); 2 for a usage error or unreadable file.
+`;
+
+export async function runAnalyze(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        json: { type: 'boolean', default: false },
+        connections: { type: 'boolean', default: false },
+        ports: { type: 'string' },
+        top: { type: 'string', default: '10' },
+        'max-flows': { type: 'string' },
+        'no-progress': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (err) {
+    throw new UsageError(`analyze: ${(err as Error).message.replace(/\. To specify.*$/s, '')} (see keepalive-exporter analyze --help)`);
+  }
+  const o = parsed.values;
+  if (o.help) {
+    process.stdout.write(`Usage: keepalive-exporter analyze FILE [options]\n\n${ANALYZE_HELP}`);
+    return 0;
+  }
+  if (parsed.positionals.length !== 1) {
+    throw new UsageError(parsed.positionals.length === 0
+      ? 'analyze needs a capture file: keepalive-exporter analyze FILE (or - for stdin)'
+      : `analyze takes one capture file, got ${parsed.positionals.length}: ${parsed.positionals.join(' ')}`);
+  }
+  if (o.connections && !o.json) throw new UsageError('--connections only applies to --json output: add --json');
+  const file = parsed.positionals[0];
+  const ports = o.ports !== undefined ? parsePorts(o.ports, '--ports') : null;
+  const top = parsePositiveInt(o.top!, '--top');
+  const maxFlows = o['max-flows'] !== undefined ? parsePositiveInt(o['max-flows'], '--max-flows') : undefined;
+
+  const engine = new Engine({ ports, limits: maxFlows ? { maxFlows } : {} });
+  const report = new AnalyzeReport(o.connections!);
+  engine.subscribe(report);
+
+  const progress = !o['no-progress'] && process.stderr.isTTY ? new Progress(engine) : null;
+  let capture: CaptureSummary;
+  try {
+    capture = await readCapture(file, engine, { onProgress: progress ? (r, t) => progress.update(r, t) : undefined });
+  } catch (err) {
+    if (err instanceof CaptureOpenError) throw new UsageError(err.message);
+    throw err;
+  } finally {
+    progress?.done();
+  }
+  engine.finish();
+  const stats = engine.stats();
+  const totals = report.totals();
+  const servers = report.serverSummaries(engine.servers);
+  const warnings = findWarnings(servers, totals, stats);
+
+  if (o.json) {
+    const out: Record<string, unknown> = {
+      file,
+      capture: {
+        format: capture.format,
+        compressed: capture.compressed,
+        packets: capture.packets,
+        firstPacketTime: stats.firstPacketTime,
+        lastPacketTime: stats.lastPacketTime,
+        complete: capture.problem === null,
+        problem: capture.problem,
+      },
+      totals,
+      requestsPerConnection: distributionObject(report.distribution),
+      servers,
+      warnings,
+      stats: {
+        tcpPackets: stats.tcpPackets,
+        flowsCreated: stats.flowsCreated,
+        flowsEvicted: stats.flowsEvicted,
+        gaps: stats.gaps,
+        gapBytes: stats.gapBytes,
+        retransmissions: stats.retransmissions,
+        nonHttpFlows: stats.nonHttp,
+        anomalies: stats.anomalies,
+      },
+    };
+    if (o.connections) out.connections = report.connectionList();
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  } else {
+    process.stdout.write(renderText({
+      file, capture, stats, totals, distribution: report.distribution, servers, warnings,
+      savedFromMedian: report.savedFromMedian, maxServers: top,
+    }));
+  }
+  if (capture.problem) {
+    process.stderr.write(`keepalive-exporter: ${file}: ${capture.problem.message}; results cover the packets before it\n`);
+    return capture.packets > 0 || capture.problem.kind !== 'not_a_capture' ? 1 : 2;
+  }
+  return 0;
+}
+
+function distributionObject(d: number[]): Record<string, number> {
+  const labels = ['0', '1', '2', '3-4', '5-9', '10-99', '100-999', '1000+'];
+  return Object.fromEntries(labels.map((l, i) => [l, d[i]]));
+}
+
+/** A one-line progress indicator on stderr, redrawn at most 5 times a second. */
+class Progress {
+  private last = 0;
+  private readonly start = Date.now();
+  private shown = false;
+  constructor(private readonly engine: Engine) {}
+  update(read: number, total: number): void {
+    const now = Date.now();
+    if (now - this.last < 200 || now - this.start < 500) return;
+    this.last = now;
+    this.shown = true;
+    const s = this.engine.stats();
+    const pct = total > 0 ? `${((read / total) * 100).toFixed(0).padStart(3)}% ` : '';
+    const mb = (read / 1048576).toFixed(0);
+    const rate = s.packets / ((now - this.start) / 1000) / 1e6;
+    process.stderr.write(`\r\x1b[K${pct}${mb} MiB read, ${s.packets.toLocaleString('en-US')} packets (${rate.toFixed(2)} Mpps), ${s.connectionsOpened.toLocaleString('en-US')} connections`);
+  }
+  done(): void {
+    if (this.shown) process.stderr.write('\r\x1b[K');
+  }
+}

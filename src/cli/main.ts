@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+/**
+ * keepalive-exporter command line. A user mistake gets one line saying what is wrong and how to
+ * fix it, and a non-zero exit; never a stack trace.
+ */
+import { runAnalyze, ANALYZE_HELP } from './analyze.js';
+import { UsageError, VERSION } from './common.js';
+
+const HELP = `keepalive-exporter ${VERSION}: measures HTTP keep-alive (persistent connection) reuse
+and explains why connections close.
+
+Usage:
+  keepalive-exporter analyze FILE [options]   report on a capture file (pcap, pcapng, .gz, - for stdin)
+  keepalive-exporter --help | --version
+
+${ANALYZE_HELP}`;
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(HELP);
+    return cmd === undefined ? 2 : 0;
+  }
+  if (cmd === '--version' || cmd === '-V') {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  if (cmd === 'analyze') return runAnalyze(rest);
+  throw new UsageError(`unknown command "${cmd}" (try: keepalive-exporter analyze FILE, or --help)`);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`keepalive-exporter: ${err.message}\n`);
+      process.exitCode = 2;
+    } else {
+      // A bug, not a user mistake: still one line, with where to report it.
+      const e = err as Error;
+      process.stderr.write(`keepalive-exporter: internal error: ${e?.message ?? String(err)} (please report this with the capture if you can)\n`);
+      if (process.env.KEEPALIVE_EXPORTER_DEBUG) process.stderr.write(`${e?.stack}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,59 @@
+/**
+ * Every default, cap and timeout of the engine, in one place.
+ *
+ * Each cap has an overflow counter (see `anomalies.ts`): when a cap is hit the engine counts it
+ * and keeps going, it never grows without bound and never throws.
+ */
+export interface EngineLimits {
+  /** Flows tracked at once. When full, the least recently active flow is evicted (anomaly `flow_evicted`). */
+  maxFlows: number;
+  /** Out-of-order bytes buffered per direction of a flow before the hole is skipped as a gap (`reassembly_overflow`). */
+  maxOutOfOrderBytes: number;
+  /** Out-of-order segments buffered per direction (`reassembly_overflow`). */
+  maxOutOfOrderSegments: number;
+  /** Largest HTTP head (request/status line plus headers) accepted (`header_too_large`). llhttp's default is 80 KiB; nginx's large_client_header_buffers is 4x8 KiB. */
+  maxHeaderBytes: number;
+  /** Requests awaiting a response on one connection (`pipeline_overflow`); Zeek caps pending requests the same way. */
+  maxPendingRequests: number;
+  /** Bytes scanned on a flow without a handshake before giving up on finding an HTTP message (`resync_failed`). */
+  maxResyncBytes: number;
+  /** A flow with no packet for this long (capture time, seconds) is expired and its connection reported as still open. */
+  flowIdleTimeoutSeconds: number;
+  /** After one side's FIN with the other side silent this long, the connection is finalized half-closed. */
+  halfClosedTimeoutSeconds: number;
+  /** A finished flow is kept this long (TIME_WAIT-like) to absorb late ACKs and retransmissions without inventing a new connection. */
+  closedLingerSeconds: number;
+  /** A client that closes within this many seconds of the last response closed "right after" it (`client_close`); later is `client_idle`. One second covers the response's trip to a distant client and its FIN coming back. */
+  clientPromptCloseSeconds: number;
+  /** A server-ended connection at the same request count must be seen this many times before `max_requests` is inferred (nginx announces nothing). */
+  inferMaxRequestsAfter: number;
+  /** How long (capture time) a candidate for an inferred max waits for a confirming connection before it is reported as `server_close`. */
+  inferMaxRequestsWaitSeconds: number;
+  /** Candidates for an inferred max held at once across all servers. */
+  maxPendingInferences: number;
+  /** Handshake RTT samples kept per server for the median used when a connection's own handshake was not captured. */
+  rttSamplesPerServer: number;
+  /** Servers tracked for per-server state (median RTT, advertised settings, inference). */
+  maxServers: number;
+}
+
+export const DEFAULT_LIMITS: EngineLimits = {
+  maxFlows: 100_000,
+  maxOutOfOrderBytes: 256 * 1024,
+  maxOutOfOrderSegments: 64,
+  maxHeaderBytes: 64 * 1024,
+  maxPendingRequests: 100,
+  maxResyncBytes: 64 * 1024,
+  flowIdleTimeoutSeconds: 600,
+  halfClosedTimeoutSeconds: 30,
+  closedLingerSeconds: 4,
+  clientPromptCloseSeconds: 1,
+  inferMaxRequestsAfter: 2,
+  inferMaxRequestsWaitSeconds: 120,
+  maxPendingInferences: 10_000,
+  rttSamplesPerServer: 63,
+  maxServers: 10_000,
+};
+
+/** How often (capture seconds) the flow table is swept for expired flows. */
+export const SWEEP_INTERVAL_SECONDS = 1;

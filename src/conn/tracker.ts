@@ -1,0 +1,471 @@
+/**
+ * The connection layer: turns TCP flows and HTTP messages into connection facts and emits them.
+ *
+ * Each flow gets an `HttpConnection` (the stream sink of both directions and the event sink of
+ * both HTTP parsers). It pairs responses with requests in order (pipelining), follows keep-alive
+ * negotiation, and at the end decides the close reason with `classifyClose`.
+ */
+import type { EngineLimits } from '../config/limits.js';
+import { A, type Anomaly } from '../config/anomalies.js';
+import { formatEndpoint } from '../decode/packet.js';
+import type { FinishReason, FlowEvents, TcpFlow } from '../tcp/flows.js';
+import type { StreamSink } from '../tcp/stream.js';
+import { HttpStreamParser, Mode, State, type HttpEvents, type NotHttpKind } from '../http/parser.js';
+import { wantsPersistence, type MessageHead } from '../http/head.js';
+import { classifyClose, type Verdict } from './close-reason.js';
+import type { ConnectionRecord, EngineConsumer, RequestRecord, Side } from './records.js';
+import { ServerState } from './servers.js';
+
+export interface TrackerOptions {
+  limits: EngineLimits;
+  /** Only these server ports are analysed; null: any port where HTTP is seen. */
+  ports: Set<number> | null;
+}
+
+export interface TrackerCounters {
+  anomalies: Float64Array;
+  nonHttp: { tls: number; http2: number; other: number };
+  connectionsOpened: number;
+  connectionsClosed: number;
+  openConnections: number;
+}
+
+interface PendingInference {
+  conn: HttpConnection;
+  server: ServerState;
+  count: number;
+  deadline: number;
+}
+
+export class ConnectionTracker implements FlowEvents {
+  private readonly consumers: EngineConsumer[] = [];
+  private readonly servers = new Map<string, ServerState>();
+  /** Ports on which an HTTP request was seen: unused connections to them count as HTTP connections. */
+  readonly httpPorts = new Uint8Array(65536);
+  private nextId = 1;
+  private pendingInferences: PendingInference[] = [];
+  readonly limits: EngineLimits;
+
+  constructor(
+    private readonly opts: TrackerOptions,
+    readonly counters: TrackerCounters,
+  ) {
+    this.limits = opts.limits;
+  }
+
+  subscribe(c: EngineConsumer): void {
+    this.consumers.push(c);
+  }
+
+  flowOpened(flow: TcpFlow, _ts: number): StreamSink | null {
+    const ports = this.opts.ports;
+    if (ports) {
+      if (flow.clientDir === 0 ? !ports.has(flow.bPort) : flow.clientDir === 1 ? !ports.has(flow.aPort) : !ports.has(flow.aPort) && !ports.has(flow.bPort)) {
+        return null;
+      }
+    }
+    const c = new HttpConnection(this, flow);
+    flow.owner = c;
+    return c;
+  }
+
+  closing(flow: TcpFlow, dir: number, rst: boolean, ts: number): void {
+    (flow.owner as HttpConnection | null)?.closing(dir, rst, ts);
+  }
+
+  flowFinished(flow: TcpFlow, why: FinishReason, ts: number): void {
+    (flow.owner as HttpConnection | null)?.finished(why, ts);
+  }
+
+  anomaly(name: Anomaly): void {
+    this.counters.anomalies[A[name]]++;
+  }
+
+  /** With --ports, the listed ports; otherwise any port on which an HTTP request was seen. */
+  portCarriesHttp(port: number): boolean {
+    return this.opts.ports ? this.opts.ports.has(port) : this.httpPorts[port] === 1;
+  }
+
+  serverState(server: string): ServerState | null {
+    let s = this.servers.get(server);
+    if (!s) {
+      if (this.servers.size >= this.limits.maxServers) return null;
+      s = new ServerState(this.limits.rttSamplesPerServer);
+      this.servers.set(server, s);
+    }
+    return s;
+  }
+
+  get serverStates(): ReadonlyMap<string, ServerState> {
+    return this.servers;
+  }
+
+  newId(): number {
+    return this.nextId++;
+  }
+
+  emitOpened(c: ConnectionRecord): void {
+    this.counters.connectionsOpened++;
+    this.counters.openConnections++;
+    for (const k of this.consumers) k.opened?.(c);
+  }
+
+  emitRequest(c: ConnectionRecord, r: RequestRecord): void {
+    for (const k of this.consumers) k.request?.(c, r);
+  }
+
+  emitResponse(c: ConnectionRecord, r: RequestRecord): void {
+    for (const k of this.consumers) k.response?.(c, r);
+  }
+
+  emitClosed(c: ConnectionRecord): void {
+    this.counters.openConnections--;
+    if (c.closeReason !== 'open') this.counters.connectionsClosed++;
+    for (const k of this.consumers) k.closed?.(c);
+  }
+
+  /**
+   * A server ended persistence on a success response with nothing announced. nginx does exactly
+   * this at `keepalive_requests` (shared reference section 3): the same count again on the same
+   * server confirms a limit; a lone one is an ordinary `server_close`.
+   */
+  inferMax(conn: HttpConnection, server: ServerState | null, count: number, ts: number): void {
+    if (!server) return conn.emitVerdict('server_close');
+    if (server.inferredMax === count) return conn.emitVerdict('max_requests');
+    const seen = (server.candidateCounts.get(count) ?? 0) + 1;
+    if (server.candidateCounts.size < 64 || server.candidateCounts.has(count)) server.candidateCounts.set(count, seen);
+    if (seen >= this.limits.inferMaxRequestsAfter) {
+      server.inferredMax = count;
+      const keep: PendingInference[] = [];
+      for (const p of this.pendingInferences) {
+        if (p.server === server && p.count === count) p.conn.emitVerdict('max_requests');
+        else keep.push(p);
+      }
+      this.pendingInferences = keep;
+      return conn.emitVerdict('max_requests');
+    }
+    if (this.pendingInferences.length >= this.limits.maxPendingInferences) {
+      this.anomaly('inference_overflow');
+      this.pendingInferences.shift()!.conn.emitVerdict('server_close');
+    }
+    this.pendingInferences.push({ conn, server, count, deadline: ts + this.limits.inferMaxRequestsWaitSeconds });
+  }
+
+  /** Releases inference candidates whose wait expired (capture time), or all of them at the end. */
+  expireInferences(ts: number, all: boolean): void {
+    if (this.pendingInferences.length === 0) return;
+    const keep: PendingInference[] = [];
+    for (const p of this.pendingInferences) {
+      if (all || p.deadline <= ts) p.conn.emitVerdict('server_close');
+      else keep.push(p);
+    }
+    this.pendingInferences = keep;
+  }
+
+  get pendingInferenceCount(): number {
+    return this.pendingInferences.length;
+  }
+}
+
+const enum Confirmed {
+  Unknown = 0,
+  Http = 1,
+  NotHttp = 2,
+}
+
+class HttpConnection implements StreamSink, HttpEvents {
+  private readonly parsers: [HttpStreamParser | null, HttpStreamParser | null] = [null, null];
+  private record: ConnectionRecord | null = null;
+  private confirmed = Confirmed.Unknown;
+  private readonly pending: RequestRecord[] = [];
+  /** Request whose head was seen and whose body may still be in progress. */
+  private lastExchange: RequestRecord | null = null;
+  private previousMax = -1;
+  private lastMax = -1;
+  private requests = 0;
+  private lastHttpTime = -1;
+  private first: { dir: number; rst: boolean; time: number; pending: number } | null = null;
+  private readonly unanswered: RequestRecord[] = [];
+  private server: ServerState | null = null;
+
+  constructor(
+    private readonly t: ConnectionTracker,
+    private readonly flow: TcpFlow,
+  ) {}
+
+  // --- stream sink (from tcp/) ---
+
+  data(dir: number, buf: Buffer, off: number, len: number, ts: number): void {
+    if (this.confirmed === Confirmed.NotHttp) return;
+    const p = this.parsers[dir] ?? this.createParser(dir);
+    if (p.state === State.Dead || p.state === State.Tunnel) return;
+    this.lastHttpTime = ts;
+    p.data(buf, off, len, ts);
+  }
+
+  gap(dir: number, len: number, ts: number): void {
+    const p = this.parsers[dir];
+    if (p) p.gap(len, ts);
+    else if (this.confirmed !== Confirmed.NotHttp) this.createParser(dir, false);
+  }
+
+  end(dir: number, ts: number): void {
+    this.parsers[dir]?.end(ts);
+  }
+
+  // --- HTTP events (from http/) ---
+
+  head(dir: number, h: MessageHead, ts: number): void {
+    const flow = this.flow;
+    if (flow.clientDir < 0) {
+      flow.clientDir = h.isRequest ? dir : 1 - dir;
+      const other = this.parsers[1 - dir];
+      if (other) other.mode = h.isRequest ? Mode.Response : Mode.Request;
+    }
+    if (h.isRequest) this.onRequest(h, ts);
+    else this.onResponse(h, ts);
+  }
+
+  complete(dir: number, ts: number): void {
+    if (dir === this.flow.clientDir) return; // request bodies end: nothing to report
+    const r = this.pending.shift();
+    if (!r) return;
+    r.responseEnd = ts;
+    this.lastExchange = r;
+    this.lastHttpTime = ts;
+    if (this.record && r.index > 0) {
+      this.record.responses++;
+      this.t.emitResponse(this.record, r);
+    }
+  }
+
+  requestMethod(_dir: number): string {
+    return this.pending.length > 0 ? this.pending[0].method : '';
+  }
+
+  notHttp(dir: number, kind: NotHttpKind): void {
+    if (this.confirmed === Confirmed.Http) {
+      this.t.anomaly('http_malformed_head');
+      return;
+    }
+    if (this.confirmed === Confirmed.NotHttp) return;
+    this.confirmed = Confirmed.NotHttp;
+    this.t.counters.nonHttp[kind]++;
+    const other = this.parsers[1 - dir];
+    if (other) other.state = State.Dead;
+  }
+
+  anomaly(name: Anomaly): void {
+    this.t.anomaly(name);
+  }
+
+  // --- flow events (from tcp/) ---
+
+  closing(dir: number, rst: boolean, ts: number): void {
+    if (this.first) return;
+    this.first = { dir, rst, time: ts, pending: this.pending.length };
+  }
+
+  finished(_why: FinishReason, ts: number): void {
+    const flow = this.flow;
+    // End of both streams: close-delimited bodies end with the connection.
+    this.parsers[0]?.end(ts);
+    this.parsers[1]?.end(ts);
+    if (this.confirmed === Confirmed.Unknown) {
+      // No HTTP message: an unused connection, if it went to a port that carries HTTP.
+      if (!this.first || flow.clientDir < 0 || !flow.fromStart) return;
+      const serverPort = flow.clientDir === 0 ? flow.bPort : flow.aPort;
+      if (!this.t.portCarriesHttp(serverPort)) return;
+      this.confirm(this.first.time);
+    }
+    if (this.confirmed !== Confirmed.Http || !this.record) return;
+    const rec = this.record;
+    for (const r of this.pending) if (!r.responseStarted) this.unanswered.push(r);
+    if (!this.first) {
+      // Tracking ended (capture end, idle expiry, eviction) before any FIN or RST.
+      rec.closeReason = 'open';
+      this.t.emitClosed(rec);
+      return;
+    }
+    const first = this.first;
+    const by: Side = first.dir === flow.clientDir ? 'client' : 'server';
+    rec.closedAt = first.time;
+    rec.closedBy = by;
+    rec.closedWith = first.rst ? 'rst' : 'fin';
+    const idle = this.lastHttpTime >= 0 ? Math.max(0, first.time - this.lastHttpTime) : first.time - rec.openedAt;
+    rec.idleBeforeClose = idle;
+    const verdict = classifyClose({
+      requests: this.requests,
+      by,
+      rst: first.rst,
+      time: first.time,
+      pendingAtClose: first.pending,
+      unanswered: this.unanswered,
+      lastExchange: this.lastExchange,
+      previousMax: this.previousMax,
+      idleBeforeClose: idle,
+      clientPromptCloseSeconds: this.t.limits.clientPromptCloseSeconds,
+    });
+    if (verdict === 'max_requests_candidate') this.t.inferMax(this, this.server, this.requests, ts);
+    else this.emitVerdict(verdict);
+  }
+
+  emitVerdict(v: Verdict): void {
+    const rec = this.record!;
+    rec.closeReason = v === 'max_requests_candidate' ? 'server_close' : v;
+    this.t.emitClosed(rec);
+  }
+
+  // --- internals ---
+
+  private createParser(dir: number, withData = true): HttpStreamParser {
+    const flow = this.flow;
+    const mode = flow.clientDir < 0 ? Mode.Detect : dir === flow.clientDir ? Mode.Request : Mode.Response;
+    const fromStart = withData && flow.fromStart && flow.dirs[dir].bytes === 0;
+    const p = new HttpStreamParser(dir, mode, this, this.t.limits.maxHeaderBytes, this.t.limits.maxResyncBytes, fromStart);
+    this.parsers[dir] = p;
+    return p;
+  }
+
+  private confirm(ts: number): void {
+    const flow = this.flow;
+    this.confirmed = Confirmed.Http;
+    const cd = flow.clientDir;
+    const client = cd === 1
+      ? formatEndpoint(flow.version, flow.b0, flow.b1, flow.b2, flow.b3, flow.bPort)
+      : formatEndpoint(flow.version, flow.a0, flow.a1, flow.a2, flow.a3, flow.aPort);
+    const server = cd === 1
+      ? formatEndpoint(flow.version, flow.a0, flow.a1, flow.a2, flow.a3, flow.aPort)
+      : formatEndpoint(flow.version, flow.b0, flow.b1, flow.b2, flow.b3, flow.bPort);
+    this.t.httpPorts[cd === 1 ? flow.aPort : flow.bPort] = 1;
+    this.server = this.t.serverState(server);
+    const rtt = flow.handshakeRtt >= 0 ? flow.handshakeRtt : null;
+    if (rtt !== null) this.server?.addRtt(rtt);
+    this.record = {
+      id: this.t.newId(),
+      client,
+      server,
+      ipVersion: flow.version,
+      openedAt: flow.synTime >= 0 ? flow.synTime : Math.min(flow.firstSeen, ts),
+      closedAt: null,
+      handshakeRtt: rtt,
+      requests: 0,
+      reusedRequests: 0,
+      responses: 0,
+      handshakeTimeSaved: 0,
+      advertisedTimeout: null,
+      advertisedMax: null,
+      closeReason: 'open',
+      closedBy: null,
+      closedWith: null,
+      idleBeforeClose: null,
+      tunneled: false,
+      midstream: !flow.fromStart,
+    };
+    this.t.emitOpened(this.record);
+  }
+
+  private onRequest(h: MessageHead, ts: number): void {
+    if (this.confirmed !== Confirmed.Http) this.confirm(ts);
+    const rec = this.record!;
+    const index = ++this.requests;
+    // On a connection seen from its handshake every request after the first reused it. Mid-stream,
+    // the first request seen may or may not have been the first: it is not counted as reused.
+    const reused = index > 1;
+    let saved = 0;
+    let savedFrom: RequestRecord['savedFrom'] = 'unknown';
+    if (reused) {
+      if (rec.handshakeRtt !== null) {
+        saved = rec.handshakeRtt;
+        savedFrom = 'handshake';
+      } else {
+        const median = this.server?.medianRtt() ?? null;
+        if (median !== null) {
+          saved = median;
+          savedFrom = 'server_median';
+        }
+      }
+    }
+    const r: RequestRecord = {
+      index,
+      time: ts,
+      method: h.method,
+      version: h.minor === 0 ? '1.0' : '1.1',
+      wantsKeepAlive: wantsPersistence(h),
+      connectionClose: h.close,
+      reused,
+      savedSeconds: saved,
+      savedFrom,
+      outstandingAtStart: this.pending.length,
+      status: 0,
+      responseVersion: '',
+      responseKeepAlive: false,
+      responseConnectionClose: false,
+      kaTimeout: -1,
+      kaMax: -1,
+      responseEnd: -1,
+      responseStarted: false,
+    };
+    rec.requests = index;
+    if (reused) {
+      rec.reusedRequests++;
+      rec.handshakeTimeSaved += saved;
+    }
+    if (this.pending.length >= this.t.limits.maxPendingRequests) {
+      this.t.anomaly('pipeline_overflow');
+      this.pending.shift();
+    }
+    this.pending.push(r);
+    this.t.emitRequest(rec, r);
+  }
+
+  private onResponse(h: MessageHead, ts: number): void {
+    if (h.status >= 100 && h.status < 200 && h.status !== 101) return; // interim (100 Continue, 103)
+    const r = this.pending[0];
+    if (!r) {
+      this.t.anomaly('http_unexpected_response');
+      // Answering a request sent before the capture started: consume it as a phantom exchange.
+      const phantom = this.phantomRequest(ts);
+      this.pending.push(phantom);
+      return this.onResponse(h, ts);
+    }
+    r.responseStarted = true;
+    r.status = h.status;
+    r.responseVersion = h.minor === 0 ? '1.0' : '1.1';
+    r.responseConnectionClose = h.close;
+    r.responseKeepAlive = r.wantsKeepAlive && wantsPersistence(h);
+    r.kaTimeout = h.kaTimeout;
+    r.kaMax = h.kaMax;
+    this.previousMax = this.lastMax;
+    this.lastMax = h.kaMax;
+    const rec = this.record;
+    if (rec) {
+      if (h.kaTimeout >= 0) {
+        rec.advertisedTimeout = h.kaTimeout;
+        if (this.server) this.server.advertisedTimeout = h.kaTimeout;
+      }
+      if (h.kaMax >= 0) {
+        if (rec.advertisedMax === null && this.server) this.server.advertisedMax = h.kaMax;
+        rec.advertisedMax = h.kaMax;
+      }
+    }
+    const reqParser = this.parsers[this.flow.clientDir];
+    if (h.status === 101 || (r.method === 'CONNECT' && h.status >= 200 && h.status < 300)) {
+      if (rec) rec.tunneled = true;
+      reqParser?.enterTunnel();
+      this.parsers[1 - this.flow.clientDir]?.enterTunnel();
+      this.complete(1 - this.flow.clientDir, ts);
+      return;
+    }
+    if (reqParser && reqParser.state === State.AwaitUpgrade) reqParser.upgradeRefused();
+  }
+
+  private phantomRequest(ts: number): RequestRecord {
+    return {
+      index: 0, time: ts, method: '', version: '1.1', wantsKeepAlive: true, connectionClose: false,
+      reused: false, savedSeconds: 0, savedFrom: 'unknown', outstandingAtStart: 0, status: 0, responseVersion: '',
+      responseKeepAlive: false, responseConnectionClose: false, kaTimeout: -1, kaMax: -1,
+      responseEnd: -1, responseStarted: false,
+    };
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * Parsing one HTTP/1.x message head (start line and header fields), already delimited.
+ * Heads are the only payload bytes turned into strings (latin1, as RFC 9110 5.5 allows).
+ */
+
+export interface MessageHead {
+  isRequest: boolean;
+  /** Request method, e.g. "GET"; "" for responses. */
+  method: string;
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
+  minor: number;
+  /** Response status code; 0 for requests. */
+  status: number;
+  /** `Connection` tokens (RFC 9110 7.6.1), from every Connection field. */
+  close: boolean;
+  keepAlive: boolean;
+  upgrade: boolean;
+  /** `Keep-Alive: timeout=, max=` parameters (RFC 2068 19.7.1); -1 when absent. */
+  kaTimeout: number;
+  kaMax: number;
+  /** -1 when absent. */
+  contentLength: number;
+  /** Transfer-Encoding present; `chunked` when its last coding is chunked (RFC 9112 6.3). */
+  transferEncoding: boolean;
+  chunked: boolean;
+}
+
+export type HeadResult = MessageHead | HeadError;
+export type HeadError = 'http_malformed_head' | 'http_bad_content_length' | 'not_http1';
+
+/** RFC 9110 5.6.2 token characters, for the method. */
+const TCHAR = new Uint8Array(128);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1;
+
+export function parseHead(buf: Buffer, start: number, end: number): HeadResult {
+  const text = buf.toString('latin1', start, end);
+  let lineEnd = text.indexOf('\n');
+  if (lineEnd < 0) return 'http_malformed_head';
+  const startLine = text.charCodeAt(lineEnd - 1) === 13 ? text.slice(0, lineEnd - 1) : text.slice(0, lineEnd);
+  const head: MessageHead = {
+    isRequest: false, method: '', minor: 1, status: 0,
+    close: false, keepAlive: false, upgrade: false,
+    kaTimeout: -1, kaMax: -1, contentLength: -1, transferEncoding: false, chunked: false,
+  };
+  if (startLine.startsWith('HTTP/')) {
+    // status-line = HTTP-version SP status-code SP [ reason-phrase ]
+    if (startLine.length < 12 || startLine.charCodeAt(8) !== 32) return 'http_malformed_head';
+    if (!startLine.startsWith('HTTP/1.')) return 'not_http1';
+    const minor = startLine.charCodeAt(7) - 48;
+    if (minor !== 0 && minor !== 1) return 'http_malformed_head';
+    const status = Number(startLine.slice(9, 12));
+    if (!Number.isInteger(status) || status < 100 || status > 999) return 'http_malformed_head';
+    head.minor = minor;
+    head.status = status;
+  } else {
+    // request-line = method SP request-target SP HTTP-version
+    const sp1 = startLine.indexOf(' ');
+    const sp2 = startLine.lastIndexOf(' ');
+    if (sp1 <= 0 || sp2 <= sp1 + 0 || sp2 === sp1) return 'http_malformed_head';
+    for (let i = 0; i < sp1; i++) {
+      const c = startLine.charCodeAt(i);
+      if (c > 127 || !TCHAR[c]) return 'http_malformed_head';
+    }
+    const version = startLine.slice(sp2 + 1);
+    if (version === 'HTTP/1.1') head.minor = 1;
+    else if (version === 'HTTP/1.0') head.minor = 0;
+    else if (version.startsWith('HTTP/')) return 'not_http1';
+    else return 'http_malformed_head';
+    head.isRequest = true;
+    head.method = startLine.slice(0, sp1);
+  }
+
+  let lastName = '';
+  let pos = lineEnd + 1;
+  while (pos < text.length) {
+    lineEnd = text.indexOf('\n', pos);
+    if (lineEnd < 0) lineEnd = text.length;
+    let line = text.slice(pos, text.charCodeAt(lineEnd - 1) === 13 ? lineEnd - 1 : lineEnd);
+    pos = lineEnd + 1;
+    if (line.length === 0) break;
+    const first = line.charCodeAt(0);
+    let name: string;
+    let value: string;
+    if (first === 32 || first === 9) {
+      // obs-fold (RFC 9112 5.2): a continuation of the previous field's value
+      if (!lastName) return 'http_malformed_head';
+      name = lastName;
+      value = line.trim();
+    } else {
+      const colon = line.indexOf(':');
+      if (colon <= 0) return 'http_malformed_head';
+      name = line.slice(0, colon).toLowerCase();
+      if (name.charCodeAt(name.length - 1) === 32) return 'http_malformed_head'; // RFC 9112 5.1: no space before colon
+      value = line.slice(colon + 1).trim();
+      lastName = name;
+    }
+    switch (name) {
+      case 'connection':
+      case 'proxy-connection': // sent by old clients in place of Connection
+        for (const tok of value.split(',')) {
+          const t = tok.trim().toLowerCase();
+          if (t === 'close') head.close = true;
+          else if (t === 'keep-alive') head.keepAlive = true;
+          else if (t === 'upgrade') head.upgrade = true;
+        }
+        break;
+      case 'keep-alive':
+        for (const param of value.split(',')) {
+          const eq = param.indexOf('=');
+          if (eq < 0) continue;
+          const k = param.slice(0, eq).trim().toLowerCase();
+          const n = Number(param.slice(eq + 1).trim());
+          if (!Number.isFinite(n) || n < 0) continue;
+          if (k === 'timeout') head.kaTimeout = n;
+          else if (k === 'max') head.kaMax = n;
+        }
+        break;
+      case 'content-length': {
+        // A list of identical values is allowed (RFC 9110 8.6); differing values are an error.
+        for (const part of value.split(',')) {
+          const p = part.trim();
+          if (!/^\d{1,15}$/.test(p)) return 'http_bad_content_length';
+          const n = Number(p);
+          if (head.contentLength >= 0 && head.contentLength !== n) return 'http_bad_content_length';
+          head.contentLength = n;
+        }
+        break;
+      }
+      case 'transfer-encoding': {
+        head.transferEncoding = true;
+        const codings = value.toLowerCase().split(',');
+        head.chunked = codings[codings.length - 1].trim() === 'chunked';
+        break;
+      }
+    }
+  }
+  return head;
+}
+
+/** True when the sender of this head wants the connection to stay open (RFC 9112 9.3). */
+export function wantsPersistence(h: MessageHead): boolean {
+  if (h.close) return false;
+  return h.minor >= 1 || h.keepAlive;
+}

@@ -1,0 +1,491 @@
+/**
+ * Incremental, passive HTTP/1.x parser for one direction of a TCP connection.
+ *
+ * A named state machine fed with byte ranges of any size (it keeps no reference to them after
+ * the call), gaps (bytes lost from the capture) and the end of the stream. It reports message
+ * boundaries to an `HttpEvents` sink; bodies are counted, never copied. Only an incomplete head
+ * is copied, bounded by `maxHeaderBytes`.
+ *
+ * Framing follows RFC 9112 section 6: Transfer-Encoding chunked (with trailers), Content-Length,
+ * close-delimited responses; no body for HEAD responses, 1xx, 204 and 304; 101 and 2xx to CONNECT
+ * switch to a tunnel.
+ */
+import { parseHead, type MessageHead } from './head.js';
+
+export const enum Mode {
+  /** Role not known yet (flow without a handshake): either kind of message starts it. */
+  Detect = 0,
+  Request = 1,
+  Response = 2,
+}
+
+export const enum State {
+  Start = 0,
+  Head,
+  BodyLength,
+  ChunkSize,
+  ChunkExt,
+  ChunkData,
+  ChunkDataEnd,
+  Trailer,
+  BodyClose,
+  /** Waiting to learn whether an Upgrade/CONNECT request is accepted: bytes are not HTTP. */
+  AwaitUpgrade,
+  Tunnel,
+  Resync,
+  /** Not HTTP/1: bytes are ignored. */
+  Dead,
+}
+
+export type NotHttpKind = 'tls' | 'http2' | 'other';
+
+export interface HttpEvents {
+  /** A head was parsed. `ts` is the time of the segment holding its first byte. Return value ignored. */
+  head(dir: number, head: MessageHead, ts: number): void;
+  /** The message whose head was last reported is complete (body included). */
+  complete(dir: number, ts: number): void;
+  /** For a response head: the method of the request it answers ("" if none is waiting). */
+  requestMethod(dir: number): string;
+  /** The stream turned out not to be HTTP/1.x. */
+  notHttp(dir: number, kind: NotHttpKind): void;
+  /** A counted anomaly by name (see config/anomalies.ts). */
+  anomaly(name: 'http_malformed_head' | 'header_too_large' | 'http_bad_content_length' | 'http_bad_chunk' | 'http_resync' | 'resync_failed'): void;
+}
+
+/** Longest chunk-size line digits we accept: 16 hex digits exceed any real body. */
+const MAX_CHUNK_SIZE_DIGITS = 15;
+
+export class HttpStreamParser {
+  state: State = State.Start;
+  /** Messages whose head was seen. */
+  messages = 0;
+  private remaining = 0;
+  private digits = 0;
+  private lineLen = 0;
+  private headBuf: Buffer | null = null;
+  private headLen = 0;
+  private headTs = 0;
+  private scanned = 0;
+  /** The message in progress is a response to HEAD etc.: set from its head. */
+  private isRequestMsg = false;
+
+  constructor(
+    readonly dir: number,
+    public mode: Mode,
+    private readonly events: HttpEvents,
+    private readonly maxHeaderBytes: number,
+    private readonly maxResyncBytes: number,
+    /** A stream seen from its first byte: garbage there means "not HTTP", not "lost framing". */
+    private fromStart: boolean,
+  ) {
+    if (!fromStart) this.state = State.Resync;
+  }
+
+  /** True once the message in progress (if any) is complete and nothing is buffered. */
+  get idle(): boolean {
+    return this.state === State.Start;
+  }
+
+  /** True while a message is in progress. */
+  get inMessage(): boolean {
+    const s = this.state;
+    return s === State.Head || (s >= State.BodyLength && s <= State.BodyClose);
+  }
+
+  data(buf: Buffer, off: number, len: number, ts: number): void {
+    const end = off + len;
+    let p = off;
+    while (p < end) {
+      switch (this.state) {
+        case State.Start: {
+          const c = buf[p];
+          if (c === 13 || c === 10) {
+            // RFC 9112 2.2: ignore at least one empty line before a request-line.
+            p++;
+            continue;
+          }
+          if (!this.plausibleStart(buf, p, end)) {
+            if (this.fromStart && this.messages === 0) {
+              this.state = State.Dead;
+              this.events.notHttp(this.dir, sniffProtocol(buf, p, end));
+              return;
+            }
+            this.events.anomaly('http_resync');
+            this.state = State.Resync;
+            this.scanned = 0;
+            continue;
+          }
+          this.state = State.Head;
+          this.headLen = 0;
+          this.headTs = ts;
+          continue;
+        }
+        case State.Head:
+          p = this.readHead(buf, p, end, ts);
+          continue;
+        case State.BodyLength: {
+          const n = Math.min(this.remaining, end - p);
+          this.remaining -= n;
+          p += n;
+          if (this.remaining === 0) this.finishMessage(ts);
+          continue;
+        }
+        case State.ChunkSize: {
+          const c = buf[p++];
+          const hex = hexValue(c);
+          if (hex >= 0) {
+            if (++this.digits > MAX_CHUNK_SIZE_DIGITS) { this.badChunk(); continue; }
+            this.remaining = this.remaining * 16 + hex;
+          } else if (c === 10) {
+            if (this.digits === 0) { this.badChunk(); continue; }
+            this.afterChunkSize();
+          } else if (c === 59 /* ; */ || c === 32 || c === 9) {
+            if (this.digits === 0) { this.badChunk(); continue; }
+            this.state = State.ChunkExt;
+          } else if (c !== 13) this.badChunk();
+          continue;
+        }
+        case State.ChunkExt: {
+          const nl = buf.indexOf(10, p);
+          if (nl < 0 || nl >= end) { p = end; continue; }
+          p = nl + 1;
+          this.afterChunkSize();
+          continue;
+        }
+        case State.ChunkData: {
+          const n = Math.min(this.remaining, end - p);
+          this.remaining -= n;
+          p += n;
+          if (this.remaining === 0) this.state = State.ChunkDataEnd;
+          continue;
+        }
+        case State.ChunkDataEnd: {
+          const c = buf[p++];
+          if (c === 10) {
+            this.state = State.ChunkSize;
+            this.remaining = 0;
+            this.digits = 0;
+          } else if (c !== 13) this.badChunk();
+          continue;
+        }
+        case State.Trailer: {
+          const c = buf[p++];
+          if (c === 10) {
+            if (this.lineLen === 0) this.finishMessage(ts);
+            else this.lineLen = 0;
+          } else if (c !== 13) this.lineLen++;
+          continue;
+        }
+        case State.BodyClose:
+        case State.AwaitUpgrade:
+        case State.Tunnel:
+        case State.Dead:
+          return;
+        case State.Resync:
+          p = this.resync(buf, p, end);
+          continue;
+      }
+    }
+  }
+
+  /** `len` bytes were lost from the capture. */
+  gap(len: number, ts: number): void {
+    switch (this.state) {
+      case State.BodyLength:
+        // A hole inside a body of known length: framing survives (as in Zeek).
+        if (len < this.remaining) { this.remaining -= len; return; }
+        if (len === this.remaining) { this.remaining = 0; this.finishMessage(ts); return; }
+        this.finishMessage(ts);
+        break;
+      case State.ChunkData:
+        if (len < this.remaining) { this.remaining -= len; return; }
+        if (len === this.remaining) { this.remaining = 0; this.state = State.ChunkDataEnd; return; }
+        break;
+      case State.BodyClose:
+      case State.Tunnel:
+      case State.AwaitUpgrade:
+      case State.Dead:
+        return;
+      case State.Start:
+        this.state = State.Resync;
+        this.scanned = 0;
+        return;
+      case State.Resync:
+        return;
+      case State.Head:
+        this.headLen = 0;
+        break;
+    }
+    // Framing is lost: look for the next message start.
+    this.events.anomaly('http_resync');
+    this.state = State.Resync;
+    this.scanned = 0;
+  }
+
+  /** The sender closed its side (FIN) or the connection ended: completes close-delimited bodies. */
+  end(ts: number): void {
+    if (this.state === State.BodyClose) this.finishMessage(ts);
+  }
+
+  /** The server accepted the upgrade or CONNECT: everything after is not HTTP. */
+  enterTunnel(): void {
+    this.state = State.Tunnel;
+  }
+
+  /** The upgrade was refused: HTTP continues, but what was sent meanwhile is lost. */
+  upgradeRefused(): void {
+    if (this.state === State.AwaitUpgrade) {
+      this.state = State.Resync;
+      this.scanned = 0;
+    }
+  }
+
+  private plausibleStart(buf: Buffer, p: number, end: number): boolean {
+    const mode = this.mode;
+    if (mode !== Mode.Request && startsWithHttpVersion(buf, p, end)) return true;
+    if (mode !== Mode.Response) return startsWithMethod(buf, p, end);
+    return false;
+  }
+
+  private readHead(buf: Buffer, p: number, end: number, ts: number): number {
+    // Find the empty line that ends the head: CRLF CRLF, or bare LF LF (tolerated, RFC 9112 2.2).
+    let headEnd = -1;
+    if (this.headLen === 0) {
+      headEnd = findHeadEnd(buf, p, end);
+      if (headEnd >= 0) {
+        if (headEnd - p > this.maxHeaderBytes) return this.headTooLarge(end);
+        this.onHead(buf, p, headEnd, ts);
+        return headEnd;
+      }
+      // Incomplete head: copy what we have (the only payload copy the parser makes).
+      return this.appendHead(buf, p, end);
+    }
+    const prev = this.headLen;
+    const r = this.appendHead(buf, p, end);
+    if (this.state !== State.Head) return r;
+    const hb = this.headBuf!;
+    headEnd = findHeadEnd(hb, Math.max(0, prev - 3), this.headLen);
+    if (headEnd < 0) return r;
+    // Bytes of this chunk that belong to the head: give back the rest.
+    const used = headEnd - prev;
+    this.headLen = 0;
+    this.onHead(hb, 0, headEnd, ts);
+    return p + used;
+  }
+
+  private appendHead(buf: Buffer, p: number, end: number): number {
+    const n = end - p;
+    if (this.headLen + n > this.maxHeaderBytes) return this.headTooLarge(end);
+    if (!this.headBuf || this.headBuf.length < this.headLen + n) {
+      const grown = Buffer.allocUnsafe(Math.min(this.maxHeaderBytes, Math.max(1024, (this.headLen + n) * 2)));
+      if (this.headBuf) this.headBuf.copy(grown, 0, 0, this.headLen);
+      this.headBuf = grown;
+    }
+    buf.copy(this.headBuf, this.headLen, p, end);
+    this.headLen += n;
+    return end;
+  }
+
+  private headTooLarge(end: number): number {
+    this.events.anomaly('header_too_large');
+    this.headLen = 0;
+    this.state = State.Resync;
+    this.scanned = 0;
+    return end;
+  }
+
+  private onHead(buf: Buffer, start: number, end: number, ts: number): void {
+    const ts0 = this.headTs || ts;
+    this.headTs = 0;
+    const h = parseHead(buf, start, end);
+    if (typeof h === 'string') {
+      if (h === 'not_http1' && this.fromStart && this.messages === 0) {
+        this.state = State.Dead;
+        this.events.notHttp(this.dir, 'http2');
+        return;
+      }
+      this.events.anomaly(h === 'not_http1' ? 'http_malformed_head' : h);
+      this.state = State.Resync;
+      this.scanned = 0;
+      return;
+    }
+    if (this.mode === Mode.Detect) this.mode = h.isRequest ? Mode.Request : Mode.Response;
+    else if (h.isRequest !== (this.mode === Mode.Request)) {
+      this.events.anomaly('http_malformed_head');
+      this.state = State.Resync;
+      this.scanned = 0;
+      return;
+    }
+    this.messages++;
+    this.isRequestMsg = h.isRequest;
+    this.fromStart = true;
+    this.events.head(this.dir, h, ts0);
+    if (this.state !== State.Head) return; // the sink changed our state (e.g. tunnel)
+    this.frameBody(h, ts);
+  }
+
+  /** RFC 9112 6.3: how the body of this message is delimited. */
+  private frameBody(h: MessageHead, ts: number): void {
+    if (h.isRequest) {
+      if (h.method === 'CONNECT' || h.upgrade) {
+        // Wait for the response: a 2xx/101 turns the connection into a tunnel.
+        this.events.complete(this.dir, ts);
+        this.state = State.AwaitUpgrade;
+        if (h.method !== 'CONNECT' && (h.contentLength > 0 || h.transferEncoding)) this.state = State.AwaitUpgrade;
+        return;
+      }
+      if (h.transferEncoding) {
+        if (h.chunked) return this.startChunked();
+        // A request with a non-chunked final coding cannot be framed (RFC 9112 6.3 item 4).
+        this.events.anomaly('http_bad_chunk');
+        this.state = State.Resync;
+        this.scanned = 0;
+        return;
+      }
+      if (h.contentLength > 0) return this.startLength(h.contentLength);
+      this.finishMessage(ts);
+      return;
+    }
+    const status = h.status;
+    const method = this.events.requestMethod(this.dir);
+    if (status >= 100 && status < 200) {
+      if (status === 101) {
+        this.state = State.Tunnel;
+        return;
+      }
+      // Interim response: the final one follows, the request stays outstanding.
+      this.state = State.Start;
+      return;
+    }
+    if (method === 'CONNECT' && status >= 200 && status < 300) {
+      this.events.complete(this.dir, ts);
+      if (this.state === State.Head) this.state = State.Tunnel;
+      return;
+    }
+    if (method === 'HEAD' || status === 204 || status === 304) return this.finishMessage(ts);
+    if (h.transferEncoding) {
+      if (h.chunked) return this.startChunked();
+      this.state = State.BodyClose;
+      return;
+    }
+    if (h.contentLength >= 0) {
+      if (h.contentLength === 0) return this.finishMessage(ts);
+      return this.startLength(h.contentLength);
+    }
+    this.state = State.BodyClose;
+  }
+
+  private startLength(n: number): void {
+    this.remaining = n;
+    this.state = State.BodyLength;
+  }
+
+  private startChunked(): void {
+    this.remaining = 0;
+    this.digits = 0;
+    this.state = State.ChunkSize;
+  }
+
+  private afterChunkSize(): void {
+    if (this.remaining === 0) {
+      this.lineLen = 0;
+      this.state = State.Trailer;
+    } else this.state = State.ChunkData;
+  }
+
+  private badChunk(): void {
+    this.events.anomaly('http_bad_chunk');
+    this.state = State.Resync;
+    this.scanned = 0;
+  }
+
+  private finishMessage(ts: number): void {
+    this.state = State.Start;
+    this.events.complete(this.dir, ts);
+  }
+
+  /** Skips to the next line that starts a message this direction can carry. */
+  private resync(buf: Buffer, p: number, end: number): number {
+    const mode = this.mode;
+    let q = p;
+    while (q < end) {
+      // Candidate message starts are at the segment start or right after a LF.
+      if ((q === p && (this.scanned === 0 || buf[q - 1] === 10)) || q > p) {
+        if (this.plausibleStart(buf, q, end) && lineLooksLikeStart(buf, q, end, mode)) {
+          this.state = State.Start;
+          this.scanned = 0;
+          return q;
+        }
+      }
+      const nl = buf.indexOf(10, q);
+      if (nl < 0 || nl >= end) break;
+      q = nl + 1;
+    }
+    this.scanned += end - p;
+    if (!this.fromStart && this.messages === 0 && this.scanned > this.maxResyncBytes) {
+      this.state = State.Dead;
+      this.events.anomaly('resync_failed');
+      this.events.notHttp(this.dir, 'other');
+    }
+    return end;
+  }
+}
+
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  if (c >= 65 && c <= 70) return c - 55;
+  return -1;
+}
+
+/** Position just after the empty line ending a head, or -1. */
+function findHeadEnd(buf: Buffer, p: number, end: number): number {
+  let i = p;
+  while (i < end) {
+    const nl = buf.indexOf(10, i);
+    if (nl < 0 || nl >= end) return -1;
+    if (nl + 1 < end && buf[nl + 1] === 10) return nl + 2;
+    if (nl + 2 < end && buf[nl + 1] === 13 && buf[nl + 2] === 10) return nl + 3;
+    i = nl + 1;
+  }
+  return -1;
+}
+
+function startsWithHttpVersion(buf: Buffer, p: number, end: number): boolean {
+  // "HTTP/" — also accept a prefix cut by the segment end; the head parser decides.
+  const n = Math.min(5, end - p);
+  for (let i = 0; i < n; i++) if (buf[p + i] !== HTTP_SLASH[i]) return false;
+  return true;
+}
+const HTTP_SLASH = [72, 84, 84, 80, 47];
+
+/** A method token (upper-case letters, as every registered method is) then a space. */
+function startsWithMethod(buf: Buffer, p: number, end: number): boolean {
+  let i = p;
+  const lim = Math.min(end, p + 24);
+  while (i < lim) {
+    const c = buf[i];
+    if (c >= 65 && c <= 90) { i++; continue; }
+    if (c === 45 || c === 95) { i++; continue; }
+    return c === 32 && i > p;
+  }
+  return i === end && i > p; // cut by the segment end: maybe
+}
+
+/** Stricter check used while resynchronising: the whole line must look like a start line. */
+function lineLooksLikeStart(buf: Buffer, q: number, end: number, mode: Mode): boolean {
+  const nl = buf.indexOf(10, q);
+  const lineEnd = nl < 0 || nl >= end ? Math.min(end, q + 8192) : nl;
+  const line = buf.toString('latin1', q, Math.min(lineEnd, q + 8192));
+  if (mode !== Mode.Request && /^HTTP\/1\.[01] \d{3}/.test(line)) return true;
+  if (mode !== Mode.Response && /^[A-Z][A-Z_-]* \S+ HTTP\/1\.[01]\r?$/.test(line)) return true;
+  return false;
+}
+
+/** What a stream that is not HTTP/1 looks like from its first bytes. */
+export function sniffProtocol(buf: Buffer, p: number, end: number): NotHttpKind {
+  // TLS record: handshake (22) or alert (21), version 3.x
+  if (end - p >= 2 && (buf[p] === 22 || buf[p] === 21) && buf[p + 1] === 3) return 'tls';
+  if (end - p >= 3 && buf.toString('latin1', p, Math.min(end, p + 14)).startsWith('PRI * HTTP/2')) return 'http2';
+  return 'other';
+}

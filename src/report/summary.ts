@@ -1,0 +1,239 @@
+/**
+ * The `analyze` report's consumer of engine facts: totals, close reasons, requests per
+ * connection, per-server figures and warnings. Its `toJSON` is the stable `--json` interface
+ * documented in the README.
+ */
+import { CLOSE_REASONS, type ConnectionOutcome, type ConnectionRecord, type EngineConsumer, type RequestRecord } from '../conn/records.js';
+import type { EngineStats } from '../conn/engine.js';
+import type { ServerState } from '../conn/servers.js';
+
+export interface Totals {
+  connections: number;
+  requests: number;
+  reusedRequests: number;
+  reuseRatio: number;
+  handshakesSaved: number;
+  handshakeTimeSavedSeconds: number;
+  closeReasons: Record<string, number>;
+}
+
+export interface ServerSummary extends Totals {
+  server: string;
+  advertisedTimeoutSeconds: number | null;
+  advertisedMaxRequests: number | null;
+  inferredMaxRequests: number | null;
+  medianHandshakeRttSeconds: number | null;
+  medianIdleBeforeServerCloseSeconds: number | null;
+  medianIdleBeforeClientCloseSeconds: number | null;
+}
+
+export interface ConnectionSummary {
+  client: string;
+  server: string;
+  openedAt: number;
+  closedAt: number | null;
+  requests: number;
+  reusedRequests: number;
+  closeReason: ConnectionOutcome;
+  closedBy: 'client' | 'server' | null;
+  handshakeRttSeconds: number | null;
+  idleBeforeCloseSeconds: number | null;
+}
+
+/** Buckets of the requests-per-connection distribution (upper bounds, inclusive). */
+export const REQUESTS_PER_CONNECTION_BUCKETS: Array<[string, number]> = [
+  ['0', 0], ['1', 1], ['2', 2], ['3-4', 4], ['5-9', 9], ['10-99', 99], ['100-999', 999], ['1000+', Infinity],
+];
+
+class Acc {
+  connections = 0;
+  requests = 0;
+  reusedRequests = 0;
+  timeSaved = 0;
+  savedFromMedian = 0;
+  readonly reasons = new Map<string, number>();
+  readonly idleServer: number[] = [];
+  readonly idleClient: number[] = [];
+  readonly rtts: number[] = [];
+
+  totals(): Totals {
+    const closeReasons: Record<string, number> = {};
+    for (const r of [...CLOSE_REASONS, 'open']) {
+      const n = this.reasons.get(r);
+      if (n) closeReasons[r] = n;
+    }
+    return {
+      connections: this.connections,
+      requests: this.requests,
+      reusedRequests: this.reusedRequests,
+      reuseRatio: this.requests > 0 ? round(this.reusedRequests / this.requests, 4) : 0,
+      handshakesSaved: this.reusedRequests,
+      handshakeTimeSavedSeconds: round(this.timeSaved, 6),
+      closeReasons,
+    };
+  }
+}
+
+const MAX_IDLE_SAMPLES = 10_000;
+
+export class AnalyzeReport implements EngineConsumer {
+  private readonly all = new Acc();
+  private readonly servers = new Map<string, Acc>();
+  readonly distribution = new Array<number>(REQUESTS_PER_CONNECTION_BUCKETS.length).fill(0);
+  readonly connections: ConnectionSummary[] = [];
+
+  constructor(private readonly keepConnections: boolean) {}
+
+  private acc(server: string): Acc {
+    let a = this.servers.get(server);
+    if (!a) this.servers.set(server, (a = new Acc()));
+    return a;
+  }
+
+  opened(c: ConnectionRecord): void {
+    this.all.connections++;
+    this.acc(c.server).connections++;
+  }
+
+  request(c: ConnectionRecord, r: RequestRecord): void {
+    const s = this.acc(c.server);
+    for (const a of [this.all, s]) {
+      a.requests++;
+      if (r.reused) {
+        a.reusedRequests++;
+        a.timeSaved += r.savedSeconds;
+        if (r.savedFrom === 'server_median') a.savedFromMedian++;
+      }
+    }
+  }
+
+  closed(c: ConnectionRecord): void {
+    const s = this.acc(c.server);
+    for (const a of [this.all, s]) {
+      a.reasons.set(c.closeReason, (a.reasons.get(c.closeReason) ?? 0) + 1);
+      if (c.idleBeforeClose !== null) {
+        const list = c.closedBy === 'server' ? a.idleServer : a.idleClient;
+        if (list.length < MAX_IDLE_SAMPLES) list.push(c.idleBeforeClose);
+      }
+      if (c.handshakeRtt !== null && a.rtts.length < MAX_IDLE_SAMPLES) a.rtts.push(c.handshakeRtt);
+    }
+    const i = REQUESTS_PER_CONNECTION_BUCKETS.findIndex(([, hi]) => c.requests <= hi);
+    this.distribution[i]++;
+    if (this.keepConnections) {
+      this.connections.push({
+        client: c.client,
+        server: c.server,
+        openedAt: round(c.openedAt, 6),
+        closedAt: c.closedAt === null ? null : round(c.closedAt, 6),
+        requests: c.requests,
+        reusedRequests: c.reusedRequests,
+        closeReason: c.closeReason,
+        closedBy: c.closedBy,
+        handshakeRttSeconds: c.handshakeRtt === null ? null : round(c.handshakeRtt, 6),
+        idleBeforeCloseSeconds: c.idleBeforeClose === null ? null : round(c.idleBeforeClose, 6),
+      });
+    }
+  }
+
+  totals(): Totals {
+    return this.all.totals();
+  }
+
+  /** Requests of the whole report whose saved time used a server's median RTT. */
+  get savedFromMedian(): number {
+    return this.all.savedFromMedian;
+  }
+
+  serverSummaries(states: ReadonlyMap<string, ServerState>): ServerSummary[] {
+    const out: ServerSummary[] = [];
+    for (const [server, a] of this.servers) {
+      const st = states.get(server);
+      out.push({
+        server,
+        ...a.totals(),
+        advertisedTimeoutSeconds: st?.advertisedTimeout ?? null,
+        advertisedMaxRequests: st?.advertisedMax ?? null,
+        inferredMaxRequests: st?.inferredMax ?? null,
+        medianHandshakeRttSeconds: median(a.rtts, 6),
+        medianIdleBeforeServerCloseSeconds: median(a.idleServer, 3),
+        medianIdleBeforeClientCloseSeconds: median(a.idleClient, 3),
+      });
+    }
+    out.sort((x, y) => y.requests - x.requests || y.connections - x.connections || (x.server < y.server ? -1 : 1));
+    return out;
+  }
+
+  connectionList(): ConnectionSummary[] {
+    return [...this.connections].sort((a, b) => a.openedAt - b.openedAt || (a.client < b.client ? -1 : 1));
+  }
+}
+
+export interface Warning {
+  code: string;
+  server: string | null;
+  message: string;
+}
+
+/** Findings worth acting on, most useful first. */
+export function findWarnings(servers: ServerSummary[], totals: Totals, stats: EngineStats): Warning[] {
+  const w: Warning[] = [];
+  for (const s of servers) {
+    const r = s.closeReasons;
+    const closed = s.connections - (r.open ?? 0);
+    if (r.race) {
+      const t = s.advertisedTimeoutSeconds;
+      w.push({
+        code: 'keepalive_race',
+        server: s.server,
+        message: `${r.race} keep-alive race(s) on ${s.server}: requests were sent into connections the server was closing (clients see ECONNRESET). Make the clients' idle timeout shorter than the server's keep-alive timeout${t !== null ? ` (${t} s)` : ''}.`,
+      });
+    }
+    if (r.idle_timeout && closed > 0 && r.idle_timeout / closed >= 0.25) {
+      const t = s.advertisedTimeoutSeconds ?? s.medianIdleBeforeServerCloseSeconds;
+      w.push({
+        code: 'clients_outlive_server_timeout',
+        server: s.server,
+        message: `${pct(r.idle_timeout / closed)} of ${s.server}'s connections were closed by its idle timeout${t !== null ? ` (~${t} s)` : ''}: clients keep idle connections longer than the server does. Lower the clients' pool idle timeout below it, or raise the server's timeout.`,
+      });
+    }
+    if (r.max_requests && closed > 0 && r.max_requests / closed >= 0.25) {
+      const m = s.advertisedMaxRequests ?? s.inferredMaxRequests;
+      w.push({
+        code: 'max_requests_dominates',
+        server: s.server,
+        message: `${pct(r.max_requests / closed)} of ${s.server}'s connections ended at its max-requests limit${m !== null ? ` (${m})` : ''}: raise keepalive_requests (nginx) or MaxKeepAliveRequests (Apache).`,
+      });
+    }
+    if (r.not_persistent && closed > 0 && r.not_persistent / closed >= 0.5) {
+      w.push({
+        code: 'not_persistent',
+        server: s.server,
+        message: `${pct(r.not_persistent / closed)} of ${s.server}'s connections carried one HTTP/1.0 request without keep-alive: those clients pay a handshake per request.`,
+      });
+    }
+  }
+  const unused = totals.closeReasons.unused ?? 0;
+  if (totals.connections > 0 && unused / totals.connections >= 0.2) {
+    w.push({ code: 'unused_connections', server: null, message: `${pct(unused / totals.connections)} of connections carried no request (preconnects or health checks): each is a wasted handshake.` });
+  }
+  if (stats.gaps > 0) {
+    w.push({ code: 'capture_gaps', server: null, message: `${stats.gaps} gap(s) in TCP streams (${stats.gapBytes} bytes not captured): counts near them may be incomplete; capture with a larger buffer (-B) or snaplen (-s 0).` });
+  }
+  return w;
+}
+
+function pct(x: number): string {
+  return `${(x * 100).toFixed(0)}%`;
+}
+
+function round(x: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+function median(xs: number[], digits: number): number | null {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  return round(n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2, digits);
+}

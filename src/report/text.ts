@@ -1,0 +1,134 @@
+/** The `analyze` report for a person at a terminal. */
+import { REQUESTS_PER_CONNECTION_BUCKETS, type ServerSummary, type Totals, type Warning } from './summary.js';
+import type { EngineStats } from '../conn/engine.js';
+import type { CaptureSummary } from '../capture/file.js';
+import { CLOSE_REASONS } from '../conn/records.js';
+
+export interface TextReportInput {
+  file: string;
+  capture: CaptureSummary;
+  stats: EngineStats;
+  totals: Totals;
+  distribution: number[];
+  servers: ServerSummary[];
+  warnings: Warning[];
+  savedFromMedian: number;
+  maxServers: number;
+}
+
+const REASON_HELP: Record<string, string> = {
+  idle_timeout: 'server closed an idle keep-alive connection',
+  max_requests: 'server reached its max requests per connection',
+  server_close: 'server ended persistence (Connection: close)',
+  client_close: 'client asked to close, or closed right after a response',
+  client_idle: 'client closed an idle connection (pool timeout)',
+  not_persistent: 'HTTP/1.0 without keep-alive',
+  race: 'request crossed the server closing the connection',
+  aborted: 'closed with a request in flight',
+  reset: 'RST on an idle connection',
+  unused: 'no request at all (preconnect, health check)',
+  open: 'still open when the capture ended',
+};
+
+export function renderText(r: TextReportInput): string {
+  const out: string[] = [];
+  const s = r.stats;
+  const span = s.firstPacketTime !== null && s.lastPacketTime !== null ? s.lastPacketTime - s.firstPacketTime : 0;
+  out.push(`${r.file}: ${r.capture.format ?? 'unknown format'}${r.capture.compressed ? ' (gzip)' : ''}, ${num(s.packets)} packets, ${fmtSeconds(span)} of traffic` +
+    (s.firstPacketTime !== null ? ` from ${iso(s.firstPacketTime)}` : ''));
+  out.push('');
+  const t = r.totals;
+  out.push('Totals');
+  out.push(row('  connections', num(t.connections)));
+  out.push(row('  requests', num(t.requests)));
+  out.push(row('  reused requests', `${num(t.reusedRequests)}  (reuse ratio ${(t.reuseRatio * 100).toFixed(1)}%)`));
+  out.push(row('  handshakes saved', num(t.handshakesSaved)));
+  out.push(row('  time saved (est.)', `${fmtSeconds(t.handshakeTimeSavedSeconds)}${r.savedFromMedian ? `  (${num(r.savedFromMedian)} requests used their server's median RTT)` : ''}`));
+  const nonHttp = s.nonHttp.tls + s.nonHttp.http2 + s.nonHttp.other;
+  if (nonHttp > 0) out.push(row('  not HTTP/1 flows', `${num(nonHttp)}  (tls ${s.nonHttp.tls}, http2 ${s.nonHttp.http2}, other ${s.nonHttp.other})`));
+  out.push('');
+  out.push('Close reasons');
+  const reasons = [...CLOSE_REASONS, 'open'].filter((k) => t.closeReasons[k]);
+  if (reasons.length === 0) out.push('  (no connections)');
+  for (const k of reasons) {
+    const n = t.closeReasons[k];
+    const share = t.connections ? n / t.connections : 0;
+    out.push(`  ${k.padEnd(15)}${num(n).padStart(9)}  ${(share * 100).toFixed(1).padStart(5)}%  ${bar(share)}  ${REASON_HELP[k]}`);
+  }
+  out.push('');
+  out.push('Requests per connection');
+  const closedTotal = r.distribution.reduce((a, b) => a + b, 0);
+  REQUESTS_PER_CONNECTION_BUCKETS.forEach(([label], i) => {
+    const n = r.distribution[i];
+    if (n === 0) return;
+    const share = closedTotal ? n / closedTotal : 0;
+    out.push(`  ${label.padEnd(15)}${num(n).padStart(9)}  ${(share * 100).toFixed(1).padStart(5)}%  ${bar(share)}`);
+  });
+  out.push('');
+  const top = r.servers.slice(0, r.maxServers);
+  out.push(`Busiest servers${r.servers.length > top.length ? ` (top ${top.length} of ${r.servers.length})` : ''}`);
+  const header = ['server', 'conns', 'reqs', 'reuse', 'ka timeout', 'ka max', 'inferred max', 'idle before close: server', 'client', 'top close reason'];
+  const rows = top.map((v) => {
+    const topReason = Object.entries(v.closeReasons).sort((a, b) => b[1] - a[1])[0];
+    return [
+      v.server,
+      num(v.connections),
+      num(v.requests),
+      `${(v.reuseRatio * 100).toFixed(0)}%`,
+      v.advertisedTimeoutSeconds === null ? '-' : `${v.advertisedTimeoutSeconds} s`,
+      v.advertisedMaxRequests === null ? '-' : String(v.advertisedMaxRequests),
+      v.inferredMaxRequests === null ? '-' : String(v.inferredMaxRequests),
+      v.medianIdleBeforeServerCloseSeconds === null ? '-' : fmtSeconds(v.medianIdleBeforeServerCloseSeconds),
+      v.medianIdleBeforeClientCloseSeconds === null ? '-' : fmtSeconds(v.medianIdleBeforeClientCloseSeconds),
+      topReason ? `${topReason[0]} (${topReason[1]})` : '-',
+    ];
+  });
+  out.push(...table(header, rows).map((l) => `  ${l}`));
+  out.push('  (ka = advertised Keep-Alive header; idle before close = median, by the side that closed)');
+  out.push('');
+  if (r.warnings.length > 0) {
+    out.push('Warnings');
+    for (const w of r.warnings) out.push(`  ! ${w.message}`);
+    out.push('');
+  }
+  const anomalies = Object.entries(s.anomalies).filter(([k]) => k !== 'not_tcp');
+  if (anomalies.length > 0 || r.capture.problem) {
+    out.push('Capture and parsing notes');
+    if (r.capture.problem) out.push(`  ${r.capture.problem.message}`);
+    for (const [k, n] of anomalies) out.push(`  ${k.padEnd(26)}${num(n).padStart(9)}`);
+    out.push('');
+  }
+  return out.join('\n');
+}
+
+function row(label: string, value: string): string {
+  return `${label.padEnd(24)}${value}`;
+}
+
+function num(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+function bar(share: number): string {
+  const w = Math.round(share * 20);
+  return '#'.repeat(w).padEnd(20, '.');
+}
+
+export function fmtSeconds(x: number): string {
+  if (x === 0) return '0 s';
+  if (x < 1e-3) return `${(x * 1e6).toFixed(0)} µs`;
+  if (x < 1) return `${(x * 1e3).toFixed(1)} ms`;
+  if (x < 120) return `${x.toFixed(2)} s`;
+  return `${(x / 60).toFixed(1)} min`;
+}
+
+function iso(ts: number): string {
+  const d = new Date(ts * 1000);
+  return Number.isNaN(d.getTime()) ? String(ts) : `${d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}`;
+}
+
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  return [fmt(header), ...rows.map(fmt)];
+}
