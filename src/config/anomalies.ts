@@ -34,6 +34,7 @@ export const ANOMALIES = [
   'http_resync', // parser lost framing and skipped ahead to the next message
   'resync_failed',
   'inference_overflow',
+  'http_response_lost', // a response fell in a capture gap: its request is closed without a status
 ] as const;
 
 export type Anomaly = (typeof ANOMALIES)[number];

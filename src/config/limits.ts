@@ -27,6 +27,12 @@ export interface EngineLimits {
   clientPromptCloseSeconds: number;
   /** A server-ended connection at the same request count must be seen this many times before `max_requests` is inferred (nginx announces nothing). */
   inferMaxRequestsAfter: number;
+  /**
+   * Request counts at which a lone unannounced close is taken as max_requests at once: nginx's
+   * keepalive_requests default (1000 since 1.19.10, 100 before) and Apache's
+   * MaxKeepAliveRequests 100 default (it serves 101 when the header was not asked for).
+   */
+  knownMaxRequestsDefaults: number[];
   /** How long (capture time) a candidate for an inferred max waits for a confirming connection before it is reported as `server_close`. */
   inferMaxRequestsWaitSeconds: number;
   /** Candidates for an inferred max held at once across all servers. */
@@ -49,6 +55,7 @@ export const DEFAULT_LIMITS: EngineLimits = {
   closedLingerSeconds: 4,
   clientPromptCloseSeconds: 1,
   inferMaxRequestsAfter: 2,
+  knownMaxRequestsDefaults: [100, 101, 1000],
   inferMaxRequestsWaitSeconds: 120,
   maxPendingInferences: 10_000,
   rttSamplesPerServer: 63,

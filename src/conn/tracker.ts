@@ -132,6 +132,10 @@ export class ConnectionTracker implements FlowEvents {
   inferMax(conn: HttpConnection, server: ServerState | null, count: number, ts: number): void {
     if (!server) return conn.emitVerdict('server_close');
     if (server.inferredMax === count) return conn.emitVerdict('max_requests');
+    if (this.limits.knownMaxRequestsDefaults.includes(count)) {
+      server.inferredMax = count;
+      return conn.emitVerdict('max_requests');
+    }
     const seen = (server.candidateCounts.get(count) ?? 0) + 1;
     if (server.candidateCounts.size < 64 || server.candidateCounts.has(count)) server.candidateCounts.set(count, seen);
     if (seen >= this.limits.inferMaxRequestsAfter) {
@@ -187,6 +191,8 @@ class HttpConnection implements StreamSink, HttpEvents {
   private first: { dir: number; rst: boolean; time: number; pending: number } | null = null;
   private readonly unanswered: RequestRecord[] = [];
   private server: ServerState | null = null;
+  /** Capture time of a gap that made the response parser resynchronise; -1 if none pending. */
+  private respResyncTime = -1;
 
   constructor(
     private readonly t: ConnectionTracker,
@@ -204,9 +210,12 @@ class HttpConnection implements StreamSink, HttpEvents {
   }
 
   gap(dir: number, len: number, ts: number): void {
-    const p = this.parsers[dir];
+    if (this.confirmed === Confirmed.NotHttp) return;
+    let p = this.parsers[dir];
     if (p) p.gap(len, ts);
-    else if (this.confirmed !== Confirmed.NotHttp) this.createParser(dir, false);
+    else p = this.createParser(dir, false);
+    // Framing of the responses was lost: the next response found may not answer the oldest request.
+    if (p.state === State.Resync && dir !== this.flow.clientDir && this.respResyncTime < 0) this.respResyncTime = ts;
   }
 
   end(dir: number, ts: number): void {
@@ -323,6 +332,7 @@ class HttpConnection implements StreamSink, HttpEvents {
     const mode = flow.clientDir < 0 ? Mode.Detect : dir === flow.clientDir ? Mode.Request : Mode.Response;
     const fromStart = withData && flow.fromStart && flow.dirs[dir].bytes === 0;
     const p = new HttpStreamParser(dir, mode, this, this.t.limits.maxHeaderBytes, this.t.limits.maxResyncBytes, fromStart);
+    p.established = this.confirmed === Confirmed.Http;
     this.parsers[dir] = p;
     return p;
   }
@@ -330,6 +340,7 @@ class HttpConnection implements StreamSink, HttpEvents {
   private confirm(ts: number): void {
     const flow = this.flow;
     this.confirmed = Confirmed.Http;
+    for (const p of this.parsers) if (p) p.established = true;
     const cd = flow.clientDir;
     const client = cd === 1
       ? formatEndpoint(flow.version, flow.b0, flow.b1, flow.b2, flow.b3, flow.bPort)
@@ -421,6 +432,7 @@ class HttpConnection implements StreamSink, HttpEvents {
 
   private onResponse(h: MessageHead, ts: number): void {
     if (h.status >= 100 && h.status < 200 && h.status !== 101) return; // interim (100 Continue, 103)
+    if (this.respResyncTime >= 0) this.dropLostResponses(ts);
     const r = this.pending[0];
     if (!r) {
       this.t.anomaly('http_unexpected_response');
@@ -458,6 +470,24 @@ class HttpConnection implements StreamSink, HttpEvents {
       return;
     }
     if (reqParser && reqParser.state === State.AwaitUpgrade) reqParser.upgradeRefused();
+  }
+
+  /**
+   * After a gap in the responses, the first response found again answers the latest request sent
+   * before it: older requests sent before the gap had their responses in the lost bytes.
+   */
+  private dropLostResponses(ts: number): void {
+    const gapTime = this.respResyncTime;
+    this.respResyncTime = -1;
+    const q = this.pending;
+    while (q.length > 1 && q[0].time <= gapTime && q[1].time <= ts) {
+      const lost = q.shift()!;
+      lost.responseStarted = true;
+      lost.responseKeepAlive = lost.wantsKeepAlive;
+      lost.responseEnd = gapTime;
+      this.lastExchange = lost;
+      this.t.anomaly('http_response_lost');
+    }
   }
 
   private phantomRequest(ts: number): RequestRecord {

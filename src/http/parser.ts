@@ -59,6 +59,8 @@ export class HttpStreamParser {
   state: State = State.Start;
   /** Messages whose head was seen. */
   messages = 0;
+  /** The connection is known to carry HTTP (the other direction parsed a message): never give up on it. */
+  established = false;
   private remaining = 0;
   private digits = 0;
   private lineLen = 0;
@@ -409,20 +411,19 @@ export class HttpStreamParser {
     const mode = this.mode;
     let q = p;
     while (q < end) {
-      // Candidate message starts are at the segment start or right after a LF.
-      if ((q === p && (this.scanned === 0 || buf[q - 1] === 10)) || q > p) {
-        if (this.plausibleStart(buf, q, end) && lineLooksLikeStart(buf, q, end, mode)) {
-          this.state = State.Start;
-          this.scanned = 0;
-          return q;
-        }
+      // Candidate message starts: the segment start (senders start messages on segment
+      // boundaries) and every position right after a LF.
+      if (this.plausibleStart(buf, q, end) && lineLooksLikeStart(buf, q, end, mode)) {
+        this.state = State.Start;
+        this.scanned = 0;
+        return q;
       }
       const nl = buf.indexOf(10, q);
       if (nl < 0 || nl >= end) break;
       q = nl + 1;
     }
     this.scanned += end - p;
-    if (!this.fromStart && this.messages === 0 && this.scanned > this.maxResyncBytes) {
+    if (!this.fromStart && this.messages === 0 && !this.established && this.scanned > this.maxResyncBytes) {
       this.state = State.Dead;
       this.events.anomaly('resync_failed');
       this.events.notHttp(this.dir, 'other');
