@@ -51,8 +51,10 @@ export class CaptureDecoder {
   linkType = -1;
 
   private pending: Buffer | null = null;
-  /** Absolute offset of byte 0 of the buffer being parsed. */
+  /** Absolute offset of the next byte not yet consumed. */
   private base = 0;
+  /** Absolute offset of byte 0 of the buffer being parsed. */
+  private bufBase = 0;
   private headerDone = false;
   private littleEndian = true;
   private nanos = false;
@@ -71,24 +73,83 @@ export class CaptureDecoder {
   push(chunk: Buffer): boolean {
     if (this.problem) return false;
     let buf = chunk;
-    if (this.pending) {
-      buf = Buffer.concat([this.pending, chunk]);
-      this.pending = null;
-    }
-    let pos: number;
+    let pos = 0;
+    let bufBase = this.base;
     if (!this.headerDone) {
+      // Only at the start of the input: the file header may straddle chunks.
+      if (this.pending) {
+        buf = Buffer.concat([this.pending, chunk]);
+        this.pending = null;
+      }
       pos = this.readFileHeader(buf);
       if (pos < 0) {
         if (this.problem) return false;
         this.pending = Buffer.from(buf);
         return true;
       }
-    } else pos = 0;
+    } else if (this.pending) {
+      // Complete the record carried over from the last chunk with as few bytes as it needs,
+      // so a chunk is never copied whole.
+      const used = this.completePending(chunk);
+      if (used < 0) return !this.problem;
+      pos = used;
+      bufBase = this.base - used;
+    }
+    this.bufBase = bufBase;
     pos = this.format === 'pcap' ? this.readPcapRecords(buf, pos) : this.readPcapngBlocks(buf, pos);
     if (this.problem) return false;
-    this.base += pos;
+    this.base = this.bufBase + pos;
     if (pos < buf.length) this.pending = Buffer.from(buf.subarray(pos));
     return true;
+  }
+
+  /**
+   * Appends bytes of `chunk` to the carried-over partial record and parses it once complete.
+   * Returns how many bytes of `chunk` it used, or -1 when the chunk ran out (or a problem stopped us).
+   */
+  private completePending(chunk: Buffer): number {
+    let p = this.pending!;
+    let used = 0;
+    let need = this.firstRecordLength(p);
+    if (need < 0) {
+      const header = this.format === 'pcap' ? 16 : 12;
+      const take = Math.min(header - p.length, chunk.length);
+      p = Buffer.concat([p, chunk.subarray(0, take)]);
+      used = take;
+      need = this.firstRecordLength(p);
+      if (need < 0) {
+        this.pending = p;
+        return -1;
+      }
+    }
+    // A corrupt length is detected by the record parser below, with nothing more appended.
+    if (need <= MAX_PCAPNG_BLOCK && need > p.length) {
+      const take = Math.min(need - p.length, chunk.length - used);
+      p = Buffer.concat([p, chunk.subarray(used, used + take)]);
+      used += take;
+      if (p.length < need) {
+        this.pending = p;
+        return -1;
+      }
+    }
+    this.pending = null;
+    this.bufBase = this.base;
+    const consumed = this.format === 'pcap' ? this.readPcapRecords(p, 0) : this.readPcapngBlocks(p, 0);
+    if (this.problem) return -1;
+    this.base += consumed;
+    return used;
+  }
+
+  /** Length of the record at the start of `p`, or -1 if its header is not complete yet. */
+  private firstRecordLength(p: Buffer): number {
+    if (this.format === 'pcap') {
+      if (p.length < 16) return -1;
+      return 16 + (this.littleEndian ? p.readUInt32LE(8) : p.readUInt32BE(8));
+    }
+    if (p.length < 12) return -1;
+    let le = this.littleEndian;
+    if (p.readUInt32LE(0) === PCAPNG_SHB) le = p.readUInt32LE(8) === PCAPNG_BOM;
+    return le ? p.readUInt32LE(4) : p.readUInt32BE(4);
   }
 
   /** The input ended: anything left over is a truncated record. */
@@ -113,7 +174,7 @@ export class CaptureDecoder {
   }
 
   private stop(kind: CaptureProblem['kind'], at: number, message: string): void {
-    this.problem = { kind, offset: this.base + at, message };
+    this.problem = { kind, offset: this.bufBase + at, message };
   }
 
   /** Returns the position after the header, or -1 if more bytes are needed (or a problem was set). */
@@ -160,7 +221,7 @@ export class CaptureDecoder {
       const capLen = le ? buf.readUInt32LE(pos + 8) : buf.readUInt32BE(pos + 8);
       const origLen = le ? buf.readUInt32LE(pos + 12) : buf.readUInt32BE(pos + 12);
       if (capLen > maxRecord) {
-        this.stop('corrupt', pos, `corrupt record at byte offset ${this.base + pos}: captured length ${capLen} exceeds the snapshot length ${this.snapLen}`);
+        this.stop('corrupt', pos, `corrupt record at byte offset ${this.bufBase + pos}: captured length ${capLen} exceeds the snapshot length ${this.snapLen}`);
         return pos;
       }
       if (pos + 16 + capLen > end) break;
@@ -183,7 +244,7 @@ export class CaptureDecoder {
         if (bom === PCAPNG_BOM) le = true;
         else if (bom === 0x4d3c2b1a) le = false;
         else {
-          this.stop('corrupt', pos, `corrupt pcapng section header at byte offset ${this.base + pos}: bad byte-order magic`);
+          this.stop('corrupt', pos, `corrupt pcapng section header at byte offset ${this.bufBase + pos}: bad byte-order magic`);
           return pos;
         }
         this.littleEndian = le;
@@ -191,7 +252,7 @@ export class CaptureDecoder {
       const type = le ? rawType : buf.readUInt32BE(pos);
       const len = le ? buf.readUInt32LE(pos + 4) : buf.readUInt32BE(pos + 4);
       if (len < 12 || len % 4 !== 0 || len > MAX_PCAPNG_BLOCK) {
-        this.stop('corrupt', pos, `corrupt pcapng block at byte offset ${this.base + pos}: block length ${len}`);
+        this.stop('corrupt', pos, `corrupt pcapng block at byte offset ${this.bufBase + pos}: block length ${len}`);
         return pos;
       }
       if (pos + len > end) break;
@@ -204,7 +265,7 @@ export class CaptureDecoder {
             const capLen = this.u32(buf, body + 12);
             const origLen = this.u32(buf, body + 16);
             if (!ifc || capLen > bodyLen - 20) {
-              this.stop('corrupt', pos, `corrupt pcapng packet block at byte offset ${this.base + pos}: ${ifc ? `captured length ${capLen} exceeds the block` : 'unknown interface'}`);
+              this.stop('corrupt', pos, `corrupt pcapng packet block at byte offset ${this.bufBase + pos}: ${ifc ? `captured length ${capLen} exceeds the block` : 'unknown interface'}`);
               return pos;
             }
             const ts = this.timestamp(ifc, this.u32(buf, body + 4), this.u32(buf, body + 8));

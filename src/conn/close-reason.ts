@@ -43,7 +43,10 @@ export function classifyClose(f: CloseFacts): Verdict {
   if (f.rst) return 'reset';
   const last = f.lastExchange;
   if (!last) return f.by === 'server' ? 'idle_timeout' : 'client_close';
+  // HTTP/1.0 without keep-alive, on either side: persistence was never on the table. A server
+  // that answers in HTTP/1.0 without keep-alive (Python's http.server) does not do persistence.
   if (!last.wantsKeepAlive && last.version === '1.0') return 'not_persistent';
+  if (last.responseVersion === '1.0' && !last.responseKeepAlive && !last.responseConnectionClose) return 'not_persistent';
   if (last.connectionClose) return 'client_close';
   if (!last.responseKeepAlive) {
     // The server ended persistence. Announced limit: the previous response said max=1.

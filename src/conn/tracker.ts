@@ -132,6 +132,9 @@ export class ConnectionTracker implements FlowEvents {
   inferMax(conn: HttpConnection, server: ServerState | null, count: number, ts: number): void {
     if (!server) return conn.emitVerdict('server_close');
     if (server.inferredMax === count) return conn.emitVerdict('max_requests');
+    // Apache announces max=N (MaxKeepAliveRequests) on connections that ask for keep-alive and
+    // serves N+1 requests; on those that do not ask it announces nothing but stops at the same count.
+    if (server.advertisedMax !== null && count === server.advertisedMax + 1) return conn.emitVerdict('max_requests');
     if (this.limits.knownMaxRequestsDefaults.includes(count)) {
       server.inferredMax = count;
       return conn.emitVerdict('max_requests');

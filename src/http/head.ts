@@ -32,8 +32,14 @@ export type HeadError = 'http_malformed_head' | 'http_bad_content_length' | 'not
 const TCHAR = new Uint8Array(128);
 for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1;
 
+/** Buffer#latin1Slice skips toString's argument validation; it is what toString('latin1') calls. */
+const latin1: (buf: Buffer, start: number, end: number) => string =
+  typeof (Buffer.prototype as unknown as { latin1Slice?: unknown }).latin1Slice === 'function'
+    ? (buf, start, end) => (buf as unknown as { latin1Slice(s: number, e: number): string }).latin1Slice(start, end)
+    : (buf, start, end) => buf.toString('latin1', start, end);
+
 export function parseHead(buf: Buffer, start: number, end: number): HeadResult {
-  const text = buf.toString('latin1', start, end);
+  const text = latin1(buf, start, end);
   let lineEnd = text.indexOf('\n');
   if (lineEnd < 0) return 'http_malformed_head';
   const startLine = text.charCodeAt(lineEnd - 1) === 13 ? text.slice(0, lineEnd - 1) : text.slice(0, lineEnd);
@@ -70,28 +76,42 @@ export function parseHead(buf: Buffer, start: number, end: number): HeadResult {
     head.method = startLine.slice(0, sp1);
   }
 
+  // Header fields: only the few that decide framing and persistence are turned into strings.
   let lastName = '';
   let pos = lineEnd + 1;
-  while (pos < text.length) {
+  const len = text.length;
+  while (pos < len) {
     lineEnd = text.indexOf('\n', pos);
-    if (lineEnd < 0) lineEnd = text.length;
-    let line = text.slice(pos, text.charCodeAt(lineEnd - 1) === 13 ? lineEnd - 1 : lineEnd);
+    if (lineEnd < 0) lineEnd = len;
+    const valueEnd = text.charCodeAt(lineEnd - 1) === 13 ? lineEnd - 1 : lineEnd;
+    const lineStart = pos;
     pos = lineEnd + 1;
-    if (line.length === 0) break;
-    const first = line.charCodeAt(0);
+    if (valueEnd <= lineStart) break; // the empty line ending the head
+    const first = text.charCodeAt(lineStart);
     let name: string;
     let value: string;
     if (first === 32 || first === 9) {
       // obs-fold (RFC 9112 5.2): a continuation of the previous field's value
-      if (!lastName) return 'http_malformed_head';
+      if (lastName === '') {
+        if (lineStart === 0) return 'http_malformed_head';
+        continue;
+      }
       name = lastName;
-      value = line.trim();
+      value = text.slice(lineStart, valueEnd).trim();
     } else {
-      const colon = line.indexOf(':');
-      if (colon <= 0) return 'http_malformed_head';
-      name = line.slice(0, colon).toLowerCase();
-      if (name.charCodeAt(name.length - 1) === 32) return 'http_malformed_head'; // RFC 9112 5.1: no space before colon
-      value = line.slice(colon + 1).trim();
+      const colon = text.indexOf(':', lineStart);
+      if (colon <= lineStart || colon >= valueEnd) return 'http_malformed_head';
+      if (text.charCodeAt(colon - 1) === 32 || text.charCodeAt(colon - 1) === 9) return 'http_malformed_head'; // RFC 9112 5.1
+      const nameLen = colon - lineStart;
+      const c = first | 0x20;
+      // Cheap filter on first letter and length before any string is made.
+      if (!((c === 99 && (nameLen === 10 || nameLen === 14)) || (c === 107 && nameLen === 10) ||
+        (c === 116 && nameLen === 17) || (c === 112 && nameLen === 16))) {
+        lastName = '-';
+        continue;
+      }
+      name = text.slice(lineStart, colon).toLowerCase();
+      value = text.slice(colon + 1, valueEnd).trim();
       lastName = name;
     }
     switch (name) {
