@@ -39,7 +39,32 @@ const latin1: (buf: Buffer, start: number, end: number) => string =
     : (buf, start, end) => buf.toString('latin1', start, end);
 
 export function parseHead(buf: Buffer, start: number, end: number): HeadResult {
+  return parseHeadText(latin1(buf, start, end));
+}
+
+/**
+ * A head cut short by the capture (snaplen, or a lost segment): what its complete lines say, or
+ * at least its method or status from a start line cut mid-way. Framing is unknown; null when not
+ * even that much is there. tshark counts such requests too.
+ */
+export function parseTruncatedHead(buf: Buffer, start: number, end: number): MessageHead | null {
   const text = latin1(buf, start, end);
+  const lastNl = text.lastIndexOf('\n');
+  if (lastNl >= 0) {
+    const h = parseHeadText(`${text.slice(0, lastNl + 1)}\r\n`);
+    return typeof h === 'string' ? null : h;
+  }
+  const req = /^([A-Z][A-Z_-]*) \S/.exec(text);
+  const res = /^HTTP\/1\.([01]) (\d{3})/.exec(text);
+  if (!req && !res) return null;
+  return {
+    isRequest: !!req, method: req ? req[1] : '', minor: res ? Number(res[1]) : 1, status: res ? Number(res[2]) : 0,
+    close: false, keepAlive: false, upgrade: false,
+    kaTimeout: -1, kaMax: -1, contentLength: -1, transferEncoding: false, chunked: false,
+  };
+}
+
+function parseHeadText(text: string): HeadResult {
   let lineEnd = text.indexOf('\n');
   if (lineEnd < 0) return 'http_malformed_head';
   const startLine = text.charCodeAt(lineEnd - 1) === 13 ? text.slice(0, lineEnd - 1) : text.slice(0, lineEnd);

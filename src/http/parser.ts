@@ -10,7 +10,7 @@
  * close-delimited responses; no body for HEAD responses, 1xx, 204 and 304; 101 and 2xx to CONNECT
  * switch to a tunnel.
  */
-import { parseHead, type MessageHead } from './head.js';
+import { parseHead, parseTruncatedHead, type MessageHead } from './head.js';
 
 export const enum Mode {
   /** Role not known yet (flow without a handshake): either kind of message starts it. */
@@ -215,7 +215,7 @@ export class HttpStreamParser {
       case State.Resync:
         return;
       case State.Head:
-        this.headLen = 0;
+        this.salvageHead(ts);
         break;
     }
     // Framing is lost: look for the next message start.
@@ -286,6 +286,25 @@ export class HttpStreamParser {
     buf.copy(this.headBuf, this.headLen, p, end);
     this.headLen += n;
     return end;
+  }
+
+  /**
+   * The capture lost the rest of a head (snaplen cut it, or a segment is missing): report the
+   * message from what we have, so the request is still counted. Its framing is unknown, so a
+   * response is taken as complete and the parser resynchronises on the next message.
+   */
+  private salvageHead(ts: number): void {
+    const h = this.headLen > 0 && this.headBuf ? parseTruncatedHead(this.headBuf, 0, this.headLen) : null;
+    this.headLen = 0;
+    if (!h || (this.mode === Mode.Request && !h.isRequest) || (this.mode === Mode.Response && h.isRequest)) return;
+    if (this.mode === Mode.Detect) this.mode = h.isRequest ? Mode.Request : Mode.Response;
+    const ts0 = this.headTs || ts;
+    this.headTs = 0;
+    this.messages++;
+    this.fromStart = true;
+    this.events.head(this.dir, h, ts0);
+    if (this.state !== State.Head) return;
+    if (!h.isRequest && (h.status < 100 || h.status >= 200)) this.events.complete(this.dir, ts);
   }
 
   private headTooLarge(end: number): number {

@@ -178,8 +178,8 @@ export class TcpDirection {
   private deliver(buf: Buffer, off: number, capLen: number, wireLen: number, skip: number, ts: number): void {
     if (skip < capLen) {
       const n = capLen - skip;
-      this.bytes += n;
       this.sink.data(this.dir, buf, off + skip, n, ts);
+      this.bytes += n;
     }
     const missing = wireLen - Math.max(skip, capLen);
     this.nextSeq = (this.nextSeq + (wireLen - skip)) >>> 0;
