@@ -71,13 +71,20 @@ export async function readCaptureStream(
   try {
     const head = await source.next();
     if (!head.done) {
+      // The gzip magic is two bytes; a stream (a pipe) may deliver a first chunk of one byte.
+      let first: Buffer = head.value;
+      while (first.length < 2) {
+        const more = await source.next();
+        if (more.done) break;
+        first = Buffer.concat([first, more.value]);
+      }
       let chunks: AsyncIterable<Buffer>;
-      if (head.value.length >= 2 && head.value[0] === 0x1f && head.value[1] === 0x8b) {
+      if (first.length >= 2 && first[0] === 0x1f && first[1] === 0x8b) {
         compressed = true;
         const gz = createGunzip({ chunkSize: READ_CHUNK });
-        pipeline(Readable.from(counted(head.value)), gz, () => {});
+        pipeline(Readable.from(counted(first)), gz, () => {});
         chunks = gz;
-      } else chunks = counted(head.value);
+      } else chunks = counted(first);
       for await (const chunk of chunks) {
         if (!decoder.push(chunk)) break;
         opts.onProgress?.(raw, opts.totalBytes ?? 0);

@@ -31,6 +31,8 @@ const MAX_PCAPNG_BLOCK = 16 * 1024 * 1024;
 
 const PCAPNG_SHB = 0x0a0d0d0a;
 const PCAPNG_BOM = 0x1a2b3c4d;
+/** The first four bytes of every format we read, as they appear in a file. */
+const MAGIC_BYTES = ['a1b2c3d4', 'd4c3b2a1', 'a1b23c4d', '4d3cb2a1', '0a0d0d0a'].map((h) => Buffer.from(h, 'hex'));
 
 interface PcapngInterface {
   linkType: number;
@@ -97,7 +99,10 @@ export class CaptureDecoder {
     }
     this.bufBase = bufBase;
     pos = this.format === 'pcap' ? this.readPcapRecords(buf, pos) : this.readPcapngBlocks(buf, pos);
-    if (this.problem) return false;
+    if (this.problem) {
+      this.base += pos; // `offset` is then the problem's offset: the bytes actually read
+      return false;
+    }
     this.base = this.bufBase + pos;
     if (pos < buf.length) this.pending = Buffer.from(buf.subarray(pos));
     return true;
@@ -157,10 +162,15 @@ export class CaptureDecoder {
     if (this.problem) return this.problem;
     const left = this.pending ? this.pending.length : 0;
     if (!this.headerDone) {
+      // Fewer than 4 bytes: truncated only if they start one of the magic numbers.
+      const prefix = this.pending ? this.pending.subarray(0, 4) : Buffer.alloc(0);
+      const notCapture = left === 0 || (left < 4 && !MAGIC_BYTES.some((m) => m.subarray(0, left).equals(prefix)));
       this.problem = {
-        kind: left === 0 ? 'not_a_capture' : 'truncated',
+        kind: notCapture ? 'not_a_capture' : 'truncated',
         offset: 0,
-        message: left === 0 ? 'the input is empty' : `the input ends inside the file header (${left} bytes)`,
+        message: left === 0 ? 'the input is empty'
+          : notCapture ? `not a pcap or pcapng file (only ${left} bytes: 0x${prefix.toString('hex')})`
+          : `the input ends inside the file header (${left} bytes)`,
       };
     } else if (left > 0) {
       this.problem = {
@@ -202,8 +212,9 @@ export class CaptureDecoder {
     this.littleEndian = le;
     this.nanos = nanos;
     this.snapLen = le ? buf.readUInt32LE(16) : buf.readUInt32BE(16);
-    // The upper bits of the link-type field carry FCS information (pcap-savefile(5)).
-    this.linkType = (le ? buf.readUInt32LE(20) : buf.readUInt32BE(20)) & 0x0fffffff;
+    // Only the low 16 bits are the link type; the upper bits carry FCS information
+    // (pcap-savefile(5); libpcap's LT_LINKTYPE: FCS length in bits 28-31, its presence bit 0x04000000).
+    this.linkType = (le ? buf.readUInt32LE(20) : buf.readUInt32BE(20)) & 0xffff;
     this.headerDone = true;
     return 24;
   }

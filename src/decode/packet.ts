@@ -161,6 +161,8 @@ export function decodePacket(linkType: number, buf: Buffer, off: number, capLen:
         return 1 + A.ip_fragment;
       } else return 1 + A.not_tcp;
     }
+    // The last extension header may run past the capture: that is the IP layer cut short.
+    if (p > end) return 1 + A.ip_truncated;
     v.ipVersion = 6;
     v.src0 = buf.readUInt32BE(ip + 8);
     v.src1 = buf.readUInt32BE(ip + 12);

@@ -1,6 +1,8 @@
 /**
- * Parsing one HTTP/1.x message head (start line and header fields), already delimited.
- * Heads are the only payload bytes turned into strings (latin1, as RFC 9110 5.5 allows).
+ * Parsing one HTTP/1.x message head (start line and header fields), already delimited, straight
+ * from the bytes: no string is made for a head unless its method is unusual. Only the fields that
+ * decide framing and persistence are read (Connection, Proxy-Connection, Keep-Alive,
+ * Content-Length, Transfer-Encoding); every other field is skipped after a one-byte filter.
  */
 
 export interface MessageHead {
@@ -28,18 +30,228 @@ export interface MessageHead {
 export type HeadResult = MessageHead | HeadError;
 export type HeadError = 'http_malformed_head' | 'http_bad_content_length' | 'not_http1';
 
+const SP = 32;
+const HT = 9;
+const CR = 13;
+const LF = 10;
+const COLON = 58;
+const COMMA = 44;
+
 /** RFC 9110 5.6.2 token characters, for the method. */
-const TCHAR = new Uint8Array(128);
+const TCHAR = new Uint8Array(256);
 for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1;
 
-/** Buffer#latin1Slice skips toString's argument validation; it is what toString('latin1') calls. */
-const latin1: (buf: Buffer, start: number, end: number) => string =
-  typeof (Buffer.prototype as unknown as { latin1Slice?: unknown }).latin1Slice === 'function'
-    ? (buf, start, end) => (buf as unknown as { latin1Slice(s: number, e: number): string }).latin1Slice(start, end)
-    : (buf, start, end) => buf.toString('latin1', start, end);
+/** Registered methods as interned strings, so the common case makes no string. */
+const METHODS = ['GET', 'POST', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'CONNECT', 'TRACE'].map((m) => ({ m, b: Buffer.from(m, 'latin1') }));
+
+const NAME_CONNECTION = Buffer.from('connection');
+const NAME_PROXY_CONNECTION = Buffer.from('proxy-connection');
+const NAME_KEEP_ALIVE = Buffer.from('keep-alive');
+const NAME_CONTENT_LENGTH = Buffer.from('content-length');
+const NAME_TRANSFER_ENCODING = Buffer.from('transfer-encoding');
+const TOK_CLOSE = Buffer.from('close');
+const TOK_KEEP_ALIVE = NAME_KEEP_ALIVE;
+const TOK_UPGRADE = Buffer.from('upgrade');
+const TOK_CHUNKED = Buffer.from('chunked');
+const TOK_TIMEOUT = Buffer.from('timeout');
+const TOK_MAX = Buffer.from('max');
+
+/** Case-insensitive compare of buf[p, p + lower.length) with a lower-case ASCII name. */
+function eqLower(buf: Buffer, p: number, end: number, lower: Buffer): boolean {
+  const n = lower.length;
+  if (end - p !== n) return false;
+  for (let i = 0; i < n; i++) {
+    const c = buf[p + i];
+    if ((c >= 65 && c <= 90 ? c | 0x20 : c) !== lower[i]) return false;
+  }
+  return true;
+}
+
+function newHead(): MessageHead {
+  return {
+    isRequest: false, method: '', minor: 1, status: 0,
+    close: false, keepAlive: false, upgrade: false,
+    kaTimeout: -1, kaMax: -1, contentLength: -1, transferEncoding: false, chunked: false,
+  };
+}
+
+const enum Field { None, Connection, KeepAlive, ContentLength, TransferEncoding }
 
 export function parseHead(buf: Buffer, start: number, end: number): HeadResult {
-  return parseHeadText(latin1(buf, start, end));
+  let lineEnd = buf.indexOf(LF, start);
+  if (lineEnd < 0 || lineEnd >= end) return 'http_malformed_head';
+  let lineStop = lineEnd > start && buf[lineEnd - 1] === CR ? lineEnd - 1 : lineEnd;
+  const head = newHead();
+  if (buf[start] === 72 && buf[start + 1] === 84 && buf[start + 2] === 84 && buf[start + 3] === 80 && buf[start + 4] === 47) {
+    // status-line = HTTP-version SP status-code SP [ reason-phrase ]
+    if (lineStop - start < 12 || buf[start + 8] !== SP) return 'http_malformed_head';
+    if (buf[start + 5] !== 49 || buf[start + 6] !== 46) return 'not_http1'; // "1."
+    const minor = buf[start + 7] - 48;
+    if (minor !== 0 && minor !== 1) return 'http_malformed_head';
+    const d0 = buf[start + 9] - 48, d1 = buf[start + 10] - 48, d2 = buf[start + 11] - 48;
+    if (d0 < 1 || d0 > 9 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return 'http_malformed_head';
+    if (lineStop - start > 12 && buf[start + 12] !== SP) return 'http_malformed_head';
+    head.minor = minor;
+    head.status = d0 * 100 + d1 * 10 + d2;
+  } else {
+    // request-line = method SP request-target SP HTTP-version
+    let p = start;
+    while (p < lineStop && TCHAR[buf[p]]) p++;
+    if (p === start || p >= lineStop || buf[p] !== SP) return 'http_malformed_head';
+    const methodEnd = p;
+    // "HTTP/1.x" ends the line, after a space
+    const v = lineStop - 8;
+    if (v <= methodEnd + 1 || buf[v - 1] !== SP) return 'http_malformed_head';
+    if (buf[v] !== 72 || buf[v + 1] !== 84 || buf[v + 2] !== 84 || buf[v + 3] !== 80 || buf[v + 4] !== 47) return 'http_malformed_head';
+    if (buf[v + 5] !== 49 || buf[v + 6] !== 46) return 'not_http1';
+    const minor = buf[v + 7] - 48;
+    if (minor !== 0 && minor !== 1) return 'http_malformed_head';
+    head.isRequest = true;
+    head.minor = minor;
+    head.method = methodName(buf, start, methodEnd);
+  }
+
+  // Header fields.
+  let field = Field.None;
+  let p = lineEnd + 1;
+  while (p < end) {
+    lineEnd = buf.indexOf(LF, p);
+    if (lineEnd < 0 || lineEnd >= end) lineEnd = end;
+    lineStop = lineEnd > p && buf[lineEnd - 1] === CR ? lineEnd - 1 : lineEnd;
+    const lineStart = p;
+    p = lineEnd + 1;
+    if (lineStop <= lineStart) break; // the empty line ending the head
+    const first = buf[lineStart];
+    let vStart: number;
+    if (first === SP || first === HT) {
+      // obs-fold (RFC 9112 5.2): continues the previous field's value
+      vStart = lineStart;
+    } else {
+      const colon = buf.indexOf(COLON, lineStart);
+      if (colon <= lineStart || colon >= lineStop) return 'http_malformed_head';
+      const last = buf[colon - 1];
+      if (last === SP || last === HT) return 'http_malformed_head'; // RFC 9112 5.1: no space before the colon
+      const c = first | 0x20;
+      const nameLen = colon - lineStart;
+      field = Field.None;
+      // One-byte and length filter before comparing names.
+      if (c === 99) {
+        if (nameLen === 10 && eqLower(buf, lineStart, colon, NAME_CONNECTION)) field = Field.Connection;
+        else if (nameLen === 14 && eqLower(buf, lineStart, colon, NAME_CONTENT_LENGTH)) field = Field.ContentLength;
+      } else if (c === 107) {
+        if (nameLen === 10 && eqLower(buf, lineStart, colon, NAME_KEEP_ALIVE)) field = Field.KeepAlive;
+      } else if (c === 116) {
+        if (nameLen === 17 && eqLower(buf, lineStart, colon, NAME_TRANSFER_ENCODING)) field = Field.TransferEncoding;
+      } else if (c === 112) {
+        // Proxy-Connection: sent by old clients in place of Connection
+        if (nameLen === 16 && eqLower(buf, lineStart, colon, NAME_PROXY_CONNECTION)) field = Field.Connection;
+      }
+      vStart = colon + 1;
+    }
+    switch (field) {
+      case Field.None:
+        break;
+      case Field.Connection:
+        connectionTokens(buf, vStart, lineStop, head);
+        break;
+      case Field.KeepAlive:
+        keepAliveParams(buf, vStart, lineStop, head);
+        break;
+      case Field.ContentLength:
+        if (!contentLength(buf, vStart, lineStop, head)) return 'http_bad_content_length';
+        break;
+      case Field.TransferEncoding:
+        transferCodings(buf, vStart, lineStop, head);
+        break;
+    }
+  }
+  return head;
+}
+
+function methodName(buf: Buffer, start: number, end: number): string {
+  const n = end - start;
+  for (const { m, b } of METHODS) {
+    if (b.length === n && buf[start] === b[0] && buf.compare(b, 0, n, start, end) === 0) return m;
+  }
+  return buf.toString('latin1', start, end);
+}
+
+/** Calls fn(start, end) for each comma-separated element with surrounding whitespace removed. */
+function forEachElement(buf: Buffer, p: number, end: number, fn: (s: number, e: number) => void): void {
+  while (p < end) {
+    let comma = buf.indexOf(COMMA, p);
+    if (comma < 0 || comma > end) comma = end;
+    let s = p;
+    let e = comma;
+    while (s < e && (buf[s] === SP || buf[s] === HT)) s++;
+    while (e > s && (buf[e - 1] === SP || buf[e - 1] === HT)) e--;
+    if (e > s) fn(s, e);
+    p = comma + 1;
+  }
+}
+
+function connectionTokens(buf: Buffer, p: number, end: number, head: MessageHead): void {
+  forEachElement(buf, p, end, (s, e) => {
+    if (eqLower(buf, s, e, TOK_CLOSE)) head.close = true;
+    else if (eqLower(buf, s, e, TOK_KEEP_ALIVE)) head.keepAlive = true;
+    else if (eqLower(buf, s, e, TOK_UPGRADE)) head.upgrade = true;
+  });
+}
+
+function keepAliveParams(buf: Buffer, p: number, end: number, head: MessageHead): void {
+  forEachElement(buf, p, end, (s, e) => {
+    let eq = buf.indexOf(61 /* = */, s);
+    if (eq < 0 || eq >= e) return;
+    let ke = eq;
+    while (ke > s && (buf[ke - 1] === SP || buf[ke - 1] === HT)) ke--;
+    let vs = eq + 1;
+    while (vs < e && (buf[vs] === SP || buf[vs] === HT)) vs++;
+    if (buf[vs] === 34 && e - vs >= 2 && buf[e - 1] === 34) { vs++; e--; } // quoted-string
+    const n = decimal(buf, vs, e);
+    if (n < 0) return;
+    if (eqLower(buf, s, ke, TOK_TIMEOUT)) head.kaTimeout = n;
+    else if (eqLower(buf, s, ke, TOK_MAX)) head.kaMax = n;
+  });
+}
+
+/** A list of identical values is allowed (RFC 9110 8.6); differing values or non-digits are an error. */
+function contentLength(buf: Buffer, p: number, end: number, head: MessageHead): boolean {
+  let ok = true;
+  let any = false;
+  forEachElement(buf, p, end, (s, e) => {
+    any = true;
+    const n = e - s <= 15 ? decimal(buf, s, e) : -1;
+    if (n < 0 || (head.contentLength >= 0 && head.contentLength !== n)) ok = false;
+    else head.contentLength = n;
+  });
+  return ok && any;
+}
+
+function transferCodings(buf: Buffer, p: number, end: number, head: MessageHead): void {
+  head.transferEncoding = true;
+  let lastS = -1;
+  let lastE = -1;
+  forEachElement(buf, p, end, (s, e) => {
+    // a coding may carry parameters after ';'
+    let semi = buf.indexOf(59, s);
+    if (semi < 0 || semi > e) semi = e;
+    while (semi > s && (buf[semi - 1] === SP || buf[semi - 1] === HT)) semi--;
+    lastS = s;
+    lastE = semi;
+  });
+  head.chunked = lastS >= 0 && eqLower(buf, lastS, lastE, TOK_CHUNKED);
+}
+
+/** Non-negative decimal integer in buf[s, e), or -1. */
+function decimal(buf: Buffer, s: number, e: number): number {
+  if (e <= s || e - s > 15) return -1;
+  let n = 0;
+  for (let i = s; i < e; i++) {
+    const d = buf[i] - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
 }
 
 /**
@@ -48,138 +260,22 @@ export function parseHead(buf: Buffer, start: number, end: number): HeadResult {
  * even that much is there. tshark counts such requests too.
  */
 export function parseTruncatedHead(buf: Buffer, start: number, end: number): MessageHead | null {
-  const text = latin1(buf, start, end);
-  const lastNl = text.lastIndexOf('\n');
-  if (lastNl >= 0) {
-    const h = parseHeadText(`${text.slice(0, lastNl + 1)}\r\n`);
+  const lastNl = buf.lastIndexOf(LF, end - 1);
+  if (lastNl >= start) {
+    const complete = Buffer.concat([buf.subarray(start, lastNl + 1), Buffer.from('\r\n')]);
+    const h = parseHead(complete, 0, complete.length);
     return typeof h === 'string' ? null : h;
   }
+  const text = buf.toString('latin1', start, Math.min(end, start + 64));
   const req = /^([A-Z][A-Z_-]*) \S/.exec(text);
   const res = /^HTTP\/1\.([01]) (\d{3})/.exec(text);
   if (!req && !res) return null;
-  return {
-    isRequest: !!req, method: req ? req[1] : '', minor: res ? Number(res[1]) : 1, status: res ? Number(res[2]) : 0,
-    close: false, keepAlive: false, upgrade: false,
-    kaTimeout: -1, kaMax: -1, contentLength: -1, transferEncoding: false, chunked: false,
-  };
-}
-
-function parseHeadText(text: string): HeadResult {
-  let lineEnd = text.indexOf('\n');
-  if (lineEnd < 0) return 'http_malformed_head';
-  const startLine = text.charCodeAt(lineEnd - 1) === 13 ? text.slice(0, lineEnd - 1) : text.slice(0, lineEnd);
-  const head: MessageHead = {
-    isRequest: false, method: '', minor: 1, status: 0,
-    close: false, keepAlive: false, upgrade: false,
-    kaTimeout: -1, kaMax: -1, contentLength: -1, transferEncoding: false, chunked: false,
-  };
-  if (startLine.startsWith('HTTP/')) {
-    // status-line = HTTP-version SP status-code SP [ reason-phrase ]
-    if (startLine.length < 12 || startLine.charCodeAt(8) !== 32) return 'http_malformed_head';
-    if (!startLine.startsWith('HTTP/1.')) return 'not_http1';
-    const minor = startLine.charCodeAt(7) - 48;
-    if (minor !== 0 && minor !== 1) return 'http_malformed_head';
-    const status = Number(startLine.slice(9, 12));
-    if (!Number.isInteger(status) || status < 100 || status > 999) return 'http_malformed_head';
-    head.minor = minor;
-    head.status = status;
-  } else {
-    // request-line = method SP request-target SP HTTP-version
-    const sp1 = startLine.indexOf(' ');
-    const sp2 = startLine.lastIndexOf(' ');
-    if (sp1 <= 0 || sp2 <= sp1 + 0 || sp2 === sp1) return 'http_malformed_head';
-    for (let i = 0; i < sp1; i++) {
-      const c = startLine.charCodeAt(i);
-      if (c > 127 || !TCHAR[c]) return 'http_malformed_head';
-    }
-    const version = startLine.slice(sp2 + 1);
-    if (version === 'HTTP/1.1') head.minor = 1;
-    else if (version === 'HTTP/1.0') head.minor = 0;
-    else if (version.startsWith('HTTP/')) return 'not_http1';
-    else return 'http_malformed_head';
-    head.isRequest = true;
-    head.method = startLine.slice(0, sp1);
-  }
-
-  // Header fields: only the few that decide framing and persistence are turned into strings.
-  let lastName = '';
-  let pos = lineEnd + 1;
-  const len = text.length;
-  while (pos < len) {
-    lineEnd = text.indexOf('\n', pos);
-    if (lineEnd < 0) lineEnd = len;
-    const valueEnd = text.charCodeAt(lineEnd - 1) === 13 ? lineEnd - 1 : lineEnd;
-    const lineStart = pos;
-    pos = lineEnd + 1;
-    if (valueEnd <= lineStart) break; // the empty line ending the head
-    const first = text.charCodeAt(lineStart);
-    let name: string;
-    let value: string;
-    if (first === 32 || first === 9) {
-      // obs-fold (RFC 9112 5.2): a continuation of the previous field's value
-      if (lastName === '') {
-        if (lineStart === 0) return 'http_malformed_head';
-        continue;
-      }
-      name = lastName;
-      value = text.slice(lineStart, valueEnd).trim();
-    } else {
-      const colon = text.indexOf(':', lineStart);
-      if (colon <= lineStart || colon >= valueEnd) return 'http_malformed_head';
-      if (text.charCodeAt(colon - 1) === 32 || text.charCodeAt(colon - 1) === 9) return 'http_malformed_head'; // RFC 9112 5.1
-      const nameLen = colon - lineStart;
-      const c = first | 0x20;
-      // Cheap filter on first letter and length before any string is made.
-      if (!((c === 99 && (nameLen === 10 || nameLen === 14)) || (c === 107 && nameLen === 10) ||
-        (c === 116 && nameLen === 17) || (c === 112 && nameLen === 16))) {
-        lastName = '-';
-        continue;
-      }
-      name = text.slice(lineStart, colon).toLowerCase();
-      value = text.slice(colon + 1, valueEnd).trim();
-      lastName = name;
-    }
-    switch (name) {
-      case 'connection':
-      case 'proxy-connection': // sent by old clients in place of Connection
-        for (const tok of value.split(',')) {
-          const t = tok.trim().toLowerCase();
-          if (t === 'close') head.close = true;
-          else if (t === 'keep-alive') head.keepAlive = true;
-          else if (t === 'upgrade') head.upgrade = true;
-        }
-        break;
-      case 'keep-alive':
-        for (const param of value.split(',')) {
-          const eq = param.indexOf('=');
-          if (eq < 0) continue;
-          const k = param.slice(0, eq).trim().toLowerCase();
-          const n = Number(param.slice(eq + 1).trim());
-          if (!Number.isFinite(n) || n < 0) continue;
-          if (k === 'timeout') head.kaTimeout = n;
-          else if (k === 'max') head.kaMax = n;
-        }
-        break;
-      case 'content-length': {
-        // A list of identical values is allowed (RFC 9110 8.6); differing values are an error.
-        for (const part of value.split(',')) {
-          const p = part.trim();
-          if (!/^\d{1,15}$/.test(p)) return 'http_bad_content_length';
-          const n = Number(p);
-          if (head.contentLength >= 0 && head.contentLength !== n) return 'http_bad_content_length';
-          head.contentLength = n;
-        }
-        break;
-      }
-      case 'transfer-encoding': {
-        head.transferEncoding = true;
-        const codings = value.toLowerCase().split(',');
-        head.chunked = codings[codings.length - 1].trim() === 'chunked';
-        break;
-      }
-    }
-  }
-  return head;
+  const h = newHead();
+  h.isRequest = !!req;
+  h.method = req ? req[1] : '';
+  h.minor = res ? Number(res[1]) : 1;
+  h.status = res ? Number(res[2]) : 0;
+  return h;
 }
 
 /** True when the sender of this head wants the connection to stay open (RFC 9112 9.3). */

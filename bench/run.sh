@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# Benchmark keepalive-exporter against tshark and other readers on one large
+# loopback capture. Run via `npm run bench` or:
+#
+#   bash bench/run.sh [--regenerate] [--runs N] [--only LIST] [FILE]
+#
+#   FILE           capture to use (default bench/out/bench.pcap); generated
+#                  with bench/generate-capture.sh when missing or when it has
+#                  fewer than MIN_PACKETS (1000000) packets
+#   --regenerate   regenerate the capture even if it is usable
+#   --runs N       timed runs per tool (default 3); best and median reported
+#   --only LIST    comma-separated subset of: analyze, tshark, read,
+#                  pcap-parser, pcap-parser-hwm, tcpdump
+#
+# Environment: BENCH_STRICT=1 exits 1 when a goal is not met (or cannot be
+# checked); MIN_PACKETS overrides the reuse threshold.
+#
+# Prints a markdown table and writes it to bench/out/results.md.
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+cd "$ROOT_DIR"
+# shellcheck source=lib.sh
+. "$BENCH_DIR/lib.sh"
+
+FILE="$ROOT_DIR/bench/out/bench.pcap"
+REGENERATE=0
+RUNS=3
+ONLY="analyze,tshark,read,pcap-parser,pcap-parser-hwm,tcpdump"
+MIN_PACKETS="${MIN_PACKETS:-1000000}"
+GOAL_SPEEDUP=10
+GOAL_RSS_MB=200
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --regenerate) REGENERATE=1 ;;
+    --runs) RUNS="$2"; shift ;;
+    --runs=*) RUNS="${1#*=}" ;;
+    --only) ONLY="$2"; shift ;;
+    --only=*) ONLY="${1#*=}" ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+    *) FILE="$1" ;;
+  esac
+  shift
+done
+FILE="$(realpath -m "$FILE")"
+[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --runs needs a positive integer" >&2; exit 2; }
+
+need_cmd /usr/bin/time time
+need_cmd tshark tshark
+need_cmd capinfos tshark
+need_cmd tcpdump tcpdump
+need_cmd node nodejs
+
+OUT_DIR="$ROOT_DIR/bench/out"
+RESULTS="$OUT_DIR/results.md"
+mkdir -p "$OUT_DIR"
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/ka-bench-run.XXXXXX")"
+trap 'rm -rf "$TMP"' EXIT
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+wanted() { [[ ",$ONLY," == *",$1,"* ]]; }
+
+# --- 1. build ------------------------------------------------------------------
+build_needed() {
+  [ -f dist/cli/main.js ] && [ -f dist/capture/file.js ] || return 0
+  [ -n "$(find src tsconfig.json tsconfig.build.json package.json -newer dist/cli/main.js -print -quit 2>/dev/null)" ]
+}
+if build_needed; then
+  log "building (npm run build)"
+  if ! npm run --silent build >&2; then
+    log "warning: build failed; benchmarking whatever is in dist/"
+  fi
+else
+  log "dist/ is up to date"
+fi
+
+# --- 2. capture ------------------------------------------------------------------
+PACKETS="$(count_packets "$FILE")"
+if [ "$REGENERATE" = 1 ] || [ -z "$PACKETS" ] || [ "$PACKETS" -lt "$MIN_PACKETS" ]; then
+  if [ "$REGENERATE" = 1 ]; then log "regenerating $FILE"; else log "no usable capture at $FILE (${PACKETS:-0} packets), generating"; fi
+  bash "$BENCH_DIR/generate-capture.sh" "$FILE" >&2
+  PACKETS="$(count_packets "$FILE")"
+else
+  log "reusing $FILE ($PACKETS packets; --regenerate to force a new one)"
+fi
+[ -n "$PACKETS" ] && [ "$PACKETS" -gt 0 ] || { echo "run.sh: capture $FILE is unusable" >&2; exit 1; }
+SIZE=$(stat -c %s "$FILE")
+log "warming the page cache"
+cat "$FILE" > /dev/null
+
+# --- 3. measurements -------------------------------------------------------------
+declare -A LABEL STATUS NPKT BEST MEDIAN RSS NOTE
+KEYS=()
+
+# bench KEY "LABEL" stdout|null CMD... : run CMD $RUNS times. Wall time from
+# date(1) in ns; peak RSS (max over runs) from GNU time's %M.
+bench() {
+  local key="$1" label="$2" outmode="$3"; shift 3
+  KEYS+=("$key"); LABEL[$key]="$label"; STATUS[$key]=ok; NOTE[$key]=""
+  local i t0 t1 rc rss maxrss=0 times=() out="$TMP/$key.out" err="$TMP/$key.err"
+  for i in $(seq 1 "$RUNS"); do
+    log "$label: run $i/$RUNS"
+    t0=$(date +%s%N)
+    if [ "$outmode" = null ]; then
+      if /usr/bin/time -f '%e %M' -o "$TMP/time" "$@" > /dev/null 2> "$err"; then rc=0; else rc=$?; fi
+    else
+      if /usr/bin/time -f '%e %M' -o "$TMP/time" "$@" > "$out" 2> "$err"; then rc=0; else rc=$?; fi
+    fi
+    t1=$(date +%s%N)
+    if [ "$outmode" = stdout ] && grep -q '^skipped' "$out"; then
+      STATUS[$key]=skipped; NOTE[$key]="$(head -n1 "$out")"
+      log "$label: $(head -n1 "$out")"
+      return 0
+    fi
+    if [ "$rc" -ne 0 ]; then
+      STATUS[$key]=failed
+      NOTE[$key]="exit $rc: $( { grep -v -i 'running as user "root"' "$err" | grep -m1 . | cut -c1-160; } || true)"
+      log "$label: failed (${NOTE[$key]})"
+      return 0
+    fi
+    rss=$(tail -n1 "$TMP/time" | awk '{ print $2 }')
+    [ "$rss" -gt "$maxrss" ] && maxrss=$rss
+    times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')")
+    log "$label: ${times[-1]} s, peak RSS $((rss / 1024)) MB"
+  done
+  local sorted
+  sorted=$(printf '%s\n' "${times[@]}" | sort -g)
+  BEST[$key]=$(head -n1 <<< "$sorted")
+  MEDIAN[$key]=$(awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }' <<< "$sorted")
+  RSS[$key]=$(awk -v k="$maxrss" 'BEGIN { printf "%.1f", k / 1024 }')
+  if [ "$outmode" = stdout ]; then
+    local n
+    n=$( { grep -o 'packets=[0-9]*' "$out" | head -n1 | cut -d= -f2; } || true)
+    NPKT[$key]="${n:-?}"
+    [ "${n:-}" = "$PACKETS" ] || NOTE[$key]="packet count differs from capinfos ($PACKETS)"
+  else
+    NPKT[$key]="$PACKETS"
+  fi
+}
+
+NODE="${NODE:-node}"
+if wanted analyze; then
+  if [ -f dist/cli/main.js ]; then
+    bench analyze "keepalive-exporter analyze --json" null "$NODE" dist/cli/main.js analyze "$FILE" --json
+  else
+    KEYS+=(analyze); LABEL[analyze]="keepalive-exporter analyze --json"; STATUS[analyze]=skipped
+    NOTE[analyze]="skipped: dist/cli/main.js not built"
+  fi
+fi
+wanted tshark && bench tshark "tshark -q -z http,tree" null tshark -r "$FILE" -q -z http,tree
+wanted read && bench read "reader only (dist/capture/file.js)" stdout "$NODE" bench/read-only.mjs "$FILE"
+wanted pcap-parser && bench pcap-parser "pcap-parser (default)" stdout "$NODE" bench/pcap-parser-only.mjs "$FILE" default
+wanted pcap-parser-hwm && bench pcap-parser-hwm "pcap-parser (1 MiB highWaterMark)" stdout "$NODE" bench/pcap-parser-only.mjs "$FILE" hwm
+wanted tcpdump && bench tcpdump "tcpdump -r -w /dev/null (floor)" null tcpdump -r "$FILE" -w /dev/null
+
+# --- 4. report ---------------------------------------------------------------------
+ok() { [ "${STATUS[$1]:-}" = ok ]; }
+fmt_mpps() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.3f", n / s / 1e6; else print "-" }'; }
+
+GOALS_OK=1
+{
+  echo "# keepalive-exporter benchmark"
+  echo
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "- capture: \`${FILE#"$ROOT_DIR"/}\`, $PACKETS packets, $(awk -v s="$SIZE" 'BEGIN { printf "%.1f MiB", s / 1048576 }')"
+  echo "- machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM; node $("$NODE" -v); tshark $(tshark -v 2>/dev/null | head -n1 | awk "{ print \$3 }"); tcpdump $(tcpdump --version 2>&1 | head -n1 | awk '{ print $3 }')"
+  echo "- runs per tool: $RUNS; warm page cache; wall time includes process start-up; Mpps = packets / best time; peak RSS = max over runs (GNU time %M)"
+  echo
+  echo "| tool | packets | best s | median s | Mpps | peak RSS MB |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+  for k in "${KEYS[@]}"; do
+    if ok "$k"; then
+      echo "| ${LABEL[$k]} | ${NPKT[$k]} | ${BEST[$k]} | ${MEDIAN[$k]} | $(fmt_mpps "${NPKT[$k]/\?/0}" "${BEST[$k]}") | ${RSS[$k]} |"
+    else
+      echo "| ${LABEL[$k]} | ${STATUS[$k]} | - | - | - | - |"
+    fi
+  done
+  notes=0
+  for k in "${KEYS[@]}"; do
+    if [ -n "${NOTE[$k]}" ]; then
+      [ "$notes" = 0 ] && { echo; echo "Notes:"; notes=1; }
+      echo "- ${LABEL[$k]}: ${NOTE[$k]}"
+    fi
+  done
+  echo
+  echo "## Goals"
+  echo
+  if ok analyze && ok tshark; then
+    speed_med=$(awk -v t="${MEDIAN[tshark]}" -v a="${MEDIAN[analyze]}" 'BEGIN { printf "%.1f", t / a }')
+    speed_best=$(awk -v t="${BEST[tshark]}" -v a="${BEST[analyze]}" 'BEGIN { printf "%.1f", t / a }')
+    if awk -v s="$speed_med" -v g="$GOAL_SPEEDUP" 'BEGIN { exit !(s >= g) }'; then v=PASS; else v=FAIL; GOALS_OK=0; fi
+    echo "- analyze vs tshark: ${speed_med}x faster on median time (${speed_best}x on best); goal >= ${GOAL_SPEEDUP}x: **$v**"
+  else
+    GOALS_OK=0
+    echo "- analyze vs tshark: n/a (analyze ${STATUS[analyze]:-not run}, tshark ${STATUS[tshark]:-not run}); goal >= ${GOAL_SPEEDUP}x: **not checked**"
+  fi
+  if ok analyze; then
+    if awk -v r="${RSS[analyze]}" -v g="$GOAL_RSS_MB" 'BEGIN { exit !(r < g) }'; then v=PASS; else v=FAIL; GOALS_OK=0; fi
+    echo "- analyze peak RSS: ${RSS[analyze]} MB; goal < ${GOAL_RSS_MB} MB: **$v**"
+  else
+    GOALS_OK=0
+    echo "- analyze peak RSS: n/a (analyze ${STATUS[analyze]:-not run}); goal < ${GOAL_RSS_MB} MB: **not checked**"
+  fi
+} > "$TMP/results.md"
+
+cp "$TMP/results.md" "$RESULTS"
+echo
+cat "$RESULTS"
+echo
+echo "(written to ${RESULTS#"$ROOT_DIR"/})"
+
+if [ "${BENCH_STRICT:-0}" = 1 ] && [ "$GOALS_OK" != 1 ]; then
+  exit 1
+fi
+exit 0
