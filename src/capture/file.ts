@@ -3,7 +3,7 @@
  * Compression is recognised by its magic number, not the file name.
  */
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { Readable, pipeline } from 'node:stream';
 import { CaptureDecoder, type CaptureFormat, type CaptureProblem, type PacketSink } from './reader.js';
@@ -32,6 +32,7 @@ export class CaptureOpenError extends Error {}
 
 export async function readCapture(path: string, sink: PacketSink, opts: ReadOptions = {}): Promise<CaptureSummary> {
   let total = 0;
+  let regular = false;
   let input: Readable;
   if (path === '-') {
     input = process.stdin;
@@ -40,13 +41,77 @@ export async function readCapture(path: string, sink: PacketSink, opts: ReadOpti
       const st = await stat(path);
       if (st.isDirectory()) throw new CaptureOpenError(`${path} is a directory, not a capture file`);
       total = st.size;
+      regular = st.isFile();
     } catch (err) {
       if (err instanceof CaptureOpenError) throw err;
       throw new CaptureOpenError(describeOpenError(path, err as NodeJS.ErrnoException));
     }
+    // Positioned reads need a regular file: a FIFO, <(process substitution) or /dev/stdin cannot seek.
+    const plain = regular ? await readPlainFile(path, sink, total, opts) : null;
+    if (plain) return plain;
     input = createReadStream(path, { highWaterMark: READ_CHUNK });
   }
   return readCaptureStream(input, sink, { ...opts, totalBytes: total, name: path });
+}
+
+/**
+ * An uncompressed regular file is read into two reused buffers, the next read in flight while
+ * the current one is decoded. Streams would allocate a fresh external buffer per chunk, and
+ * that external memory is what drives most garbage collections on a large capture.
+ * Returns null for gzip input (left to the stream path).
+ */
+async function readPlainFile(path: string, sink: PacketSink, total: number, opts: ReadOptions): Promise<CaptureSummary | null> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    throw new CaptureOpenError(describeOpenError(path, err as NodeJS.ErrnoException));
+  }
+  const decoder = new CaptureDecoder(sink);
+  let problem: CaptureProblem | null = null;
+  try {
+    const bufs = [Buffer.allocUnsafeSlow(READ_CHUNK), Buffer.allocUnsafeSlow(READ_CHUNK)];
+    let which = 0;
+    let pos = 0;
+    let next = fh.read(bufs[0], 0, READ_CHUNK, 0);
+    let first = true;
+    for (;;) {
+      let n: number;
+      try {
+        n = (await next).bytesRead;
+      } catch (err) {
+        problem = { kind: 'truncated', offset: decoder.offset, message: `read error after byte offset ${decoder.offset}: ${(err as Error).message}` };
+        break;
+      }
+      if (n === 0) break;
+      const cur = bufs[which];
+      if (first) {
+        first = false;
+        if (n >= 2 && cur[0] === 0x1f && cur[1] === 0x8b) return null; // gzip: use the stream path
+      }
+      pos += n;
+      which ^= 1;
+      next = fh.read(bufs[which], 0, READ_CHUNK, pos);
+      const ok = decoder.push(cur.subarray(0, n));
+      opts.onProgress?.(pos, total);
+      if (!ok) {
+        await next.catch(() => undefined);
+        break;
+      }
+    }
+  } finally {
+    await fh.close();
+  }
+  problem = decoder.problem ?? problem ?? decoder.end();
+  return {
+    format: decoder.format,
+    compressed: false,
+    packets: decoder.packets,
+    snaplenCut: decoder.snaplenCut,
+    unknownBlocks: decoder.unknownBlocks,
+    bytes: decoder.offset,
+    problem,
+  };
 }
 
 export async function readCaptureStream(

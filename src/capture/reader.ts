@@ -29,6 +29,13 @@ const MAX_PCAP_RECORD = 262_144;
 /** pcapng blocks may carry more than one packet's worth of options; still bounded. */
 const MAX_PCAPNG_BLOCK = 16 * 1024 * 1024;
 
+function u32le(b: Buffer, p: number): number {
+  return (b[p] | (b[p + 1] << 8) | (b[p + 2] << 16) | (b[p + 3] << 24)) >>> 0;
+}
+function u32be(b: Buffer, p: number): number {
+  return ((b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) >>> 0;
+}
+
 const PCAPNG_SHB = 0x0a0d0d0a;
 const PCAPNG_BOM = 0x1a2b3c4d;
 /** The first four bytes of every format we read, as they appear in a file. */
@@ -100,7 +107,7 @@ export class CaptureDecoder {
     this.bufBase = bufBase;
     pos = this.format === 'pcap' ? this.readPcapRecords(buf, pos) : this.readPcapngBlocks(buf, pos);
     if (this.problem) {
-      this.base += pos; // `offset` is then the problem's offset: the bytes actually read
+      this.base = this.bufBase + pos; // `offset` is then the problem's offset: the bytes actually read
       return false;
     }
     this.base = this.bufBase + pos;
@@ -128,7 +135,8 @@ export class CaptureDecoder {
       }
     }
     // A corrupt length is detected by the record parser below, with nothing more appended.
-    if (need <= MAX_PCAPNG_BLOCK && need > p.length) {
+    const limit = this.format === 'pcap' ? 16 + Math.max(MAX_PCAP_RECORD, this.snapLen) : MAX_PCAPNG_BLOCK;
+    if (need <= limit && need > p.length) {
       const take = Math.min(need - p.length, chunk.length - used);
       p = Buffer.concat([p, chunk.subarray(used, used + take)]);
       used += take;
@@ -227,10 +235,11 @@ export class CaptureDecoder {
     const sink = this.sink;
     const end = buf.length;
     while (pos + 16 <= end) {
-      const sec = le ? buf.readUInt32LE(pos) : buf.readUInt32BE(pos);
-      const frac = le ? buf.readUInt32LE(pos + 4) : buf.readUInt32BE(pos + 4);
-      const capLen = le ? buf.readUInt32LE(pos + 8) : buf.readUInt32BE(pos + 8);
-      const origLen = le ? buf.readUInt32LE(pos + 12) : buf.readUInt32BE(pos + 12);
+      // By hand: Buffer#readUInt32LE validates its arguments on every call.
+      const sec = le ? u32le(buf, pos) : u32be(buf, pos);
+      const frac = le ? u32le(buf, pos + 4) : u32be(buf, pos + 4);
+      const capLen = le ? u32le(buf, pos + 8) : u32be(buf, pos + 8);
+      const origLen = le ? u32le(buf, pos + 12) : u32be(buf, pos + 12);
       if (capLen > maxRecord) {
         this.stop('corrupt', pos, `corrupt record at byte offset ${this.bufBase + pos}: captured length ${capLen} exceeds the snapshot length ${this.snapLen}`);
         return pos;

@@ -77,9 +77,29 @@ function newHead(): MessageHead {
 
 const enum Field { None, Connection, KeepAlive, ContentLength, TransferEncoding }
 
+/** Where the last successful `scanHead` found the end of its head (just after the empty line). */
+export const headScan = { end: -1 };
+
+/** Parses a head already delimited by the caller: the range ends with (or at) the head's end. */
 export function parseHead(buf: Buffer, start: number, end: number): HeadResult {
-  let lineEnd = buf.indexOf(LF, start);
-  if (lineEnd < 0 || lineEnd >= end) return 'http_malformed_head';
+  const h = parseHeadAt(buf, start, end, false);
+  return h === 'incomplete' ? 'http_malformed_head' : h;
+}
+
+/**
+ * Parses the head that starts at `start` while looking for its end, in one pass: 'incomplete'
+ * when the range ends first. On success `headScan.end` is set. Errors may be found before the
+ * end of the head is known (then `headScan.end` is -1).
+ */
+export function scanHead(buf: Buffer, start: number, end: number): HeadResult | 'incomplete' {
+  return parseHeadAt(buf, start, end, true);
+}
+
+function parseHeadAt(buf: Buffer, start: number, end: number, needEnd: boolean): HeadResult | 'incomplete' {
+  headScan.end = -1;
+  let lineEnd = start;
+  while (lineEnd < end && buf[lineEnd] !== LF) lineEnd++;
+  if (lineEnd >= end) return needEnd ? 'incomplete' : 'http_malformed_head';
   let lineStop = lineEnd > start && buf[lineEnd - 1] === CR ? lineEnd - 1 : lineEnd;
   const head = newHead();
   if (buf[start] === 72 && buf[start + 1] === 84 && buf[start + 2] === 84 && buf[start + 3] === 80 && buf[start + 4] === 47) {
@@ -111,23 +131,32 @@ export function parseHead(buf: Buffer, start: number, end: number): HeadResult {
     head.method = methodName(buf, start, methodEnd);
   }
 
-  // Header fields.
+  // Header fields: one pass over the bytes finds each line's end and its first colon.
   let field = Field.None;
   let p = lineEnd + 1;
   while (p < end) {
-    lineEnd = buf.indexOf(LF, p);
-    if (lineEnd < 0 || lineEnd >= end) lineEnd = end;
-    lineStop = lineEnd > p && buf[lineEnd - 1] === CR ? lineEnd - 1 : lineEnd;
     const lineStart = p;
-    p = lineEnd + 1;
-    if (lineStop <= lineStart) break; // the empty line ending the head
+    let colon = -1;
+    while (p < end) {
+      const c = buf[p];
+      if (c === LF) break;
+      if (c === COLON && colon < 0) colon = p;
+      p++;
+    }
+    lineEnd = p;
+    p++;
+    if (lineEnd >= end && needEnd) return 'incomplete';
+    lineStop = lineEnd > lineStart && buf[lineEnd - 1] === CR ? lineEnd - 1 : lineEnd;
+    if (lineStop <= lineStart) {
+      headScan.end = p; // just after the empty line ending the head
+      return head;
+    }
     const first = buf[lineStart];
     let vStart: number;
     if (first === SP || first === HT) {
       // obs-fold (RFC 9112 5.2): continues the previous field's value
       vStart = lineStart;
     } else {
-      const colon = buf.indexOf(COLON, lineStart);
       if (colon <= lineStart || colon >= lineStop) return 'http_malformed_head';
       const last = buf[colon - 1];
       if (last === SP || last === HT) return 'http_malformed_head'; // RFC 9112 5.1: no space before the colon
@@ -148,98 +177,87 @@ export function parseHead(buf: Buffer, start: number, end: number): HeadResult {
       }
       vStart = colon + 1;
     }
+    if (field !== Field.None && !fieldValue(field, buf, vStart, lineStop, head)) return 'http_bad_content_length';
+  }
+  if (needEnd) return 'incomplete';
+  headScan.end = end;
+  return head;
+}
+
+/**
+ * Reads one field value's comma-separated elements (RFC 9110 5.6.1) into the head.
+ * Returns false for an invalid Content-Length.
+ */
+function fieldValue(field: Field, buf: Buffer, p: number, end: number, head: MessageHead): boolean {
+  let ok = true;
+  let elements = 0;
+  while (p <= end) {
+    let comma = p;
+    while (comma < end && buf[comma] !== COMMA) comma++;
+    let s = p;
+    let e = comma;
+    p = comma + 1;
+    while (s < e && (buf[s] === SP || buf[s] === HT)) s++;
+    while (e > s && (buf[e - 1] === SP || buf[e - 1] === HT)) e--;
+    if (e === s) continue;
+    elements++;
     switch (field) {
-      case Field.None:
-        break;
       case Field.Connection:
-        connectionTokens(buf, vStart, lineStop, head);
+        if (eqLower(buf, s, e, TOK_CLOSE)) head.close = true;
+        else if (eqLower(buf, s, e, TOK_KEEP_ALIVE)) head.keepAlive = true;
+        else if (eqLower(buf, s, e, TOK_UPGRADE)) head.upgrade = true;
         break;
       case Field.KeepAlive:
-        keepAliveParams(buf, vStart, lineStop, head);
+        keepAliveParam(buf, s, e, head);
         break;
-      case Field.ContentLength:
-        if (!contentLength(buf, vStart, lineStop, head)) return 'http_bad_content_length';
+      case Field.ContentLength: {
+        // A list of identical values is allowed (RFC 9110 8.6); differing values are an error.
+        const n = decimal(buf, s, e);
+        if (n < 0 || (head.contentLength >= 0 && head.contentLength !== n)) ok = false;
+        else head.contentLength = n;
         break;
-      case Field.TransferEncoding:
-        transferCodings(buf, vStart, lineStop, head);
+      }
+      case Field.TransferEncoding: {
+        // The last coding decides (RFC 9112 6.3); a coding may carry parameters after ';'.
+        let semi = s;
+        while (semi < e && buf[semi] !== 59) semi++;
+        while (semi > s && (buf[semi - 1] === SP || buf[semi - 1] === HT)) semi--;
+        head.transferEncoding = true;
+        head.chunked = eqLower(buf, s, semi, TOK_CHUNKED);
         break;
+      }
     }
   }
-  return head;
+  if (field === Field.ContentLength && elements === 0) return false;
+  if (field === Field.TransferEncoding) head.transferEncoding = true;
+  return ok;
+}
+
+function keepAliveParam(buf: Buffer, s: number, e: number, head: MessageHead): void {
+  let eq = s;
+  while (eq < e && buf[eq] !== 61 /* = */) eq++;
+  if (eq >= e) return;
+  let ke = eq;
+  while (ke > s && (buf[ke - 1] === SP || buf[ke - 1] === HT)) ke--;
+  let vs = eq + 1;
+  while (vs < e && (buf[vs] === SP || buf[vs] === HT)) vs++;
+  if (buf[vs] === 34 && e - vs >= 2 && buf[e - 1] === 34) { vs++; e--; } // quoted-string
+  const n = decimal(buf, vs, e);
+  if (n < 0) return;
+  if (eqLower(buf, s, ke, TOK_TIMEOUT)) head.kaTimeout = n;
+  else if (eqLower(buf, s, ke, TOK_MAX)) head.kaMax = n;
 }
 
 function methodName(buf: Buffer, start: number, end: number): string {
   const n = end - start;
-  for (const { m, b } of METHODS) {
-    if (b.length === n && buf[start] === b[0] && buf.compare(b, 0, n, start, end) === 0) return m;
+  for (let k = 0; k < METHODS.length; k++) {
+    const { m, b } = METHODS[k];
+    if (b.length !== n) continue;
+    let i = 0;
+    while (i < n && buf[start + i] === b[i]) i++;
+    if (i === n) return m;
   }
   return buf.toString('latin1', start, end);
-}
-
-/** Calls fn(start, end) for each comma-separated element with surrounding whitespace removed. */
-function forEachElement(buf: Buffer, p: number, end: number, fn: (s: number, e: number) => void): void {
-  while (p < end) {
-    let comma = buf.indexOf(COMMA, p);
-    if (comma < 0 || comma > end) comma = end;
-    let s = p;
-    let e = comma;
-    while (s < e && (buf[s] === SP || buf[s] === HT)) s++;
-    while (e > s && (buf[e - 1] === SP || buf[e - 1] === HT)) e--;
-    if (e > s) fn(s, e);
-    p = comma + 1;
-  }
-}
-
-function connectionTokens(buf: Buffer, p: number, end: number, head: MessageHead): void {
-  forEachElement(buf, p, end, (s, e) => {
-    if (eqLower(buf, s, e, TOK_CLOSE)) head.close = true;
-    else if (eqLower(buf, s, e, TOK_KEEP_ALIVE)) head.keepAlive = true;
-    else if (eqLower(buf, s, e, TOK_UPGRADE)) head.upgrade = true;
-  });
-}
-
-function keepAliveParams(buf: Buffer, p: number, end: number, head: MessageHead): void {
-  forEachElement(buf, p, end, (s, e) => {
-    let eq = buf.indexOf(61 /* = */, s);
-    if (eq < 0 || eq >= e) return;
-    let ke = eq;
-    while (ke > s && (buf[ke - 1] === SP || buf[ke - 1] === HT)) ke--;
-    let vs = eq + 1;
-    while (vs < e && (buf[vs] === SP || buf[vs] === HT)) vs++;
-    if (buf[vs] === 34 && e - vs >= 2 && buf[e - 1] === 34) { vs++; e--; } // quoted-string
-    const n = decimal(buf, vs, e);
-    if (n < 0) return;
-    if (eqLower(buf, s, ke, TOK_TIMEOUT)) head.kaTimeout = n;
-    else if (eqLower(buf, s, ke, TOK_MAX)) head.kaMax = n;
-  });
-}
-
-/** A list of identical values is allowed (RFC 9110 8.6); differing values or non-digits are an error. */
-function contentLength(buf: Buffer, p: number, end: number, head: MessageHead): boolean {
-  let ok = true;
-  let any = false;
-  forEachElement(buf, p, end, (s, e) => {
-    any = true;
-    const n = e - s <= 15 ? decimal(buf, s, e) : -1;
-    if (n < 0 || (head.contentLength >= 0 && head.contentLength !== n)) ok = false;
-    else head.contentLength = n;
-  });
-  return ok && any;
-}
-
-function transferCodings(buf: Buffer, p: number, end: number, head: MessageHead): void {
-  head.transferEncoding = true;
-  let lastS = -1;
-  let lastE = -1;
-  forEachElement(buf, p, end, (s, e) => {
-    // a coding may carry parameters after ';'
-    let semi = buf.indexOf(59, s);
-    if (semi < 0 || semi > e) semi = e;
-    while (semi > s && (buf[semi - 1] === SP || buf[semi - 1] === HT)) semi--;
-    lastS = s;
-    lastE = semi;
-  });
-  head.chunked = lastS >= 0 && eqLower(buf, lastS, lastE, TOK_CHUNKED);
 }
 
 /** Non-negative decimal integer in buf[s, e), or -1. */

@@ -10,7 +10,7 @@
  * close-delimited responses; no body for HEAD responses, 1xx, 204 and 304; 101 and 2xx to CONNECT
  * switch to a tunnel.
  */
-import { parseHead, parseTruncatedHead, type MessageHead } from './head.js';
+import { headScan, parseHead, parseTruncatedHead, scanHead, type HeadResult, type MessageHead } from './head.js';
 
 export const enum Mode {
   /** Role not known yet (flow without a handshake): either kind of message starts it. */
@@ -51,6 +51,9 @@ export interface HttpEvents {
   /** A counted anomaly by name (see config/anomalies.ts). */
   anomaly(name: 'http_malformed_head' | 'header_too_large' | 'http_bad_content_length' | 'http_bad_chunk' | 'http_resync' | 'resync_failed'): void;
 }
+
+/** A start line is known to be plausible or not within this many bytes (see startsWithMethod). */
+const START_PROBE_BYTES = 24;
 
 /** Longest chunk-size line digits we accept: 16 hex digits exceed any real body. */
 const MAX_CHUNK_SIZE_DIGITS = 15;
@@ -148,8 +151,8 @@ export class HttpStreamParser {
           continue;
         }
         case State.ChunkExt: {
-          const nl = buf.indexOf(10, p);
-          if (nl < 0 || nl >= end) { p = end; continue; }
+          const nl = indexOfLF(buf, p, end);
+          if (nl < 0) { p = end; continue; }
           p = nl + 1;
           this.afterChunkSize();
           continue;
@@ -253,26 +256,53 @@ export class HttpStreamParser {
     // Find the empty line that ends the head: CRLF CRLF, or bare LF LF (tolerated, RFC 9112 2.2).
     let headEnd = -1;
     if (this.headLen === 0) {
-      headEnd = findHeadEnd(buf, p, end);
+      // The common case, a head within one segment: parse it while finding its end, in one pass.
+      const h = scanHead(buf, p, Math.min(end, p + this.maxHeaderBytes + 1));
+      headEnd = h === 'incomplete' ? -1 : headScan.end >= 0 ? headScan.end : findHeadEnd(buf, p, end);
       if (headEnd >= 0) {
-        if (headEnd - p > this.maxHeaderBytes) return this.headTooLarge(end);
-        this.onHead(buf, p, headEnd, ts);
+        // Too large: skip it and look for the next message in what follows it.
+        if (headEnd - p > this.maxHeaderBytes) return this.headTooLarge(headEnd);
+        this.onHeadParsed(h as HeadResult, ts);
         return headEnd;
+      }
+      if (end - p > this.maxHeaderBytes) {
+        // Too large: skip to its end if this segment holds it, and resume after it.
+        const e = findHeadEnd(buf, p, end);
+        return this.headTooLarge(e >= 0 ? e : end);
       }
       // Incomplete head: copy what we have (the only payload copy the parser makes).
       return this.appendHead(buf, p, end);
     }
     const prev = this.headLen;
-    const r = this.appendHead(buf, p, end);
-    if (this.state !== State.Head) return r;
+    // Copy no more than the rest of the head may take: the bytes after the head (a body, the
+    // next message) are neither copied nor counted against the limit.
+    const take = Math.min(end - p, this.maxHeaderBytes - prev);
+    this.appendHead(buf, p, p + take);
     const hb = this.headBuf!;
+    // A start cut by the previous segment end was only "maybe": decide it as Start would have.
+    if (prev < START_PROBE_BYTES && !this.plausibleStart(hb, 0, this.headLen)) return this.implausibleStart(p, end);
     headEnd = findHeadEnd(hb, Math.max(0, prev - 3), this.headLen);
-    if (headEnd < 0) return r;
+    if (headEnd < 0) return take < end - p ? this.headTooLarge(p + take) : end;
     // Bytes of this chunk that belong to the head: give back the rest.
     const used = headEnd - prev;
     this.headLen = 0;
     this.onHead(hb, 0, headEnd, ts);
     return p + used;
+  }
+
+  /** The bytes buffered as a possible message start are not one after all. */
+  private implausibleStart(p: number, end: number): number {
+    const n = this.headLen;
+    this.headLen = 0;
+    if (this.fromStart && this.messages === 0) {
+      this.state = State.Dead;
+      this.events.notHttp(this.dir, sniffProtocol(this.headBuf!, 0, n));
+      return end;
+    }
+    this.events.anomaly('http_resync');
+    this.state = State.Resync;
+    this.scanned = 0;
+    return p;
   }
 
   private appendHead(buf: Buffer, p: number, end: number): number {
@@ -307,18 +337,22 @@ export class HttpStreamParser {
     if (!h.isRequest && (h.status < 100 || h.status >= 200)) this.events.complete(this.dir, ts);
   }
 
-  private headTooLarge(end: number): number {
+  /** Skips an oversized head; the search for the next message starts at `resume`. */
+  private headTooLarge(resume: number): number {
     this.events.anomaly('header_too_large');
     this.headLen = 0;
     this.state = State.Resync;
     this.scanned = 0;
-    return end;
+    return resume;
   }
 
   private onHead(buf: Buffer, start: number, end: number, ts: number): void {
+    this.onHeadParsed(parseHead(buf, start, end), ts);
+  }
+
+  private onHeadParsed(h: HeadResult, ts: number): void {
     const ts0 = this.headTs || ts;
     this.headTs = 0;
-    const h = parseHead(buf, start, end);
     if (typeof h === 'string') {
       if (h === 'not_http1' && this.fromStart && this.messages === 0) {
         this.state = State.Dead;
@@ -437,8 +471,8 @@ export class HttpStreamParser {
         this.scanned = 0;
         return q;
       }
-      const nl = buf.indexOf(10, q);
-      if (nl < 0 || nl >= end) break;
+      const nl = indexOfLF(buf, q, end);
+      if (nl < 0) break;
       q = nl + 1;
     }
     this.scanned += end - p;
@@ -459,17 +493,31 @@ function hexValue(c: number): number {
 }
 
 /** Position just after the empty line ending a head, or -1. */
-function findHeadEnd(buf: Buffer, p: number, end: number): number {
-  let i = p;
-  while (i < end) {
-    const nl = buf.indexOf(10, i);
-    if (nl < 0 || nl >= end) return -1;
-    if (nl + 1 < end && buf[nl + 1] === 10) return nl + 2;
-    if (nl + 2 < end && buf[nl + 1] === 13 && buf[nl + 2] === 10) return nl + 3;
-    i = nl + 1;
-  }
+/** First LF in buf[p, end), or -1. Bounded, unlike Buffer#indexOf (see findHeadEnd). */
+function indexOfLF(buf: Buffer, p: number, end: number): number {
+  for (let i = p; i < end; i++) if (buf[i] === 10) return i;
   return -1;
 }
+
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+
+function findHeadEnd(buf: Buffer, p: number, end: number): number {
+  // Native search on a bounded view (Buffer#indexOf has no end bound of its own).
+  const view = buf.subarray(p, end);
+  const i = view.indexOf(CRLFCRLF);
+  if (i >= 0) {
+    // A bare-LF empty line earlier in the head ends it first (RFC 9112 2.2 tolerance).
+    const bare = buf.subarray(p, p + i + 2).indexOf(LFLF);
+    return bare >= 0 ? p + bare + 2 : p + i + 4;
+  }
+  const bare = view.indexOf(LFLF);
+  if (bare >= 0) return p + bare + 2;
+  // "\n\r\n" after a bare-LF line
+  const mixed = view.indexOf(LFCRLF);
+  return mixed >= 0 ? p + mixed + 3 : -1;
+}
+const LFLF = Buffer.from('\n\n');
+const LFCRLF = Buffer.from('\n\r\n');
 
 function startsWithHttpVersion(buf: Buffer, p: number, end: number): boolean {
   // "HTTP/" — also accept a prefix cut by the segment end; the head parser decides.
@@ -482,7 +530,7 @@ const HTTP_SLASH = [72, 84, 84, 80, 47];
 /** A method token (upper-case letters, as every registered method is) then a space. */
 function startsWithMethod(buf: Buffer, p: number, end: number): boolean {
   let i = p;
-  const lim = Math.min(end, p + 24);
+  const lim = Math.min(end, p + START_PROBE_BYTES);
   while (i < lim) {
     const c = buf[i];
     if (c >= 65 && c <= 90) { i++; continue; }
@@ -494,8 +542,8 @@ function startsWithMethod(buf: Buffer, p: number, end: number): boolean {
 
 /** Stricter check used while resynchronising: the whole line must look like a start line. */
 function lineLooksLikeStart(buf: Buffer, q: number, end: number, mode: Mode): boolean {
-  const nl = buf.indexOf(10, q);
-  const lineEnd = nl < 0 || nl >= end ? Math.min(end, q + 8192) : nl;
+  const nl = indexOfLF(buf, q, Math.min(end, q + 8192));
+  const lineEnd = nl < 0 ? Math.min(end, q + 8192) : nl;
   const line = buf.toString('latin1', q, Math.min(lineEnd, q + 8192));
   if (mode !== Mode.Request && /^HTTP\/1\.[01] \d{3}/.test(line)) return true;
   if (mode !== Mode.Response && /^[A-Z][A-Z_-]* \S+ HTTP\/1\.[01]\r?$/.test(line)) return true;
@@ -505,7 +553,8 @@ function lineLooksLikeStart(buf: Buffer, q: number, end: number, mode: Mode): bo
 /** What a stream that is not HTTP/1 looks like from its first bytes. */
 export function sniffProtocol(buf: Buffer, p: number, end: number): NotHttpKind {
   // TLS record: handshake (22) or alert (21), version 3.x
-  if (end - p >= 2 && (buf[p] === 22 || buf[p] === 21) && buf[p + 1] === 3) return 'tls';
+  // (A lone first byte cannot show the version: take it as TLS too, as the full record would be.)
+  if (end - p >= 1 && (buf[p] === 22 || buf[p] === 21) && (end - p === 1 || buf[p + 1] === 3)) return 'tls';
   if (end - p >= 3 && buf.toString('latin1', p, Math.min(end, p + 14)).startsWith('PRI * HTTP/2')) return 'http2';
   return 'other';
 }

@@ -71,7 +71,7 @@ export class TcpFlow {
 
   /** True when a handshake (SYN or SYN-ACK) was captured, so both streams are seen from their start. */
   get fromStart(): boolean {
-    return this.clientDir >= 0 && this.dirs[this.clientDir].isn !== -1;
+    return this.clientDir >= 0 && (this.dirs[0].isn !== -1 || this.dirs[1].isn !== -1);
   }
 }
 
@@ -224,7 +224,7 @@ export class FlowTable {
         d.rstSeen = true;
         flow.dirs[0].flush(ts);
         flow.dirs[1].flush(ts);
-        this.events.closing(flow, dir, true, ts);
+        if (!d.finSeen) this.events.closing(flow, dir, true, ts); // only the first FIN or RST of a side
         this.finish(flow, 'closed', ts);
       }
       return;
@@ -313,12 +313,12 @@ export class FlowTable {
     for (let f = this.finished.head; f && ts - f.finishedAt >= lim.closedLingerSeconds; f = this.finished.head) {
       this.removeFlow(f);
     }
+    // Every flow silent for the half-closed timeout is looked at: an open idle flow does not hide
+    // a more recent half-closed one behind it.
     for (let f = this.active.head; f && ts - f.lastSeen >= lim.halfClosedTimeoutSeconds; ) {
       const next = f.next;
       if (f.dirs[0].finSeen || f.dirs[1].finSeen) this.finish(f, 'half_closed', ts);
-      else if (ts - f.lastSeen >= lim.flowIdleTimeoutSeconds) {
-        this.finish(f, 'idle', ts);
-      } else break;
+      else if (ts - f.lastSeen >= lim.flowIdleTimeoutSeconds) this.finish(f, 'idle', ts);
       f = next;
     }
   }

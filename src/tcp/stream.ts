@@ -92,6 +92,7 @@ export class TcpDirection {
     let skip = -d;
     this.deliver(buf, off, capLen, wireLen, skip, ts);
     if (this.held) this.drain(ts);
+    else if (this.finSeen) this.maybeEnd(ts); // the bytes a FIN was waiting for
   }
 
   /** FIN from this side at sequence `seq` after `wireLen` payload bytes. */

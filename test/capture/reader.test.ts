@@ -208,6 +208,36 @@ describe('pcap', () => {
     expect(sink.packets).toHaveLength(1);
   });
 
+  it('reports the same corrupt record, packets and offset whatever the split point', () => {
+    const file = Buffer.from(splitFile);
+    const bad = pcapRecordOffset([ETH_A.length, 0, ETH_B.length], 3);
+    file.writeUInt32LE(0x7fffffff, bad + 8);
+    const whole = run(file);
+    expect(whole.problem).toMatchObject({ kind: 'corrupt', offset: bad });
+    expect(whole.decoder.offset).toBe(bad);
+    for (let at = 0; at <= file.length; at++) {
+      const r = run(file, splitAt(file, at));
+      expect(r.problem, `split at ${at}`).toEqual(whole.problem);
+      expect(r.packets, `split at ${at}`).toEqual(whole.packets);
+      expect(r.decoder.offset, `split at ${at}`).toBe(bad);
+    }
+    const r = run(file, bytewise(file));
+    expect([r.problem, r.packets, r.decoder.offset]).toEqual([whole.problem, whole.packets, bad]);
+  });
+
+  it('stops as soon as a corrupt record header is complete, even when it straddles two chunks', () => {
+    const head = pcapFile([{ ts: 1, data: ETH_A }], { linkType: 1 });
+    const bad = Buffer.alloc(16);
+    bad.writeUInt32LE(2 * 1024 * 1024, 8); // 2 MiB: more than any pcap record may be
+    const file = Buffer.concat([head, bad]);
+    const sink = collect();
+    const decoder = new CaptureDecoder(sink);
+    expect(decoder.push(file.subarray(0, head.length + 9))).toBe(true); // the length field is cut
+    expect(decoder.push(Buffer.concat([file.subarray(head.length + 9), Buffer.alloc(64 * 1024)]))).toBe(false);
+    expect(decoder.problem).toMatchObject({ kind: 'corrupt', offset: head.length });
+    expect(decoder.push(Buffer.alloc(64 * 1024))).toBe(false);
+  });
+
   it('rejects a text file as not a capture, naming its magic number', () => {
     const { packets, problem, decoder } = run(Buffer.from('hello world, this is just some text\n'));
     expect(packets).toEqual([]);
@@ -475,6 +505,20 @@ describe('pcapng', () => {
       expect(r.problem, `split at ${at}`).toBeNull();
       expect(r.packets, `split at ${at}`).toEqual(whole.packets);
       expect(r.decoder.unknownBlocks, `split at ${at}`).toBe(1);
+    }
+  });
+
+  it('reports the same corrupt block, packets and offset whatever the split point', () => {
+    const good = pcapngFile(mixed);
+    const file = Buffer.concat([good, rawBlock(6, 30, Buffer.alloc(20), true), twoPackets]);
+    const whole = run(file);
+    expect(whole.problem).toMatchObject({ kind: 'corrupt', offset: good.length });
+    expect(whole.decoder.offset).toBe(good.length);
+    for (let at = 0; at <= file.length; at++) {
+      const r = run(file, splitAt(file, at));
+      expect(r.problem, `split at ${at}`).toEqual(whole.problem);
+      expect(r.packets, `split at ${at}`).toEqual(whole.packets);
+      expect(r.decoder.offset, `split at ${at}`).toBe(good.length);
     }
   });
 
