@@ -60,6 +60,8 @@ export class CaptureDecoder {
   linkType = -1;
 
   private pending: Buffer | null = null;
+  /** Our own buffer holding `pending` while a record larger than one chunk is being completed. */
+  private pendingStore: Buffer | null = null;
   /** Absolute offset of the next byte not yet consumed. */
   private base = 0;
   /** Absolute offset of byte 0 of the buffer being parsed. */
@@ -135,22 +137,38 @@ export class CaptureDecoder {
       }
     }
     // A corrupt length is detected by the record parser below, with nothing more appended.
-    const limit = this.format === 'pcap' ? 16 + Math.max(MAX_PCAP_RECORD, this.snapLen) : MAX_PCAPNG_BLOCK;
+    const limit = this.format === 'pcap' ? 16 + this.maxPcapRecord() : MAX_PCAPNG_BLOCK;
     if (need <= limit && need > p.length) {
-      const take = Math.min(need - p.length, chunk.length - used);
-      p = Buffer.concat([p, chunk.subarray(used, used + take)]);
+      // Grow the carry-over to the record's size once, then fill it in place: a large block
+      // arriving in small chunks is copied once, not once per chunk.
+      let store = this.pendingStore;
+      if (!store || store.length !== need || p.buffer !== store.buffer) {
+        store = Buffer.allocUnsafeSlow(need);
+        p.copy(store, 0);
+        this.pendingStore = store;
+      }
+      const have = p.length;
+      const take = Math.min(need - have, chunk.length - used);
+      chunk.copy(store, have, used, used + take);
       used += take;
+      p = store.subarray(0, have + take);
       if (p.length < need) {
         this.pending = p;
         return -1;
       }
     }
     this.pending = null;
+    this.pendingStore = null;
     this.bufBase = this.base;
     const consumed = this.format === 'pcap' ? this.readPcapRecords(p, 0) : this.readPcapngBlocks(p, 0);
     if (this.problem) return -1;
     this.base += consumed;
     return used;
+  }
+
+  /** Longest believable record: the file's snaplen, at least pcap's 262144, at most 16 MiB (a bogus snaplen must not disable the check). */
+  private maxPcapRecord(): number {
+    return Math.min(Math.max(MAX_PCAP_RECORD, this.snapLen), MAX_PCAPNG_BLOCK);
   }
 
   /** Length of the record at the start of `p`, or -1 if its header is not complete yet. */
@@ -230,7 +248,7 @@ export class CaptureDecoder {
   private readPcapRecords(buf: Buffer, pos: number): number {
     const le = this.littleEndian;
     const fracScale = this.nanos ? 1e-9 : 1e-6;
-    const maxRecord = Math.max(MAX_PCAP_RECORD, this.snapLen);
+    const maxRecord = this.maxPcapRecord();
     const linkType = this.linkType;
     const sink = this.sink;
     const end = buf.length;

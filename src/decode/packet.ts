@@ -187,7 +187,7 @@ export function decodePacket(linkType: number, buf: Buffer, off: number, capLen:
     v.dst2 = u32(buf, ip + 32);
     v.dst3 = u32(buf, ip + 36);
     tcp = p;
-  } else return ethertype === -1 ? 1 + A.ip_malformed : 1 + A.ip_malformed;
+  } else return 1 + A.ip_malformed; // neither IPv4 nor IPv6
 
   if (tcp + 20 > end) return 1 + A.tcp_truncated;
   const dataOff = (buf[tcp + 12] >> 4) * 4;

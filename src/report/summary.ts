@@ -23,8 +23,10 @@ export interface ServerSummary extends Totals {
   advertisedMaxRequests: number | null;
   inferredMaxRequests: number | null;
   medianHandshakeRttSeconds: number | null;
-  medianIdleBeforeServerCloseSeconds: number | null;
-  medianIdleBeforeClientCloseSeconds: number | null;
+  /** Median idle time before the server's `idle_timeout` closes: its real keep-alive timeout. */
+  observedIdleTimeoutSeconds: number | null;
+  /** Median idle time before `client_idle` closes: the clients' pool idle timeout. */
+  observedClientIdleSeconds: number | null;
 }
 
 export interface ConnectionSummary {
@@ -74,7 +76,17 @@ class Acc {
   }
 }
 
+/** Idle and RTT samples kept per server (and overall) for medians. */
 const MAX_IDLE_SAMPLES = 10_000;
+
+function countRequest(a: Acc, r: RequestRecord): void {
+  a.requests++;
+  if (r.reused) {
+    a.reusedRequests++;
+    a.timeSaved += r.savedSeconds;
+    if (r.savedFrom === 'server_median') a.savedFromMedian++;
+  }
+}
 
 export class AnalyzeReport implements EngineConsumer {
   private readonly all = new Acc();
@@ -96,24 +108,16 @@ export class AnalyzeReport implements EngineConsumer {
   }
 
   request(c: ConnectionRecord, r: RequestRecord): void {
-    const s = this.acc(c.server);
-    for (const a of [this.all, s]) {
-      a.requests++;
-      if (r.reused) {
-        a.reusedRequests++;
-        a.timeSaved += r.savedSeconds;
-        if (r.savedFrom === 'server_median') a.savedFromMedian++;
-      }
-    }
+    countRequest(this.all, r);
+    countRequest(this.acc(c.server), r);
   }
 
   closed(c: ConnectionRecord): void {
-    const s = this.acc(c.server);
-    for (const a of [this.all, s]) {
+    for (const a of [this.all, this.acc(c.server)]) {
       a.reasons.set(c.closeReason, (a.reasons.get(c.closeReason) ?? 0) + 1);
       if (c.idleBeforeClose !== null) {
-        const list = c.closedBy === 'server' ? a.idleServer : a.idleClient;
-        if (list.length < MAX_IDLE_SAMPLES) list.push(c.idleBeforeClose);
+        const list = c.closeReason === 'idle_timeout' ? a.idleServer : c.closeReason === 'client_idle' ? a.idleClient : null;
+        if (list && list.length < MAX_IDLE_SAMPLES) list.push(c.idleBeforeClose);
       }
       if (c.handshakeRtt !== null && a.rtts.length < MAX_IDLE_SAMPLES) a.rtts.push(c.handshakeRtt);
     }
@@ -155,8 +159,8 @@ export class AnalyzeReport implements EngineConsumer {
         advertisedMaxRequests: st?.advertisedMax ?? null,
         inferredMaxRequests: st?.inferredMax ?? null,
         medianHandshakeRttSeconds: median(a.rtts, 6),
-        medianIdleBeforeServerCloseSeconds: median(a.idleServer, 3),
-        medianIdleBeforeClientCloseSeconds: median(a.idleClient, 3),
+        observedIdleTimeoutSeconds: median(a.idleServer, 3),
+        observedClientIdleSeconds: median(a.idleClient, 3),
       });
     }
     out.sort((x, y) => y.requests - x.requests || y.connections - x.connections || (x.server < y.server ? -1 : 1));
@@ -189,7 +193,7 @@ export function findWarnings(servers: ServerSummary[], totals: Totals, stats: En
       });
     }
     if (r.idle_timeout && closed > 0 && r.idle_timeout / closed >= 0.25) {
-      const t = s.advertisedTimeoutSeconds ?? s.medianIdleBeforeServerCloseSeconds;
+      const t = s.advertisedTimeoutSeconds ?? s.observedIdleTimeoutSeconds;
       w.push({
         code: 'clients_outlive_server_timeout',
         server: s.server,

@@ -67,7 +67,7 @@ export function renderText(r: TextReportInput): string {
   out.push('');
   const top = r.servers.slice(0, r.maxServers);
   out.push(`Busiest servers${r.servers.length > top.length ? ` (top ${top.length} of ${r.servers.length})` : ''}`);
-  const header = ['server', 'conns', 'reqs', 'reuse', 'ka timeout', 'ka max', 'inferred max', 'idle before close: server', 'client', 'top close reason'];
+  const header = ['server', 'conns', 'reqs', 'reuse', 'ka timeout', 'ka max', 'inferred max', 'seen timeout', 'client idle', 'top close reason'];
   const rows = top.map((v) => {
     const topReason = Object.entries(v.closeReasons).sort((a, b) => b[1] - a[1])[0];
     return [
@@ -78,13 +78,15 @@ export function renderText(r: TextReportInput): string {
       v.advertisedTimeoutSeconds === null ? '-' : `${v.advertisedTimeoutSeconds} s`,
       v.advertisedMaxRequests === null ? '-' : String(v.advertisedMaxRequests),
       v.inferredMaxRequests === null ? '-' : String(v.inferredMaxRequests),
-      v.medianIdleBeforeServerCloseSeconds === null ? '-' : fmtSeconds(v.medianIdleBeforeServerCloseSeconds),
-      v.medianIdleBeforeClientCloseSeconds === null ? '-' : fmtSeconds(v.medianIdleBeforeClientCloseSeconds),
+      v.observedIdleTimeoutSeconds === null ? '-' : fmtSeconds(v.observedIdleTimeoutSeconds),
+      v.observedClientIdleSeconds === null ? '-' : fmtSeconds(v.observedClientIdleSeconds),
       topReason ? `${topReason[0]} (${topReason[1]})` : '-',
     ];
   });
   out.push(...table(header, rows).map((l) => `  ${l}`));
-  out.push('  (ka = advertised Keep-Alive header; idle before close = median, by the side that closed)');
+  out.push('  ka = advertised in Keep-Alive headers; inferred max = requests served before the server ended');
+  out.push('  persistence, connection after connection; seen timeout = median idle before the server\'s');
+  out.push('  idle closes; client idle = median idle before clients closed idle connections themselves');
   out.push('');
   if (r.warnings.length > 0) {
     out.push('Warnings');

@@ -168,8 +168,9 @@ export class FlowTable {
         if (!isSyn) return; // a late packet of a finished connection
         this.removeFlow(flow); // port reuse: a new connection on the same 4-tuple
         flow = null;
-      } else if (isSyn && flow.dirs[dir].isn !== -1 && flow.dirs[dir].isn !== v.seq) {
-        // A new SYN on a 4-tuple whose connection we never saw close (its FIN/RST was not captured).
+      } else if (isSyn && (flow.dirs[dir].isn !== -1 ? flow.dirs[dir].isn !== v.seq : flow.dirs[0].bytes + flow.dirs[1].bytes > 0)) {
+        // A new SYN on a 4-tuple whose connection we never saw close (its FIN/RST was not captured),
+        // whether that connection began with a SYN of its own or was joined mid-stream with data.
         this.counters.synOnOpenFlow++;
         this.finish(flow, 'replaced', ts);
         this.removeFlow(flow);

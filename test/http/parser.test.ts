@@ -743,3 +743,108 @@ describe('HttpStreamParser: hostile input', () => {
     }
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// Property: any sequence of well-formed messages gives the same event log however it is split.
+// ---------------------------------------------------------------------------------------------
+
+function randomBody(rnd: () => number, n: number): string {
+  let s = '';
+  for (let i = 0; i < n; i++) s += String.fromCharCode(rnd() < 0.1 ? 10 : 32 + Math.floor(rnd() * 95));
+  return s;
+}
+
+function randomChunked(rnd: () => number): string {
+  let s = '';
+  const chunks = Math.floor(rnd() * 4);
+  for (let i = 0; i < chunks; i++) {
+    const n = 1 + Math.floor(rnd() * 40);
+    const size = rnd() < 0.5 ? n.toString(16) : n.toString(16).toUpperCase();
+    s += `${size}${rnd() < 0.3 ? ';ext=1' : ''}\r\n${randomBody(rnd, n)}\r\n`;
+  }
+  return s + '0\r\n' + (rnd() < 0.3 ? 'Trailer-Field: x\r\n' : '') + '\r\n';
+}
+
+/** A random exchange sequence: the request stream, the response stream, and the expected logs. */
+function randomExchanges(rnd: () => number): { req: string; res: string; methods: string[]; reqLog: string[]; resLog: string[] } {
+  let req = '';
+  let res = '';
+  const methods: string[] = [];
+  const reqLog: string[] = [];
+  const resLog: string[] = [];
+  const n = 1 + Math.floor(rnd() * 5);
+  for (let i = 0; i < n; i++) {
+    const kind = Math.floor(rnd() * 4);
+    const method = ['GET', 'POST', 'HEAD', 'PUT'][kind];
+    methods.push(method);
+    if (method === 'POST') req += `POST /p${i} HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n${randomChunked(rnd)}`;
+    else if (method === 'PUT') {
+      const body = randomBody(rnd, Math.floor(rnd() * 50));
+      req += `PUT /u${i} HTTP/1.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    } else req += `${method} /r${i} HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n`;
+    reqLog.push(`head req ${method}`, 'complete req');
+
+    if (rnd() < 0.2) {
+      res += 'HTTP/1.1 100 Continue\r\n\r\n';
+      resLog.push('head res 100');
+    }
+    const r = rnd();
+    if (method === 'HEAD') {
+      res += `HTTP/1.1 200 OK\r\nContent-Length: ${Math.floor(rnd() * 1000)}\r\n\r\n`;
+      resLog.push('head res 200');
+    } else if (r < 0.15) {
+      res += 'HTTP/1.1 204 No Content\r\n\r\n';
+      resLog.push('head res 204');
+    } else if (r < 0.3) {
+      res += 'HTTP/1.1 304 Not Modified\r\nContent-Length: 77\r\n\r\n';
+      resLog.push('head res 304');
+    } else if (r < 0.65) {
+      res += `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${randomChunked(rnd)}`;
+      resLog.push('head res 200');
+    } else {
+      const body = randomBody(rnd, Math.floor(rnd() * 80));
+      res += `HTTP/1.1 404 Not Found\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
+      resLog.push('head res 404');
+    }
+    resLog.push('complete res');
+  }
+  return { req, res, methods, reqLog, resLog };
+}
+
+describe('HttpStreamParser: split invariance of random well-formed exchanges', () => {
+  it('gives the same events for 500 random exchange sequences split at random places', () => {
+    const rnd = prng(20240601);
+    for (let iter = 0; iter < 500; iter++) {
+      const ex = randomExchanges(rnd);
+      for (const [stream, expected, o] of [
+        [ex.req, ex.reqLog, { mode: Mode.Request }],
+        [ex.res, ex.resLog, { mode: Mode.Response, methods: ex.methods }],
+        [ex.req, ex.reqLog, { mode: Mode.Detect }],
+      ] as const) {
+        const buf = bytes(stream);
+        expect(feed(o, [buf]).log).toEqual(expected);
+        const cuts = new Set<number>();
+        const k = Math.floor(rnd() * 12);
+        for (let j = 0; j < k; j++) cuts.add(1 + Math.floor(rnd() * (buf.length - 1)));
+        const sorted = [...cuts].sort((a, b) => a - b);
+        expect(feed(o, splitAt(buf, sorted)).log, `iteration ${iter}, split at ${sorted.join(',')}`).toEqual(expected);
+      }
+    }
+  });
+});
+
+describe('HttpStreamParser: a start cut by a segment end', () => {
+  it('reports the same lost framing whether a non-HTTP line after a message arrives whole or split', () => {
+    const junk = 'SSH-2.0-OpenSSH_9.2\r\n';
+    const whole = feed({}, [bytes(REQ_GET), bytes(junk), bytes(REQ_GET)]).log;
+    expect(whole).toEqual(['head req GET', 'complete req', 'anomaly http_resync', 'head req GET', 'complete req']);
+    for (let i = 1; i < junk.length; i++) {
+      expect(feed({}, [bytes(REQ_GET), bytes(junk.slice(0, i)), bytes(junk.slice(i)), bytes(REQ_GET)]).log, `split at ${i}`).toEqual(whole);
+    }
+  });
+
+  it('keeps a method cut by the segment end as a possible start', () => {
+    expect(feed({}, [bytes('GE'), bytes('T / HTTP/1.1\r\n\r\n')]).log).toEqual(['head req GET', 'complete req']);
+    expect(feed(RES, [bytes('HTT'), bytes('P/1.1 200 OK\r\nContent-Length: 0\r\n\r\n')]).log).toEqual(['head res 200', 'complete res']);
+  });
+});

@@ -337,6 +337,26 @@ describe('FlowTable: closing', () => {
     expect(events.flows[1].handshakeRtt).toBeCloseTo(0.02, 9);
   });
 
+  it('replaces a flow joined mid-stream that carried data when a SYN arrives on its 4-tuple', () => {
+    const { events, table, conn } = setup();
+    const k = conn();
+    k.c(PA, 77_000, 99_000, 1, 'GET /old HTTP/1.1\r\n\r\n');
+    k.handshake(50);
+    expect(events.lifecycle).toEqual(['opened #1 @1', '#1 finished replaced @50', 'opened #2 @50']);
+    expect(table.counters.synOnOpenFlow).toBe(1);
+    expect(events.flows[1].fromStart).toBe(true);
+  });
+
+  it('lets a SYN start a flow first seen as bare ACKs (no data yet)', () => {
+    const { events, conn } = setup();
+    const k = conn();
+    k.c(TCP_ACK, 77_000, 99_000, 1);
+    k.handshake(1.5);
+    expect(events.lifecycle).toEqual(['opened #1 @1']);
+    expect(events.flows[0].clientDir).toBe(0);
+    expect(events.flows[0].fromStart).toBe(true);
+  });
+
   it('does not replace a flow on a retransmitted SYN (same ISN)', () => {
     const { events, table, conn } = setup();
     const k = conn();
