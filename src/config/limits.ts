@@ -25,6 +25,12 @@ export interface EngineLimits {
   closedLingerSeconds: number;
   /** A client that closes within this many seconds of the last response closed "right after" it (`client_close`); later is `client_idle`. One second covers the response's trip to a distant client and its FIN coming back. */
   clientPromptCloseSeconds: number;
+  /**
+   * An unanswered request sent at most this long before the server's FIN or RST crossed it (a
+   * keep-alive race); one sent earlier was left unanswered for another reason (`aborted`).
+   * One second is many round trips on any path a keep-alive race happens on.
+   */
+  raceWindowSeconds: number;
   /** A server-ended connection at the same request count must be seen this many times before `max_requests` is inferred (nginx announces nothing). */
   inferMaxRequestsAfter: number;
   /**
@@ -54,6 +60,7 @@ export const DEFAULT_LIMITS: EngineLimits = {
   halfClosedTimeoutSeconds: 30,
   closedLingerSeconds: 4,
   clientPromptCloseSeconds: 1,
+  raceWindowSeconds: 1,
   inferMaxRequestsAfter: 2,
   knownMaxRequestsDefaults: [100, 101, 1000],
   inferMaxRequestsWaitSeconds: 120,

@@ -22,6 +22,8 @@ export interface CloseFacts {
   /** From the last HTTP byte to the first FIN/RST. */
   idleBeforeClose: number;
   clientPromptCloseSeconds: number;
+  /** A request sent this long before the server's FIN/RST still crossed it; earlier ones were simply unanswered. */
+  raceWindowSeconds: number;
 }
 
 /**
@@ -32,10 +34,11 @@ export interface CloseFacts {
 export type Verdict = CloseReason | 'max_requests_candidate';
 
 export function classifyClose(f: CloseFacts): Verdict {
-  // race: a request on an idle connection the server was closing, never answered.
+  // race: a request on an idle connection the server was closing, never answered: it arrived
+  // after the server's FIN/RST, or so shortly before it that the two crossed on the wire.
   if (f.by === 'server') {
     for (const r of f.unanswered) {
-      if (r.outstandingAtStart === 0 && !r.responseStarted) return 'race';
+      if (r.outstandingAtStart === 0 && !r.responseStarted && r.time >= f.time - f.raceWindowSeconds) return 'race';
     }
   }
   if (f.pendingAtClose > 0) return 'aborted';

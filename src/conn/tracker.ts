@@ -317,6 +317,7 @@ class HttpConnection implements StreamSink, HttpEvents {
       previousMax: this.previousMax,
       idleBeforeClose: idle,
       clientPromptCloseSeconds: this.t.limits.clientPromptCloseSeconds,
+      raceWindowSeconds: this.t.limits.raceWindowSeconds,
     });
     if (verdict === 'max_requests_candidate') this.t.inferMax(this, this.server, this.requests, ts);
     else this.emitVerdict(verdict);

@@ -546,9 +546,19 @@ function lineLooksLikeStart(buf: Buffer, q: number, end: number, mode: Mode): bo
   const lineEnd = nl < 0 ? Math.min(end, q + 8192) : nl;
   const line = buf.toString('latin1', q, Math.min(lineEnd, q + 8192));
   if (mode !== Mode.Request && /^HTTP\/1\.[01] \d{3}/.test(line)) return true;
-  if (mode !== Mode.Response && /^[A-Z][A-Z_-]* \S+ HTTP\/1\.[01]\r?$/.test(line)) return true;
+  if (mode !== Mode.Response) {
+    // Resynchronising may land mid-line ("ET / HTTP/1.1"): only a registered method starts a request here.
+    const m = /^([A-Z][A-Z_-]*) \S+ HTTP\/1\.[01]\r?$/.exec(line);
+    if (m && RESYNC_METHODS.has(m[1])) return true;
+  }
   return false;
 }
+
+/** Methods of the IANA HTTP Method Registry most seen on the wire (RFC 9110, 5789, 4918 WebDAV). */
+const RESYNC_METHODS = new Set([
+  'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH',
+  'PROPFIND', 'PROPPATCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK', 'REPORT', 'SEARCH', 'PURGE',
+]);
 
 /** What a stream that is not HTTP/1 looks like from its first bytes. */
 export function sniffProtocol(buf: Buffer, p: number, end: number): NotHttpKind {

@@ -47,6 +47,7 @@ function facts(over: Partial<CloseFacts> = {}): CloseFacts {
     previousMax: -1,
     idleBeforeClose: 4.99,
     clientPromptCloseSeconds: 1,
+    raceWindowSeconds: 1,
     ...over,
   };
 }
@@ -76,6 +77,11 @@ const ROWS: Row[] = [
     verdict: 'race',
   },
   // aborted: in flight, for another reason
+  {
+    spec: 'aborted: the server closes 10 s after a request it never answered (left unanswered, not a crossing)',
+    facts: facts({ requests: 2, by: 'server', pendingAtClose: 1, unanswered: [unanswered({ time: 5 })] }),
+    verdict: 'aborted',
+  },
   {
     spec: 'aborted: the client closes while its request waits for a response',
     facts: facts({ requests: 2, by: 'client', pendingAtClose: 1, unanswered: [unanswered()] }),
