@@ -102,6 +102,8 @@ export async function runAnalyze(args: string[]): Promise<number> {
         gapBytes: stats.gapBytes,
         retransmissions: stats.retransmissions,
         nonHttpFlows: stats.nonHttp,
+        tunneledConnections: report.tunneled,
+        midstreamConnections: report.midstream,
         anomalies: stats.anomalies,
       },
     };
@@ -110,7 +112,7 @@ export async function runAnalyze(args: string[]): Promise<number> {
   } else {
     process.stdout.write(renderText({
       file, capture, stats, totals, distribution: report.distribution, servers, warnings,
-      savedFromMedian: report.savedFromMedian, maxServers: top,
+      savedFromMedian: report.savedFromMedian, maxServers: top, tunneled: report.tunneled, midstream: report.midstream,
     }));
   }
   if (capture.problem) {

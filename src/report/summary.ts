@@ -93,6 +93,10 @@ export class AnalyzeReport implements EngineConsumer {
   private readonly servers = new Map<string, Acc>();
   readonly distribution = new Array<number>(REQUESTS_PER_CONNECTION_BUCKETS.length).fill(0);
   readonly connections: ConnectionSummary[] = [];
+  /** Connections that became tunnels (101 Switching Protocols, CONNECT): HTTP parsing stopped there. */
+  tunneled = 0;
+  /** Connections already open when the capture started (roles inferred from the HTTP). */
+  midstream = 0;
 
   constructor(private readonly keepConnections: boolean) {}
 
@@ -113,6 +117,8 @@ export class AnalyzeReport implements EngineConsumer {
   }
 
   closed(c: ConnectionRecord): void {
+    if (c.tunneled) this.tunneled++;
+    if (c.midstream) this.midstream++;
     for (const a of [this.all, this.acc(c.server)]) {
       a.reasons.set(c.closeReason, (a.reasons.get(c.closeReason) ?? 0) + 1);
       if (c.idleBeforeClose !== null) {

@@ -14,6 +14,8 @@ export interface TextReportInput {
   warnings: Warning[];
   savedFromMedian: number;
   maxServers: number;
+  tunneled: number;
+  midstream: number;
 }
 
 const REASON_HELP: Record<string, string> = {
@@ -46,6 +48,8 @@ export function renderText(r: TextReportInput): string {
   out.push(row('  time saved (est.)', `${fmtSeconds(t.handshakeTimeSavedSeconds)}${r.savedFromMedian ? `  (${num(r.savedFromMedian)} requests used their server's median RTT)` : ''}`));
   const nonHttp = s.nonHttp.tls + s.nonHttp.http2 + s.nonHttp.other;
   if (nonHttp > 0) out.push(row('  not HTTP/1 flows', `${num(nonHttp)}  (tls ${s.nonHttp.tls}, http2 ${s.nonHttp.http2}, other ${s.nonHttp.other})`));
+  if (r.tunneled > 0) out.push(row('  tunneled', `${num(r.tunneled)}  (101 Switching Protocols or CONNECT: not parsed further)`));
+  if (r.midstream > 0) out.push(row('  already open', `${num(r.midstream)}  (opened before the capture: roles inferred from HTTP, first request not counted as reused)`));
   out.push('');
   out.push('Close reasons');
   const reasons = [...CLOSE_REASONS, 'open'].filter((k) => t.closeReasons[k]);

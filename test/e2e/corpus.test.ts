@@ -14,14 +14,16 @@ const EXPECTED = join(import.meta.dirname, '../fixtures/corpus/expected');
 
 interface TsharkStream { client: string; server: string; requests: number; responses: number }
 
+interface Difference { conn: string; ours: number; tshark: number; why: string }
+
 /** Request counts where we differ from tshark on purpose (none today: keep the mechanism honest). */
-const DIFFERENCES: Record<string, { conn: string; ours: number; tshark: number; why: string }[]> = {};
+const DIFFERENCES: Record<string, Difference[]> = {};
 
 /**
  * Responses completed per connection differ from tshark's on these, and tshark is the one that is
  * wrong (frame numbers from test/fixtures/corpus/README.md, checked byte by byte by crosscheck.mjs).
  */
-const RESPONSE_DIFFERENCES: Record<string, { conn: string; ours: number; tshark: number; why: string }[]> = {
+const RESPONSE_DIFFERENCES: Record<string, Difference[]> = {
   'eth_browser_bro-org_keepalive_preconnect.pcap': [{
     conn: '10.0.2.15:55081>192.150.187.43:80', ours: 6, tshark: 5,
     why: '7,240 bytes of the reply to the GET in frame 58 are missing; its Content-Length framing survives the gap, so the response still completes. tshark waits for the bytes forever.',
@@ -58,31 +60,34 @@ describe('third-party capture corpus', () => {
       expect(facts.capture.packets).toBeGreaterThan(0);
 
       const expected: { streams: TsharkStream[] } = JSON.parse(readFileSync(join(EXPECTED, `${file}.json`), 'utf8'));
-      const tshark = countsByConnection(expected.streams.filter((s) => s.requests > 0).map((s) => [`${s.client}>${s.server}`, s.requests]));
-      const ours = countsByConnection(facts.closed.filter((c) => c.requests > 0).map((c) => [`${c.client}>${c.server}`, c.requests]));
-      for (const d of DIFFERENCES[file] ?? []) {
-        expect(ours[d.conn], d.why).toEqual([d.ours]);
-        expect(tshark[d.conn]).toEqual([d.tshark]);
-        ours[d.conn] = tshark[d.conn];
-      }
-      expect(ours).toEqual(tshark);
-
-      const tsharkResponses = countsByConnection(expected.streams.filter((s) => s.requests > 0).map((s) => [`${s.client}>${s.server}`, s.responses]));
-      const ourResponses = countsByConnection(facts.closed.filter((c) => c.requests > 0).map((c) => [`${c.client}>${c.server}`, c.responses]));
-      for (const d of RESPONSE_DIFFERENCES[file] ?? []) {
-        expect(ourResponses[d.conn], d.why).toEqual([d.ours]);
-        expect(tsharkResponses[d.conn]).toEqual([d.tshark]);
-        ourResponses[d.conn] = tsharkResponses[d.conn];
-      }
+      const withRequests = expected.streams.filter((s) => s.requests > 0);
+      const ourConns = facts.closed.filter((c) => c.requests > 0);
+      agreeWithTshark(
+        countsByConnection(ourConns.map((c) => [`${c.client}>${c.server}`, c.requests])),
+        countsByConnection(withRequests.map((s) => [`${s.client}>${s.server}`, s.requests])),
+        DIFFERENCES[file] ?? [],
+      );
+      const ourResponses = countsByConnection(ourConns.map((c) => [`${c.client}>${c.server}`, c.responses]));
+      const tsharkResponses = countsByConnection(withRequests.map((s) => [`${s.client}>${s.server}`, s.responses]));
       if (file.startsWith('eth_ipv6_loopback')) {
         // The first response's head segment (238 bytes) is not in the capture: 999 of 1000.
         expect(Object.values(ourResponses)).toEqual([[999]]);
         expect(Object.values(tsharkResponses)).toEqual([[999]]);
       }
-      expect(ourResponses).toEqual(tsharkResponses);
+      agreeWithTshark(ourResponses, tsharkResponses, RESPONSE_DIFFERENCES[file] ?? []);
     });
   }
 });
+
+/** Our counts equal tshark's, except the documented differences, which must be exactly as documented. */
+function agreeWithTshark(ours: Record<string, number[]>, tshark: Record<string, number[]>, differences: Difference[]): void {
+  for (const d of differences) {
+    expect(ours[d.conn], d.why).toEqual([d.ours]);
+    expect(tshark[d.conn]).toEqual([d.tshark]);
+    ours[d.conn] = tshark[d.conn];
+  }
+  expect(ours).toEqual(tshark);
+}
 
 /** Several connections may share a 4-tuple (port reuse): keep their counts as a sorted list. */
 function countsByConnection(pairs: Array<[string, number]>): Record<string, number[]> {
