@@ -112,7 +112,7 @@ export async function runAnalyze(args: string[]): Promise<number> {
   } else {
     process.stdout.write(renderText({
       file, capture, stats, totals, distribution: report.distribution, servers, warnings,
-      savedFromMedian: report.savedFromMedian, maxServers: top, tunneled: report.tunneled, midstream: report.midstream,
+      savedFromMedian: report.savedFromMedian, savedUnknown: report.savedUnknown, maxServers: top, tunneled: report.tunneled, midstream: report.midstream,
     }));
   }
   if (capture.problem) {

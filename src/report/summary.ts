@@ -53,6 +53,7 @@ class Acc {
   reusedRequests = 0;
   timeSaved = 0;
   savedFromMedian = 0;
+  savedUnknown = 0;
   readonly reasons = new Map<string, number>();
   readonly idleServer: number[] = [];
   readonly idleClient: number[] = [];
@@ -85,6 +86,7 @@ function countRequest(a: Acc, r: RequestRecord): void {
     a.reusedRequests++;
     a.timeSaved += r.savedSeconds;
     if (r.savedFrom === 'server_median') a.savedFromMedian++;
+    else if (r.savedFrom === 'unknown') a.savedUnknown++;
   }
 }
 
@@ -152,6 +154,11 @@ export class AnalyzeReport implements EngineConsumer {
   /** Requests of the whole report whose saved time used a server's median RTT. */
   get savedFromMedian(): number {
     return this.all.savedFromMedian;
+  }
+
+  /** Reused requests whose saved time is unknown: no handshake of their server was captured. */
+  get savedUnknown(): number {
+    return this.all.savedUnknown;
   }
 
   serverSummaries(states: ReadonlyMap<string, ServerState>): ServerSummary[] {

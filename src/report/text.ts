@@ -13,6 +13,7 @@ export interface TextReportInput {
   servers: ServerSummary[];
   warnings: Warning[];
   savedFromMedian: number;
+  savedUnknown: number;
   maxServers: number;
   tunneled: number;
   midstream: number;
@@ -45,7 +46,10 @@ export function renderText(r: TextReportInput): string {
   out.push(row('  requests', num(t.requests)));
   out.push(row('  reused requests', `${num(t.reusedRequests)}  (reuse ratio ${(t.reuseRatio * 100).toFixed(1)}%)`));
   out.push(row('  handshakes saved', num(t.handshakesSaved)));
-  out.push(row('  time saved (est.)', `${fmtSeconds(t.handshakeTimeSavedSeconds)}${r.savedFromMedian ? `  (${num(r.savedFromMedian)} requests used their server's median RTT)` : ''}`));
+  const notes: string[] = [];
+  if (r.savedFromMedian) notes.push(`${num(r.savedFromMedian)} requests used their server's median RTT`);
+  if (r.savedUnknown) notes.push(`${num(r.savedUnknown)} requests not counted: no handshake of their server was captured`);
+  out.push(row('  time saved (est.)', `${fmtSeconds(t.handshakeTimeSavedSeconds)}${notes.length ? `  (${notes.join('; ')})` : ''}`));
   const nonHttp = s.nonHttp.tls + s.nonHttp.http2 + s.nonHttp.other;
   if (nonHttp > 0) out.push(row('  not HTTP/1 flows', `${num(nonHttp)}  (tls ${s.nonHttp.tls}, http2 ${s.nonHttp.http2}, other ${s.nonHttp.other})`));
   if (r.tunneled > 0) out.push(row('  tunneled', `${num(r.tunneled)}  (101 Switching Protocols or CONNECT: not parsed further)`));
