@@ -72,6 +72,8 @@ export async function runAnalyze(args: string[]): Promise<number> {
   } finally {
     progress?.done();
   }
+  // Not a capture at all (text, an empty file): an unreadable input, one line and exit 2, no report.
+  if (capture.problem?.kind === 'not_a_capture' && capture.packets === 0) throw new UsageError(`${file}: ${capture.problem.message}`);
   engine.finish();
   const stats = engine.stats();
   const totals = report.totals();

@@ -81,6 +81,11 @@ export class ConnectionTracker implements FlowEvents {
     this.counters.anomalies[A[name]]++;
   }
 
+  /** False when --ports was given and does not list this server port. */
+  acceptsServerPort(port: number): boolean {
+    return !this.opts.ports || this.opts.ports.has(port);
+  }
+
   /** With --ports, the listed ports; otherwise any port on which an HTTP request was seen. */
   portCarriesHttp(port: number): boolean {
     return this.opts.ports ? this.opts.ports.has(port) : this.httpPorts[port] === 1;
@@ -207,9 +212,10 @@ class HttpConnection implements StreamSink, HttpEvents {
   data(dir: number, buf: Buffer, off: number, len: number, ts: number): void {
     if (this.confirmed === Confirmed.NotHttp) return;
     const p = this.parsers[dir] ?? this.createParser(dir);
-    if (p.state === State.Dead || p.state === State.Tunnel) return;
+    if (p.state === State.Dead) return;
+    // Tunnel bytes are activity too: idle-before-close counts from the last byte either way.
     this.lastHttpTime = ts;
-    p.data(buf, off, len, ts);
+    if (p.state !== State.Tunnel) p.data(buf, off, len, ts);
   }
 
   gap(dir: number, len: number, ts: number): void {
@@ -228,9 +234,16 @@ class HttpConnection implements StreamSink, HttpEvents {
   // --- HTTP events (from http/) ---
 
   head(dir: number, h: MessageHead, ts: number): void {
+    if (this.confirmed === Confirmed.NotHttp) return;
     const flow = this.flow;
     if (flow.clientDir < 0) {
       flow.clientDir = h.isRequest ? dir : 1 - dir;
+      // A flow seen mid-stream was let in by --ports on either of its ports: now that the roles
+      // are known, keep it only if its server port is one of them.
+      if (!this.t.acceptsServerPort(flow.clientDir === 0 ? flow.bPort : flow.aPort)) {
+        this.ignore();
+        return;
+      }
       const other = this.parsers[1 - dir];
       if (other) other.mode = h.isRequest ? Mode.Response : Mode.Request;
     }
@@ -330,6 +343,13 @@ class HttpConnection implements StreamSink, HttpEvents {
   }
 
   // --- internals ---
+
+  /** Not a flow to analyse after all (outside --ports): drop it quietly, as flowOpened would have. */
+  private ignore(): void {
+    this.confirmed = Confirmed.NotHttp;
+    for (const p of this.parsers) if (p) p.state = State.Dead;
+    this.flow.ignored = true;
+  }
 
   private createParser(dir: number, withData = true): HttpStreamParser {
     const flow = this.flow;

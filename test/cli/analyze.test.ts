@@ -1,0 +1,359 @@
+/**
+ * `keepalive-exporter analyze` as a user meets it: the built CLI, spawned on the real-server
+ * fixture (whose manifest says what every connection must be) and on files written here.
+ * The CLI is compiled from the current sources into a temporary directory first, so the test
+ * never runs a stale dist/.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+
+const ROOT = join(import.meta.dirname, '../..');
+const FIXTURE = join(ROOT, 'test/fixtures/real/real-servers.pcap');
+const MANIFEST: Array<{ server: string; client: string; expectedReason: string; expectedClosedBy: string; expectedRequests: number }> =
+  JSON.parse(readFileSync(join(ROOT, 'test/fixtures/real/manifest.json'), 'utf8'));
+
+let dir = '';
+let MAIN = '';
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'ka-cli-'));
+  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--outDir', join(dir, 'dist')], { cwd: ROOT, stdio: 'pipe' });
+  copyFileSync(join(ROOT, 'package.json'), join(dir, 'package.json')); // main.js reads ../../package.json for --version
+  MAIN = join(dir, 'dist/cli/main.js');
+  mkdirSync(join(dir, 'files'));
+});
+
+afterAll(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+interface Result {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[], input?: Buffer): Result {
+  const r = spawnSync(process.execPath, [MAIN, ...args], { input, maxBuffer: 64 * 1024 * 1024, env: { ...process.env, KEEPALIVE_EXPORTER_DEBUG: '' } });
+  return { status: r.status, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8') };
+}
+
+function file(name: string, content: Buffer | string): string {
+  const p = join(dir, 'files', name);
+  writeFileSync(p, content);
+  return p;
+}
+
+/** A user error: exactly one line on stderr, nothing on stdout, exit 2, no stack trace. */
+function expectOneLineError(r: Result, ...mustContain: string[]): void {
+  expect(r.status).toBe(2);
+  expect(r.stdout).toBe('');
+  expect(r.stderr.endsWith('\n')).toBe(true);
+  expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+  expect(r.stderr).toMatch(/^keepalive-exporter: /);
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+  for (const s of mustContain) expect(r.stderr).toContain(s);
+}
+
+function json(args: string[], input?: Buffer): Record<string, any> {
+  const r = cli(['analyze', ...args, '--json'], input);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  return JSON.parse(r.stdout);
+}
+
+/** Offsets where the records of a classic pcap start (and where the file ends). */
+function pcapRecordStarts(buf: Buffer): number[] {
+  const le = buf.readUInt32LE(0) === 0xa1b2c3d4 || buf.readUInt32LE(0) === 0xa1b23c4d;
+  const out: number[] = [];
+  let p = 24;
+  while (p + 16 <= buf.length) {
+    out.push(p);
+    p += 16 + (le ? buf.readUInt32LE(p + 8) : buf.readUInt32BE(p + 8));
+  }
+  out.push(p);
+  return out;
+}
+
+const OPTIONS = ['--json', '--connections', '--ports', '--top', '--max-flows', '--no-progress', '--help'];
+
+describe('usage', () => {
+  it('--help exits 0 and lists every option', () => {
+    for (const args of [['--help'], ['analyze', '--help'], ['analyze', '-h']]) {
+      const r = cli(args);
+      expect(r.status, args.join(' ')).toBe(0);
+      expect(r.stderr).toBe('');
+      const listed = [...r.stdout.matchAll(/^ {2}(?:-\w, )?(--[a-z-]+)/gm)].map((m) => m[1]);
+      expect(listed.sort(), args.join(' ')).toEqual([...OPTIONS].sort());
+      expect(r.stdout).toMatch(/Usage:\s+keepalive-exporter analyze FILE/);
+    }
+  });
+
+  it('--version prints the package version', () => {
+    const r = cli(['--version']);
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+  });
+
+  it('no arguments: the usage, exit 2', () => {
+    const r = cli([]);
+    expect(r.status).toBe(2);
+    expect(r.stdout).toContain('Usage:');
+    expect(r.stdout).toContain('keepalive-exporter analyze FILE');
+  });
+
+  it('analyze without a file: one line, exit 2', () => {
+    expectOneLineError(cli(['analyze']), 'analyze needs a capture file');
+  });
+
+  it('an unknown command or flag: one line naming it, exit 2', () => {
+    expectOneLineError(cli(['analyse', FIXTURE]), '"analyse"');
+    expectOneLineError(cli(['analyze', FIXTURE, '--bogus-flag']), '--bogus-flag');
+    expectOneLineError(cli(['analyze', '--jsonn', FIXTURE]), '--jsonn');
+  });
+
+  it('two files: one line, exit 2', () => {
+    expectOneLineError(cli(['analyze', FIXTURE, FIXTURE]), 'one capture file');
+  });
+
+  it('--connections without --json is a usage error', () => {
+    expectOneLineError(cli(['analyze', FIXTURE, '--connections']), '--connections', '--json');
+  });
+
+  it('--ports that are not ports are usage errors naming --ports', () => {
+    for (const bad of ['abc', '70000', '0', '80,x', '', '8o']) {
+      expectOneLineError(cli(['analyze', FIXTURE, '--ports', bad]), '--ports');
+    }
+  });
+
+  it('--top and --max-flows need positive integers', () => {
+    expectOneLineError(cli(['analyze', FIXTURE, '--top', '0']), '--top');
+    expectOneLineError(cli(['analyze', FIXTURE, '--max-flows', 'lots']), '--max-flows');
+  });
+});
+
+describe('inputs that are not a readable capture', () => {
+  it('a missing file: one line "no such file", exit 2', () => {
+    expectOneLineError(cli(['analyze', join(dir, 'files/nope.pcap')]), 'no such file', 'nope.pcap');
+  });
+
+  it('a directory: one line, exit 2', () => {
+    expectOneLineError(cli(['analyze', dir]), 'is a directory');
+  });
+
+  it('a text file: one line "not a pcap or pcapng file" with its magic number, exit 2, no report', () => {
+    const p = file('notes.txt', 'hello, this is not a capture\n');
+    expectOneLineError(cli(['analyze', p]), 'not a pcap or pcapng file', '0x68656c6c');
+    expectOneLineError(cli(['analyze', p, '--json']), 'not a pcap or pcapng file');
+  });
+
+  it('a gzip-compressed text file and an empty file: one line, exit 2', () => {
+    expectOneLineError(cli(['analyze', file('notes.txt.gz', gzipSync('hello, this is not a capture\n'))]), 'not a pcap or pcapng file');
+    expectOneLineError(cli(['analyze', file('empty.pcap', '')]), 'empty');
+  });
+
+  it('a truncated capture: the report is still printed, exit 1, stderr names the byte offset', () => {
+    const buf = readFileSync(FIXTURE);
+    const starts = pcapRecordStarts(buf);
+    const cut = starts[400] + 30; // inside record 400
+    const p = file('truncated.pcap', buf.subarray(0, cut));
+    const text = cli(['analyze', p]);
+    expect(text.status).toBe(1);
+    expect(text.stdout).toContain('Totals');
+    expect(text.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(text.stderr).toContain(`byte offset ${starts[400]}`);
+    const j = cli(['analyze', p, '--json']);
+    expect(j.status).toBe(1);
+    const out = JSON.parse(j.stdout);
+    expect(out.capture).toMatchObject({ complete: false, packets: 400, problem: { kind: 'truncated', offset: starts[400] } });
+    expect(out.totals.connections).toBeGreaterThan(0);
+  });
+});
+
+describe('--json on the real-server capture', () => {
+  let out: Record<string, any>;
+  beforeAll(() => {
+    out = json([FIXTURE]);
+  });
+
+  it('has exactly the documented keys', () => {
+    expect(Object.keys(out).sort()).toEqual(['capture', 'file', 'requestsPerConnection', 'servers', 'stats', 'totals', 'warnings']);
+    expect(Object.keys(out.totals).sort()).toEqual(
+      ['closeReasons', 'connections', 'handshakeTimeSavedSeconds', 'handshakesSaved', 'requests', 'reuseRatio', 'reusedRequests'],
+    );
+    expect(Object.keys(out.capture).sort()).toEqual(['complete', 'compressed', 'firstPacketTime', 'format', 'lastPacketTime', 'packets', 'problem']);
+    expect(Object.keys(out.requestsPerConnection)).toEqual(['0', '1', '2', '3-4', '5-9', '10-99', '100-999', '1000+']);
+    // stats is documented as a list that may grow: these must be there.
+    expect(Object.keys(out.stats)).toEqual(expect.arrayContaining(['anomalies', 'flowsCreated', 'flowsEvicted', 'gapBytes', 'gaps', 'nonHttpFlows', 'retransmissions', 'tcpPackets']));
+    expect(Object.keys(out.stats.nonHttpFlows).sort()).toEqual(['http2', 'other', 'tls']);
+    for (const s of out.servers) {
+      expect(Object.keys(s).sort()).toEqual([
+        'advertisedMaxRequests', 'advertisedTimeoutSeconds', 'closeReasons', 'connections', 'handshakeTimeSavedSeconds', 'handshakesSaved',
+        'inferredMaxRequests', 'medianHandshakeRttSeconds', 'observedClientIdleSeconds', 'observedIdleTimeoutSeconds', 'requests', 'reuseRatio',
+        'reusedRequests', 'server',
+      ]);
+    }
+  });
+
+  it('totals agree with the manifest of the capture', () => {
+    const reasons: Record<string, number> = {};
+    for (const e of MANIFEST) reasons[e.expectedReason] = (reasons[e.expectedReason] ?? 0) + 1;
+    const requests = MANIFEST.reduce((a, e) => a + e.expectedRequests, 0);
+    expect(out.capture).toMatchObject({ format: 'pcap', compressed: false, complete: true, problem: null });
+    expect(out.totals.connections).toBe(MANIFEST.length);
+    expect(out.totals.requests).toBe(requests);
+    expect(out.totals.closeReasons).toEqual(reasons);
+    // Every request after the first of its connection was reused.
+    const reused = MANIFEST.reduce((a, e) => a + Math.max(0, e.expectedRequests - 1), 0);
+    expect(out.totals.reusedRequests).toBe(reused);
+    expect(out.totals.handshakesSaved).toBe(reused);
+    expect(out.totals.reuseRatio).toBeCloseTo(reused / requests, 4);
+    expect(out.totals.handshakeTimeSavedSeconds).toBeGreaterThan(0);
+    const dist = Object.values(out.requestsPerConnection) as number[];
+    expect(dist.reduce((a, b) => a + b, 0)).toBe(MANIFEST.length);
+    expect(out.requestsPerConnection['0']).toBe(MANIFEST.filter((e) => e.expectedRequests === 0).length);
+  });
+
+  it('servers: Apache announces its limit, nginx\'s is inferred, IPv6 written "[addr]:port"', () => {
+    const by = Object.fromEntries(out.servers.map((s: any) => [s.server, s]));
+    expect(Object.keys(by).sort()).toEqual(['127.0.0.1:18080', '127.0.0.1:18081', '[::1]:18081']);
+    expect(by['127.0.0.1:18080']).toMatchObject({ advertisedTimeoutSeconds: 2, advertisedMaxRequests: 3, inferredMaxRequests: null });
+    expect(by['127.0.0.1:18081']).toMatchObject({ advertisedTimeoutSeconds: 2, advertisedMaxRequests: null, inferredMaxRequests: 3 });
+    expect(by['[::1]:18081']).toMatchObject({ advertisedTimeoutSeconds: 2, advertisedMaxRequests: null, inferredMaxRequests: 3 });
+    for (const s of out.servers) {
+      expect(s.connections, s.server).toBe(MANIFEST.filter((e) => e.server === s.server).length);
+      expect(s.requests, s.server).toBe(MANIFEST.filter((e) => e.server === s.server).reduce((a, e) => a + e.expectedRequests, 0));
+    }
+    // Busiest first.
+    const reqs = out.servers.map((s: any) => s.requests);
+    expect(reqs).toEqual([...reqs].sort((a, b) => b - a));
+  });
+
+  it('--connections adds every connection with exactly the documented fields, as the manifest says', () => {
+    const withConns = json([FIXTURE, '--connections']);
+    const conns: any[] = withConns.connections;
+    expect(conns).toHaveLength(MANIFEST.length);
+    for (const c of conns) {
+      expect(Object.keys(c).sort()).toEqual([
+        'client', 'closeReason', 'closedAt', 'closedBy', 'handshakeRttSeconds', 'idleBeforeCloseSeconds', 'openedAt', 'requests', 'reusedRequests', 'server',
+      ]);
+    }
+    const got = new Map(conns.map((c) => [`${c.client}>${c.server}`, c]));
+    for (const e of MANIFEST) {
+      const c = got.get(`${e.client}>${e.server}`);
+      expect(c, `${e.client}>${e.server}`).toMatchObject({ closeReason: e.expectedReason, closedBy: e.expectedClosedBy, requests: e.expectedRequests });
+      expect(c.closedAt).toBeGreaterThanOrEqual(c.openedAt);
+    }
+    expect(conns.some((c) => /^\[::1\]:\d+$/.test(c.client) && c.server === '[::1]:18081')).toBe(true);
+    // In order of opening.
+    const opened = conns.map((c) => c.openedAt);
+    expect(opened).toEqual([...opened].sort((a, b) => a - b));
+    // Everything else is the same as without --connections.
+    delete withConns.connections;
+    expect(withConns).toEqual(out);
+  });
+
+  it('--ports 18081 keeps only nginx', () => {
+    const n = json([FIXTURE, '--ports', '18081']);
+    expect(n.servers.map((s: any) => s.server).sort()).toEqual(['127.0.0.1:18081', '[::1]:18081']);
+    expect(n.totals.connections).toBe(MANIFEST.filter((e) => e.server.endsWith(':18081')).length);
+    const both = json([FIXTURE, '--ports', '18080, 18081']);
+    expect(both.totals).toEqual(out.totals);
+  });
+
+  it('stdin (-) gives the same JSON as the path', () => {
+    const piped = json(['-'], readFileSync(FIXTURE));
+    expect(piped.file).toBe('-');
+    expect({ ...piped, file: FIXTURE }).toEqual(out);
+  });
+
+  it('a gzip-compressed capture gives the same JSON (compressed: true), from a file or stdin', () => {
+    const gz = gzipSync(readFileSync(FIXTURE));
+    const p = file('real-servers.pcap.gz', gz);
+    const fromFile = json([p]);
+    expect(fromFile.capture.compressed).toBe(true);
+    expect({ ...fromFile, file: FIXTURE, capture: { ...fromFile.capture, compressed: false } }).toEqual(out);
+    const fromStdin = json(['-'], gz);
+    expect({ ...fromStdin, file: p }).toEqual(fromFile);
+  });
+
+  it('the text report has its sections and the same numbers as the JSON', () => {
+    const r = cli(['analyze', FIXTURE]);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toBe('');
+    const t = r.stdout;
+    for (const title of ['Totals', 'Close reasons', 'Requests per connection', 'Busiest servers']) expect(t).toMatch(new RegExp(`^${title}`, 'm'));
+    const num = (n: number) => n.toLocaleString('en-US');
+    expect(t).toMatch(new RegExp(`^ +connections +${num(out.totals.connections)}$`, 'm'));
+    expect(t).toMatch(new RegExp(`^ +requests +${num(out.totals.requests)}$`, 'm'));
+    expect(t).toMatch(new RegExp(`^ +reused requests +${num(out.totals.reusedRequests)} +\\(reuse ratio ${(out.totals.reuseRatio * 100).toFixed(1)}%\\)`, 'm'));
+    expect(t).toMatch(new RegExp(`^ +handshakes saved +${num(out.totals.handshakesSaved)}$`, 'm'));
+    for (const [reason, n] of Object.entries(out.totals.closeReasons)) {
+      expect(t, reason).toMatch(new RegExp(`^ +${reason} +${num(n as number)} +${(((n as number) / out.totals.connections) * 100).toFixed(1)}%`, 'm'));
+    }
+    for (const [bucket, n] of Object.entries(out.requestsPerConnection)) {
+      if (n) expect(t, bucket).toMatch(new RegExp(`^ +${bucket.replace('+', '\\+')} +${num(n as number)} `, 'm'));
+    }
+    for (const s of out.servers) {
+      const esc = s.server.replace(/[[\]().]/g, '\\$&');
+      expect(t, s.server).toMatch(new RegExp(`^ +${esc} +${num(s.connections)} +${num(s.requests)} +${(s.reuseRatio * 100).toFixed(0)}%`, 'm'));
+    }
+  });
+
+  it('--top limits the servers of the text report', () => {
+    const r = cli(['analyze', FIXTURE, '--top', '1']);
+    expect(r.status).toBe(0);
+    const section = r.stdout.slice(r.stdout.indexOf('Busiest servers'));
+    const table = section.slice(0, section.indexOf('\n\n'));
+    expect(table).toMatch(/^Busiest servers \(top 1 of 3\)$/m);
+    expect(table).toContain(out.servers[0].server);
+    expect(table).not.toContain(out.servers[1].server);
+    expect(table).not.toContain(out.servers[2].server);
+  });
+});
+
+describe('progress', () => {
+  /** Runs analyze on a FIFO fed slowly (about 1.5 s), so a progress line would have time to show. */
+  async function slowRun(cmd: string, args: string[], name: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
+    const fifo = join(dir, 'files', name);
+    execFileSync('mkfifo', [fifo]);
+    const child = spawn(cmd, args.map((a) => a.replace('FIFO', fifo)), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const data = readFileSync(FIXTURE);
+    const w = createWriteStream(fifo);
+    const parts = 15;
+    const step = Math.ceil(data.length / parts);
+    for (let i = 0; i < parts; i++) {
+      await new Promise<void>((res) => w.write(data.subarray(i * step, (i + 1) * step), () => res()));
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    await new Promise<void>((res) => w.end(() => res()));
+    const status = await new Promise<number | null>((res) => child.on('close', (code) => res(code)));
+    return { status, stdout, stderr };
+  }
+
+  it('is not printed when stderr is not a terminal', async () => {
+    const r = await slowRun(process.execPath, [MAIN, 'analyze', 'FIFO', '--json'], 'pipe.pcap');
+    expect(r.status).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout).totals.connections).toBe(MANIFEST.length);
+  });
+
+  const haveScript = spawnSync('sh', ['-c', 'command -v script']).status === 0;
+  it.runIf(haveScript)('is printed on a terminal (control), and not with --no-progress', async () => {
+    const onTty = await slowRun('script', ['-qefc', `${process.execPath} ${MAIN} analyze FIFO`, '/dev/null'], 'tty.pcap');
+    expect(onTty.status).toBe(0);
+    expect(onTty.stdout).toMatch(/MiB read, [\d,]+ packets/);
+    const quiet = await slowRun('script', ['-qefc', `${process.execPath} ${MAIN} analyze FIFO --no-progress`, '/dev/null'], 'tty-quiet.pcap');
+    expect(quiet.status).toBe(0);
+    expect(quiet.stdout).toContain('Totals');
+    expect(quiet.stdout).not.toContain('MiB read');
+  });
+});
