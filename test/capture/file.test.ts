@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -182,8 +182,13 @@ describe('readCapture', () => {
         expect((err as Error).message).toMatch(/permission denied/);
       } else {
         chmodSync(dir, 0o755);
-        const cli = resolve('dist/cli/main.js');
-        expect(existsSync(cli), 'npm test builds dist/ first').toBe(true);
+        expect(existsSync(resolve('dist/cli/main.js')), 'npm test builds dist/ first').toBe(true);
+        // nobody may not be able to reach the checkout (a 0700 parent): run a copy of dist/
+        // from a world-readable place. The CLI needs only Node's own modules.
+        const copy = mkdtempSync(join(tmpdir(), 'ka-cli-'));
+        chmodSync(copy, 0o755);
+        cpSync(resolve('dist'), join(copy, 'dist'), { recursive: true });
+        const cli = join(copy, 'dist/cli/main.js');
         const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, cli, 'analyze', p], { encoding: 'utf8' });
         expect(r.status).toBe(2);
         const lines = r.stderr.trim().split('\n');
