@@ -25,6 +25,11 @@ export interface CaptureSummary {
 export interface ReadOptions {
   /** Called after each chunk with compressed bytes read so far and the file size (0 for stdin). */
   onProgress?: (bytesRead: number, totalBytes: number) => void;
+  /**
+   * Awaited after each chunk was decoded, before the next is taken: back-pressure for a sink
+   * that paces packets (replay at capture speed). The sink must copy what it keeps.
+   */
+  afterChunk?: () => Promise<void>;
 }
 
 /** Thrown (as the only exception of this module) when the file cannot be opened at all: a user error. */
@@ -94,6 +99,7 @@ async function readPlainFile(path: string, sink: PacketSink, total: number, opts
       next = fh.read(bufs[which], 0, READ_CHUNK, pos);
       const ok = decoder.push(cur.subarray(0, n));
       opts.onProgress?.(pos, total);
+      if (opts.afterChunk) await opts.afterChunk();
       if (!ok) {
         await next.catch(() => undefined);
         break;
@@ -153,6 +159,7 @@ export async function readCaptureStream(
       for await (const chunk of chunks) {
         if (!decoder.push(chunk)) break;
         opts.onProgress?.(raw, opts.totalBytes ?? 0);
+        if (opts.afterChunk) await opts.afterChunk();
       }
     }
   } catch (err) {

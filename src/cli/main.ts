@@ -4,28 +4,36 @@
  * fix it, and a non-zero exit; never a stack trace.
  */
 import { runAnalyze, ANALYZE_HELP } from './analyze.js';
+import { runDaemon, DAEMON_HELP } from './daemon.js';
 import { UsageError, VERSION } from './common.js';
 
 const HELP = `keepalive-exporter ${VERSION}: measures HTTP keep-alive (persistent connection) reuse
 and explains why connections close.
 
 Usage:
+  keepalive-exporter [run] [options]          the daemon: capture, serve Prometheus metrics
   keepalive-exporter analyze FILE [options]   report on a capture file (pcap, pcapng, .gz, - for stdin)
   keepalive-exporter --help | --version
+
+${DAEMON_HELP}
+
+Endpoints: /metrics (Prometheus text or OpenMetrics), /healthz, /readyz, /api/connections, /
 
 ${ANALYZE_HELP}`;
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+  if (cmd === '--help' || cmd === '-h' || cmd === 'help' || (cmd !== 'analyze' && (argv.includes('--help') || argv.includes('-h')))) {
     process.stdout.write(HELP);
-    return cmd === undefined ? 2 : 0;
+    return 0;
   }
   if (cmd === '--version' || cmd === '-V') {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
   if (cmd === 'analyze') return runAnalyze(rest);
+  if (cmd === undefined || cmd === 'run') return runDaemon(rest);
+  if (cmd.startsWith('--')) return runDaemon(argv);
   throw new UsageError(`unknown command "${cmd}" (try: keepalive-exporter analyze FILE, or --help)`);
 }
 

@@ -1,0 +1,69 @@
+/**
+ * Replaying a capture file into a sink, as fast as it reads or at the pace it was captured.
+ * At capture pace, packets are copied into a bounded queue and released when the wall clock
+ * reaches their capture time; the reader waits while the queue is full.
+ */
+import { readCapture, type CaptureSummary } from './file.js';
+import type { PacketSink } from './reader.js';
+
+export type ReplayMode = 'fast' | 'realtime';
+
+/** Packets held ahead of the wall clock at capture pace: bounded memory for any file. */
+const MAX_QUEUED_PACKETS = 50_000;
+
+interface Queued {
+  linkType: number;
+  data: Buffer;
+  origLen: number;
+  ts: number;
+}
+
+export async function replayFile(path: string, sink: PacketSink, mode: ReplayMode): Promise<CaptureSummary> {
+  if (mode === 'fast') return readCapture(path, sink);
+  const queue: Queued[] = [];
+  let head = 0;
+  let firstTs = -1;
+  let wallStart = 0;
+  let wake: (() => void) | null = null;
+
+  const release = (): void => {
+    const elapsed = (Date.now() - wallStart) / 1000;
+    while (head < queue.length && queue[head].ts - firstTs <= elapsed) {
+      const q = queue[head++];
+      sink.packet(q.linkType, q.data, 0, q.data.length, q.origLen, q.ts);
+    }
+    if (head > 1024 && head * 2 > queue.length) {
+      queue.splice(0, head);
+      head = 0;
+    }
+  };
+  const timer = setInterval(() => {
+    release();
+    if (wake && queue.length - head < MAX_QUEUED_PACKETS / 2) {
+      const w = wake;
+      wake = null;
+      w();
+    }
+  }, 10);
+  try {
+    const summary = await readCapture(path, {
+      packet(linkType, data, offset, capLen, origLen, ts) {
+        if (firstTs < 0) {
+          firstTs = ts;
+          wallStart = Date.now();
+        }
+        queue.push({ linkType, data: Buffer.from(data.subarray(offset, offset + capLen)), origLen, ts });
+      },
+    }, {
+      afterChunk: () => (queue.length - head < MAX_QUEUED_PACKETS ? Promise.resolve() : new Promise<void>((r) => { wake = r; })),
+    });
+    // Let the rest play out at its pace.
+    while (head < queue.length) {
+      await new Promise<void>((r) => { wake = r; });
+      release();
+    }
+    return summary;
+  } finally {
+    clearInterval(timer);
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * The daemon: sources (live tcpdump capture, capture files) feed one engine each; every engine
+ * feeds the one exporter; fastify serves it. SIGTERM/SIGINT stop the sources (tcpdump flushes
+ * what it has), close the server and exit 0.
+ */
+import { Engine } from '../conn/engine.js';
+import { LiveCapture, CaptureStartError } from '../capture/live.js';
+import { replayFile } from '../capture/replay.js';
+import { CaptureOpenError } from '../capture/file.js';
+import { Exporter, type SourceStatus } from '../metrics/exporter.js';
+import { buildApp } from '../server/app.js';
+import { loadConfig, ConfigError, daemonHelp, type DaemonConfig } from '../config/daemon.js';
+import { UsageError, VERSION } from './common.js';
+
+export const DAEMON_HELP = `Options of the daemon (flags, or environment variables, or a --config JSON file):
+${daemonHelp()}`;
+
+/** Live sources advance their engine's clock with the wall clock, so quiet flows still expire. */
+const TICK_MS = 1000;
+
+export async function runDaemon(argv: string[]): Promise<number> {
+  let cfg: DaemonConfig;
+  try {
+    cfg = loadConfig(argv, process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+  const sources: SourceStatus[] = [];
+  const exporter = new Exporter({ maxServers: cfg.maxServers, sources: () => sources });
+  const app = buildApp({
+    exporter,
+    sources: () => sources,
+    version: VERSION,
+    logger: { level: cfg.logLevel },
+  });
+  const log = app.log;
+  const newEngine = (ports: number[] | null): Engine => {
+    const e = new Engine({ ports, limits: { maxFlows: cfg.maxFlows } });
+    e.subscribe(exporter);
+    return e;
+  };
+
+  try {
+    await app.listen({ host: cfg.listenHost, port: cfg.listenPort });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'EADDRINUSE' ? 'the address is in use (another exporter?): choose another with --web.listen-address'
+      : e.code === 'EACCES' ? 'permission denied (ports below 1024 need root): choose another with --web.listen-address'
+      : e.message;
+    throw new UsageError(`cannot listen on ${cfg.listenHost}:${cfg.listenPort}: ${why}`);
+  }
+
+  let live: LiveCapture | null = null;
+  let ticker: NodeJS.Timeout | null = null;
+  if (cfg.interface !== null) {
+    const engine = newEngine(cfg.ports);
+    const status: SourceStatus = { name: `live:${cfg.interface}`, kind: 'live', up: false, done: false, restarts: 0, kernelDrops: 0, interfaceDrops: 0, engine };
+    live = new LiveCapture(
+      { interface: cfg.interface, ports: cfg.ports, tcpdump: cfg.tcpdump, bufferKiB: cfg.captureBufferKiB },
+      engine,
+      { info: (m) => log.info(m), warn: (m) => log.warn(m) },
+    );
+    const capture = live;
+    Object.defineProperties(status, {
+      up: { get: () => capture.up, enumerable: true },
+      restarts: { get: () => capture.restarts, enumerable: true },
+      kernelDrops: { get: () => capture.kernelDrops, enumerable: true },
+      interfaceDrops: { get: () => capture.interfaceDrops, enumerable: true },
+    });
+    sources.push(status);
+    try {
+      await capture.start();
+    } catch (err) {
+      await app.close();
+      if (err instanceof CaptureStartError) throw new UsageError(err.message);
+      throw err;
+    }
+    ticker = setInterval(() => engine.tick(Date.now() / 1000), TICK_MS);
+    ticker.unref();
+  }
+
+  const files = cfg.pcap.map(async (path) => {
+    // Like analyze: HTTP is found by content on any port, unless --ports narrows it.
+    const engine = newEngine(cfg.portsExplicit ? cfg.ports : null);
+    const status: SourceStatus = { name: `file:${path}`, kind: 'file', up: true, done: false, restarts: 0, kernelDrops: 0, interfaceDrops: 0, engine };
+    sources.push(status);
+    try {
+      const summary = await replayFile(path, engine, cfg.replay);
+      engine.finish();
+      if (summary.problem) log.warn(`${path}: ${summary.problem.message}; metrics cover the packets before it`);
+      log.info(`${path}: read ${summary.packets} packets; its metrics stay served`);
+    } catch (err) {
+      if (err instanceof CaptureOpenError) throw new UsageError(err.message);
+      throw err;
+    } finally {
+      status.up = false;
+      status.done = true;
+    }
+  });
+  // A file that cannot be opened is a user mistake: one line and exit 2, like analyze.
+  const fileFailure = Promise.all(files).then(() => null, (err: unknown) => err);
+
+  log.info(`keepalive-exporter ${VERSION} listening on http://${cfg.listenHost}:${cfg.listenPort}/metrics`);
+
+  const stop = await new Promise<unknown>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+    void fileFailure.then((err) => { if (err) resolve(err); });
+  });
+  if (ticker) clearInterval(ticker);
+  await live?.stop();
+  await app.close();
+  if (stop instanceof Error) throw stop;
+  log.info(`stopped on ${String(stop)}`);
+  return 0;
+}

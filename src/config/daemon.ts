@@ -1,0 +1,177 @@
+/**
+ * The daemon's settings: every option once, with its flag, its environment variable
+ * (KEEPALIVE_EXPORTER_ + the flag name upper-cased, '.' and '-' as '_'), its default and its
+ * help line. Precedence: flag, then environment, then the --config file, then the default.
+ * A bad value is rejected at start with a message naming where it came from.
+ */
+import { readFileSync } from 'node:fs';
+import { DEFAULT_LIMITS } from './limits.js';
+
+/** Ports captured by default: the usual HTTP ports of servers, proxies and app servers. */
+export const DEFAULT_PORTS = [80, 8000, 8008, 8080, 8081, 8088, 8888, 3000, 5000, 9000];
+/** Outside the 9100-9999 range that Prometheus' port allocation list has filled, clashing with no well-known exporter. */
+export const DEFAULT_LISTEN = '0.0.0.0:10842';
+
+export interface DaemonConfig {
+  interface: string | null;
+  ports: number[];
+  /** --ports was set (flag, environment or file): files are then filtered by it too. */
+  portsExplicit: boolean;
+  pcap: string[];
+  replay: 'fast' | 'realtime';
+  listenHost: string;
+  listenPort: number;
+  maxServers: number;
+  maxFlows: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  tcpdump: string;
+  captureBufferKiB: number;
+  config: string | null;
+}
+
+/** Thrown for a bad setting: one line, exit 2. */
+export class ConfigError extends Error {}
+
+interface OptionDef {
+  flag: string;
+  help: string;
+  def: string;
+  repeatable?: boolean;
+  boolean?: boolean;
+}
+
+export const OPTIONS: OptionDef[] = [
+  { flag: 'interface', def: 'any', help: 'capture live on this interface with tcpdump (default any; live capture runs when no --pcap is given, or when --interface is)' },
+  { flag: 'ports', def: DEFAULT_PORTS.join(','), help: 'server ports to capture and analyse, comma-separated (files: any port where HTTP is seen unless set)' },
+  { flag: 'pcap', def: '', repeatable: true, help: 'read a capture file (pcap, pcapng, .gz; - for stdin); repeatable. Its metrics stay served after it ends' },
+  { flag: 'replay', def: 'fast', help: 'how to replay --pcap files: fast (as fast as they read) or realtime (at capture pace)' },
+  { flag: 'web.listen-address', def: DEFAULT_LISTEN, help: 'HOST:PORT to serve /metrics and the API on' },
+  { flag: 'max-servers', def: '500', help: 'distinct server label values; more servers are reported as server="other"' },
+  { flag: 'max-flows', def: String(DEFAULT_LIMITS.maxFlows), help: 'TCP flows tracked per source; the least recently active is evicted beyond it' },
+  { flag: 'log.level', def: 'info', help: 'debug, info, warn or error (logs are JSON lines on stderr)' },
+  { flag: 'tcpdump', def: 'tcpdump', help: 'the tcpdump binary to run for live capture' },
+  { flag: 'capture.buffer-kib', def: '32768', help: 'kernel capture buffer for tcpdump (-B), KiB' },
+  { flag: 'config', def: '', help: 'a JSON file of settings, keys named as the flags ({"ports": "80,8080"})' },
+];
+
+export function envName(flag: string): string {
+  return `KEEPALIVE_EXPORTER_${flag.toUpperCase().replace(/[.-]/g, '_')}`;
+}
+
+export function daemonHelp(): string {
+  const lines = OPTIONS.map((o) => {
+    const left = `  --${o.flag}${o.boolean ? '' : ' VALUE'}`;
+    const def = o.def ? ` [default: ${o.def}]` : '';
+    return `${left.padEnd(32)}${o.help}${def}\n${''.padEnd(32)}env ${envName(o.flag)}`;
+  });
+  return lines.join('\n');
+}
+
+/** Parses argv (after the command) and the environment into settings. */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig {
+  const fromFlags = new Map<string, string[]>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) throw new ConfigError(`unexpected argument "${a}" (see --help)`);
+    let name = a.slice(2);
+    let value: string | undefined;
+    const eq = name.indexOf('=');
+    if (eq >= 0) {
+      value = name.slice(eq + 1);
+      name = name.slice(0, eq);
+    }
+    const def = OPTIONS.find((o) => o.flag === name);
+    if (!def) throw new ConfigError(`unknown flag --${name} (see keepalive-exporter --help)`);
+    if (value === undefined) {
+      value = argv[++i];
+      if (value === undefined) throw new ConfigError(`--${name} needs a value`);
+    }
+    fromFlags.set(name, [...(fromFlags.get(name) ?? []), value]);
+  }
+  const configPath = fromFlags.get('config')?.[0] ?? env[envName('config')] ?? null;
+  const fromFile = configPath ? readConfigFile(configPath) : new Map<string, string[]>();
+
+  /** Value of a setting and where it came from, for messages. */
+  const get = (flag: string): { values: string[]; from: string } => {
+    const f = fromFlags.get(flag);
+    if (f) return { values: f, from: `--${flag}` };
+    const e = env[envName(flag)];
+    if (e !== undefined && e !== '') return { values: flag === 'pcap' ? e.split(',') : [e], from: envName(flag) };
+    const c = fromFile.get(flag);
+    if (c) return { values: c, from: `"${flag}" in ${configPath}` };
+    const d = OPTIONS.find((o) => o.flag === flag)!.def;
+    return { values: d === '' ? [] : [d], from: `the default of --${flag}` };
+  };
+  const one = (flag: string): { value: string; from: string } => {
+    const g = get(flag);
+    return { value: g.values[g.values.length - 1] ?? '', from: g.from };
+  };
+  const int = (flag: string, min: number, max: number): number => {
+    const { value, from } = one(flag);
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < min || n > max) throw new ConfigError(`${from}: "${value}" is not a whole number from ${min} to ${max}`);
+    return n;
+  };
+
+  const ports = (() => {
+    const { value, from } = one('ports');
+    const list = value.split(',').map((p) => p.trim()).filter(Boolean);
+    if (list.length === 0) throw new ConfigError(`${from}: needs at least one port, e.g. 80,8080`);
+    return list.map((p) => {
+      const n = Number(p);
+      if (!/^\d+$/.test(p) || n < 1 || n > 65535) throw new ConfigError(`${from}: "${p}" is not a TCP port (1-65535)`);
+      return n;
+    });
+  })();
+  const replay = one('replay');
+  if (replay.value !== 'fast' && replay.value !== 'realtime') throw new ConfigError(`${replay.from}: "${replay.value}" must be fast or realtime`);
+  const listen = one('web.listen-address');
+  const m = /^(.*):(\d+)$/.exec(listen.value);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port < 0 || port > 65535) throw new ConfigError(`${listen.from}: "${listen.value}" is not HOST:PORT (e.g. 0.0.0.0:10842 or [::]:10842)`);
+  const host = m[1].replace(/^\[(.*)\]$/, '$1') || '0.0.0.0';
+  const level = one('log.level');
+  if (!['debug', 'info', 'warn', 'error'].includes(level.value)) throw new ConfigError(`${level.from}: "${level.value}" must be debug, info, warn or error`);
+  const pcap = get('pcap').values.filter(Boolean);
+  const explicitInterface = fromFlags.has('interface') || !!env[envName('interface')] || fromFile.has('interface');
+  const iface = one('interface').value;
+  if (!/^[\w.:@-]{1,64}$/.test(iface)) throw new ConfigError(`${one('interface').from}: "${iface}" is not an interface name`);
+  return {
+    interface: pcap.length === 0 || explicitInterface ? iface : null,
+    ports,
+    portsExplicit: fromFlags.has('ports') || !!env[envName('ports')] || fromFile.has('ports'),
+    pcap,
+    replay: replay.value,
+    listenHost: host,
+    listenPort: port,
+    maxServers: int('max-servers', 1, 1_000_000),
+    maxFlows: int('max-flows', 1, 100_000_000),
+    logLevel: level.value as DaemonConfig['logLevel'],
+    tcpdump: one('tcpdump').value,
+    captureBufferKiB: int('capture.buffer-kib', 64, 4_194_304),
+    config: configPath,
+  };
+}
+
+function readConfigFile(path: string): Map<string, string[]> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read the config file ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`the config file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new ConfigError(`the config file ${path} must hold a JSON object of settings`);
+  const out = new Map<string, string[]>();
+  for (const [k, v] of Object.entries(obj)) {
+    if (!OPTIONS.some((o) => o.flag === k) || k === 'config') throw new ConfigError(`the config file ${path} has an unknown setting "${k}"`);
+    const values = Array.isArray(v) ? v.map(String) : [String(v)];
+    out.set(k, values);
+  }
+  return out;
+}

@@ -1,0 +1,185 @@
+/**
+ * The Prometheus exporter: the second consumer of the engine's facts (the `analyze` report is
+ * the first). Every metric is defined here, on the project's own registries (Prometheus text
+ * and OpenMetrics, chosen per scrape by content negotiation).
+ *
+ * Cardinality: the only unbounded value, the server, is capped at `maxServers` distinct label
+ * values; later servers are reported as server="other". No label carries a path, query,
+ * cookie, Host header or client address.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type RegistryContentType } from 'prom-client';
+import type { ConnectionRecord, EngineConsumer, RequestRecord } from '../conn/records.js';
+import type { Engine } from '../conn/engine.js';
+import type { ServerState } from '../conn/servers.js';
+import { ANOMALIES } from '../config/anomalies.js';
+
+export const OTHER_SERVER = 'other';
+
+/** Buckets that resolve the common keep-alive timeouts: nginx 75 s, Apache 5 s, Node 5 s, ALB 60 s... */
+export const IDLE_BUCKETS = [0.1, 0.25, 0.5, 1, 1.5, 2, 3, 4, 5, 6, 10, 15, 20, 30, 45, 60, 65, 75, 90, 120, 300, 600];
+const RTT_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 3];
+const REQUESTS_BUCKETS = [0, 1, 2, 3, 4, 5, 10, 20, 50, 100, 200, 500, 1000, 10000];
+const DURATION_BUCKETS = [0.01, 0.1, 0.5, 1, 2, 5, 10, 15, 30, 60, 75, 120, 300, 600, 1800, 3600, 14400];
+
+/** A source of packets (live capture, a file): its state as the exporter shows it. */
+export interface SourceStatus {
+  name: string;
+  kind: 'live' | 'file';
+  up: boolean;
+  /** A file source that reached its end (it stays "ready"). */
+  done: boolean;
+  restarts: number;
+  /** Packets the kernel dropped, as tcpdump reports them (live only). */
+  kernelDrops: number;
+  /** Packets the interface or filter dropped (tcpdump's "dropped by interface"). */
+  interfaceDrops: number;
+  engine: Engine;
+}
+
+export interface ExporterOptions {
+  maxServers: number;
+  /** Sources whose engines feed this exporter; read at scrape time for health metrics. */
+  sources: () => SourceStatus[];
+}
+
+export class Exporter implements EngineConsumer {
+  readonly text = new Registry();
+  readonly openMetrics = new Registry<RegistryContentType>();
+  private readonly servers = new Set<string>();
+  readonly openByConnection = new Map<ConnectionRecord, string>();
+
+  private readonly openedTotal: Counter<'server'>;
+  private readonly closedTotal: Counter<'server' | 'reason' | 'closed_by'>;
+  private readonly endedOpen: Counter<'server'>;
+  private readonly requests: Counter<'server' | 'reused'>;
+  private readonly saved: Counter<'server'>;
+  private readonly savedTime: Counter<'server'>;
+  private readonly open: Gauge<'server'>;
+  private readonly rtt: Histogram;
+  private readonly perConnection: Histogram;
+  private readonly duration: Histogram;
+  private readonly idle: Histogram<'closed_by'>;
+  readonly advTimeout: Gauge<'server'>;
+  readonly advMax: Gauge<'server'>;
+  readonly inferredMax: Gauge<'server'>;
+
+  constructor(private readonly opts: ExporterOptions) {
+    this.openMetrics.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
+    const registers = [this.text, this.openMetrics];
+    collectDefaultMetrics({ register: this.text });
+    collectDefaultMetrics({ register: this.openMetrics });
+
+    this.openedTotal = new Counter({ name: 'keepalive_connections_opened_total', help: 'HTTP/1.x connections seen opening (or first seen, for connections open before the capture).', labelNames: ['server'], registers });
+    this.closedTotal = new Counter({ name: 'keepalive_connections_closed_total', help: 'Connections closed, by close reason and the side that closed first.', labelNames: ['server', 'reason', 'closed_by'], registers });
+    this.endedOpen = new Counter({ name: 'keepalive_connections_untracked_total', help: 'Connections still open when tracking ended: their source ended, or they were idle past the flow timeout or evicted.', labelNames: ['server'], registers });
+    this.requests = new Counter({ name: 'keepalive_requests_total', help: 'HTTP requests; reused="true" for every request after the first on its connection.', labelNames: ['server', 'reused'], registers });
+    this.saved = new Counter({ name: 'keepalive_handshakes_saved_total', help: 'TCP handshakes saved by connection reuse (one per reused request).', labelNames: ['server'], registers });
+    this.savedTime = new Counter({ name: 'keepalive_handshake_time_saved_seconds_total', help: 'Estimated handshake time saved by reuse: the connection handshake RTT, or the server median RTT.', labelNames: ['server'], registers });
+    this.open = new Gauge({ name: 'keepalive_open_connections', help: 'HTTP/1.x connections open now.', labelNames: ['server'], registers });
+    this.rtt = new Histogram({ name: 'keepalive_handshake_rtt_seconds', help: 'TCP handshake round trip: client SYN to the client ACK of the SYN-ACK.', buckets: RTT_BUCKETS, registers });
+    this.perConnection = new Histogram({ name: 'keepalive_requests_per_connection', help: 'Requests carried by each connection, observed when it closes.', buckets: REQUESTS_BUCKETS, registers });
+    this.duration = new Histogram({ name: 'keepalive_connection_duration_seconds', help: 'From the connection opening to its first FIN or RST.', buckets: DURATION_BUCKETS, registers });
+    this.idle = new Histogram({ name: 'keepalive_idle_before_close_seconds', help: 'Idle time from the last HTTP byte to the first FIN or RST, by the side that closed.', labelNames: ['closed_by'], buckets: IDLE_BUCKETS, registers });
+    // What the engines learned about each server, read at scrape time (the same knowledge analyze reports).
+    const serverGauge = (name: string, help: string, pick: (s: ServerState) => number | null): Gauge<'server'> =>
+      new Gauge({ name, help, labelNames: ['server'], registers, collect() {
+        this.reset();
+        for (const src of opts.sources()) {
+          for (const [server, st] of src.engine.servers) {
+            const v = pick(st);
+            const label = self.label(server);
+            if (v !== null && label !== OTHER_SERVER) this.set({ server: label }, v);
+          }
+        }
+      } });
+    const self = this;
+    this.advTimeout = serverGauge('keepalive_advertised_timeout_seconds', 'Last Keep-Alive: timeout= the server advertised.', (s) => s.advertisedTimeout);
+    this.advMax = serverGauge('keepalive_advertised_max_requests', 'Keep-Alive: max= on the first response of the latest connection that announced one (the configured limit).', (s) => s.advertisedMax);
+    this.inferredMax = serverGauge('keepalive_inferred_max_requests', 'Requests per connection after which the server ends persistence without announcing it, inferred from repeated closes.', (s) => s.inferredMax);
+
+    const sources = opts.sources;
+    // Health of the daemon itself, read from the engines at scrape time.
+    new Counter({ name: 'keepalive_packets_total', help: 'Packets read from capture sources.', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) this.inc({ source: s.name }, s.engine.stats().packets); } });
+    new Counter({ name: 'keepalive_bytes_total', help: 'Bytes on the wire of the packets read (original lengths).', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) this.inc({ source: s.name }, s.engine.stats().bytes); } });
+    new Counter({ name: 'keepalive_capture_dropped_packets_total', help: 'Packets the capture lost, as tcpdump reports them (where="kernel" or "interface").', labelNames: ['source', 'where'], registers, collect() { this.reset(); for (const s of sources()) if (s.kind === 'live') { this.inc({ source: s.name, where: 'kernel' }, s.kernelDrops); this.inc({ source: s.name, where: 'interface' }, s.interfaceDrops); } } });
+    new Gauge({ name: 'keepalive_flows_tracked', help: 'TCP flows in the flow table now (open and lingering).', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) this.set({ source: s.name }, s.engine.stats().flowsTracked); } });
+    new Counter({ name: 'keepalive_flows_evicted_total', help: 'Flows dropped because the flow table was full (--max-flows).', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) this.inc({ source: s.name }, s.engine.stats().flowsEvicted); } });
+    new Counter({ name: 'keepalive_anomalies_total', help: 'Parse errors, gaps and capped resources by kind (names in src/config/anomalies.ts).', labelNames: ['kind'], registers, collect() {
+      this.reset();
+      const sum = new Map<string, number>();
+      for (const s of sources()) for (const [k, v] of Object.entries(s.engine.stats().anomalies)) sum.set(k, (sum.get(k) ?? 0) + v);
+      for (const k of ANOMALIES) if (k !== 'not_tcp') this.inc({ kind: k }, sum.get(k) ?? 0);
+    } });
+    new Counter({ name: 'keepalive_non_http_flows_total', help: 'TCP flows that turned out not to be HTTP/1.x, by what they were.', labelNames: ['protocol'], registers, collect() {
+      this.reset();
+      const t = { tls: 0, http2: 0, other: 0 };
+      for (const s of sources()) { const n = s.engine.stats().nonHttp; t.tls += n.tls; t.http2 += n.http2; t.other += n.other; }
+      for (const [k, v] of Object.entries(t)) this.inc({ protocol: k }, v);
+    } });
+    new Counter({ name: 'keepalive_source_restarts_total', help: 'Times a capture source (tcpdump) was restarted after it stopped.', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) this.inc({ source: s.name }, s.restarts); } });
+    new Gauge({ name: 'keepalive_source_up', help: '1 while the source is running (a file source that finished reads 0 and is done).', labelNames: ['source', 'kind'], registers, collect() { this.reset(); for (const s of sources()) this.set({ source: s.name, kind: s.kind }, s.up ? 1 : 0); } });
+    new Gauge({ name: 'keepalive_servers_tracked', help: 'Distinct server label values in use (at most --max-servers; the rest are server="other").', registers, collect() { this.set(self.servers.size); } });
+  }
+
+  /** The server label for a connection: its "ip:port", or "other" past the cap. */
+  label(server: string): string {
+    if (this.servers.has(server)) return server;
+    if (this.servers.size < this.opts.maxServers) {
+      this.servers.add(server);
+      return server;
+    }
+    return OTHER_SERVER;
+  }
+
+  private serverOf(c: ConnectionRecord): string {
+    return this.openByConnection.get(c) ?? this.label(c.server);
+  }
+
+  opened(c: ConnectionRecord): void {
+    const server = this.label(c.server);
+    this.openByConnection.set(c, server);
+    this.openedTotal.inc({ server });
+    this.open.inc({ server });
+    if (c.handshakeRtt !== null) this.rtt.observe(c.handshakeRtt);
+  }
+
+  request(c: ConnectionRecord, r: RequestRecord): void {
+    const server = this.serverOf(c);
+    this.requests.inc({ server, reused: r.reused ? 'true' : 'false' });
+    if (r.reused) {
+      this.saved.inc({ server });
+      if (r.savedSeconds > 0) this.savedTime.inc({ server }, r.savedSeconds);
+    }
+  }
+
+  closed(c: ConnectionRecord): void {
+    const server = this.serverOf(c);
+    this.openByConnection.delete(c);
+    this.open.dec({ server });
+    if (c.closeReason === 'open') {
+      this.endedOpen.inc({ server });
+      return;
+    }
+    this.closedTotal.inc({ server, reason: c.closeReason, closed_by: c.closedBy ?? 'unknown' });
+    this.perConnection.observe(c.requests);
+    if (c.closedAt !== null) this.duration.observe(Math.max(0, c.closedAt - c.openedAt));
+    if (c.idleBeforeClose !== null) this.idle.observe({ closed_by: c.closedBy ?? 'unknown' }, c.idleBeforeClose);
+  }
+
+  /** Open connections, busiest first, at most `limit`. */
+  openConnections(limit: number): Array<Record<string, unknown>> {
+    const all = [...this.openByConnection.keys()];
+    all.sort((a, b) => b.requests - a.requests || a.openedAt - b.openedAt);
+    return all.slice(0, limit).map((c) => ({
+      client: c.client,
+      server: c.server,
+      openedAt: c.openedAt,
+      requests: c.requests,
+      reusedRequests: c.reusedRequests,
+      handshakeRttSeconds: c.handshakeRtt,
+      advertisedTimeoutSeconds: c.advertisedTimeout,
+      advertisedMaxRequests: c.advertisedMax,
+      midstream: c.midstream,
+    }));
+  }
+}
