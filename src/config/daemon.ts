@@ -36,22 +36,23 @@ interface OptionDef {
   flag: string;
   help: string;
   def: string;
+  /** The value's name in --help. */
+  value: string;
   repeatable?: boolean;
-  boolean?: boolean;
 }
 
 export const OPTIONS: OptionDef[] = [
-  { flag: 'interface', def: 'any', help: 'capture live on this interface with tcpdump (default any; live capture runs when no --pcap is given, or when --interface is)' },
-  { flag: 'ports', def: DEFAULT_PORTS.join(','), help: 'server ports to capture and analyse, comma-separated (files: any port where HTTP is seen unless set)' },
-  { flag: 'pcap', def: '', repeatable: true, help: 'read a capture file (pcap, pcapng, .gz; - for stdin); repeatable. Its metrics stay served after it ends' },
-  { flag: 'replay', def: 'fast', help: 'how to replay --pcap files: fast (as fast as they read) or realtime (at capture pace)' },
-  { flag: 'web.listen-address', def: DEFAULT_LISTEN, help: 'HOST:PORT to serve /metrics and the API on' },
-  { flag: 'max-servers', def: '500', help: 'distinct server label values; more servers are reported as server="other"' },
-  { flag: 'max-flows', def: String(DEFAULT_LIMITS.maxFlows), help: 'TCP flows tracked per source; the least recently active is evicted beyond it' },
-  { flag: 'log.level', def: 'info', help: 'debug, info, warn or error (logs are JSON lines on stderr)' },
-  { flag: 'tcpdump', def: 'tcpdump', help: 'the tcpdump binary to run for live capture' },
-  { flag: 'capture.buffer-kib', def: '32768', help: 'kernel capture buffer for tcpdump (-B), KiB' },
-  { flag: 'config', def: '', help: 'a JSON file of settings, keys named as the flags ({"ports": "80,8080"})' },
+  { flag: 'interface', value: 'IFACE', def: 'any', help: 'capture live on this interface with tcpdump; live capture runs when no --pcap is given, or when --interface is' },
+  { flag: 'ports', value: 'LIST', def: DEFAULT_PORTS.join(','), help: 'server ports to capture and analyse, comma-separated (files: any port where HTTP is seen unless set)' },
+  { flag: 'pcap', value: 'FILE', def: '', repeatable: true, help: 'read a capture file (pcap, pcapng, .gz; - for stdin); repeatable. Its metrics stay served after it ends' },
+  { flag: 'replay', value: 'MODE', def: 'fast', help: 'how to replay --pcap files: fast (as fast as they read) or realtime (at capture pace)' },
+  { flag: 'web.listen-address', value: 'HOST:PORT', def: DEFAULT_LISTEN, help: 'HOST:PORT to serve /metrics and the API on' },
+  { flag: 'max-servers', value: 'N', def: '500', help: 'distinct server label values; more servers are reported as server="other"' },
+  { flag: 'max-flows', value: 'N', def: String(DEFAULT_LIMITS.maxFlows), help: 'TCP flows tracked per source; the least recently active is evicted beyond it' },
+  { flag: 'log.level', value: 'LEVEL', def: 'info', help: 'debug, info, warn or error (logs are JSON lines on stderr)' },
+  { flag: 'tcpdump', value: 'PATH', def: 'tcpdump', help: 'the tcpdump binary to run for live capture' },
+  { flag: 'capture.buffer-kib', value: 'KIB', def: '32768', help: 'kernel capture buffer for tcpdump (-B), KiB' },
+  { flag: 'config', value: 'FILE', def: '', help: 'a JSON file of settings, keys named as the flags ({"ports": "80,8080"})' },
 ];
 
 export function envName(flag: string): string {
@@ -60,7 +61,7 @@ export function envName(flag: string): string {
 
 export function daemonHelp(): string {
   const lines = OPTIONS.map((o) => {
-    const left = `  --${o.flag}${o.boolean ? '' : ' VALUE'}`;
+    const left = `  --${o.flag} ${o.value}`;
     const def = o.def ? ` [default: ${o.def}]` : '';
     return `${left.padEnd(32)}${o.help}${def}\n${''.padEnd(32)}env ${envName(o.flag)}`;
   });
