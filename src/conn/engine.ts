@@ -14,6 +14,7 @@ import { DECODED_TCP, decodePacket, newPacketView } from '../decode/packet.js';
 import { FlowTable } from '../tcp/flows.js';
 import { ConnectionTracker, type TrackerCounters } from './tracker.js';
 import type { EngineConsumer } from './records.js';
+import { StreamTap, type Endpoint } from './stream-tap.js';
 
 export interface EngineOptions {
   limits?: Partial<EngineLimits>;
@@ -25,6 +26,7 @@ export interface EngineStats {
   packets: number;
   bytes: number;
   tcpPackets: number;
+  streams: number;
   flowsTracked: number;
   flowsCreated: number;
   flowsEvicted: number;
@@ -47,6 +49,8 @@ export class Engine implements PacketSink {
   private readonly tracker: ConnectionTracker;
   private readonly flows: FlowTable;
   private packets = 0;
+  /** Connections fed as byte streams (proxy tap). */
+  private streams = 0;
   private bytes = 0;
   private tcpPackets = 0;
   private firstTs = -1;
@@ -66,6 +70,16 @@ export class Engine implements PacketSink {
     const ports = opts.ports && opts.ports.length > 0 ? new Set(opts.ports) : null;
     this.tracker = new ConnectionTracker({ limits: this.limits, ports }, this.counters);
     this.flows = new FlowTable(this.limits, this.tracker);
+  }
+
+  /**
+   * A connection seen as two byte streams (the proxy tap) rather than packets. `ts` and the
+   * times passed to the tap are wall-clock seconds.
+   */
+  openStream(client: Endpoint, server: Endpoint, ts: number, handshakeRtt: number): StreamTap {
+    if (ts > this.lastTs) this.lastTs = ts;
+    this.streams++;
+    return new StreamTap(this.tracker, this.flows.counters, this.limits, client, server, ts, handshakeRtt);
   }
 
   subscribe(consumer: EngineConsumer): void {
@@ -134,6 +148,7 @@ export class Engine implements PacketSink {
       packets: this.packets,
       bytes: this.bytes,
       tcpPackets: this.tcpPackets,
+      streams: this.streams,
       flowsTracked: this.flows.size,
       flowsCreated: fc.flowsCreated,
       flowsEvicted: fc.flowsEvicted,

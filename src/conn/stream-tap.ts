@@ -1,0 +1,106 @@
+/**
+ * Feeding the engine from byte streams instead of packets: the proxy tap sees each client
+ * connection as two ordered byte streams (nothing lost, nothing reordered) and says when each
+ * side sends FIN or RST. A `StreamTap` dresses that up as a TCP flow seen from its handshake, so
+ * the same HTTP parsers and connection tracker produce the same facts as from capture.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+import type { EngineLimits } from '../config/limits.js';
+import { TcpFlow, type FlowCounters } from '../tcp/flows.js';
+import type { StreamSink } from '../tcp/stream.js';
+import type { ConnectionTracker } from './tracker.js';
+
+export interface Endpoint {
+  address: string;
+  port: number;
+}
+
+/** Client to server is direction 0, server to client direction 1. */
+export const CLIENT_TO_SERVER = 0;
+export const SERVER_TO_CLIENT = 1;
+
+export class StreamTap {
+  private readonly flow: TcpFlow;
+  private readonly sink: StreamSink | null;
+  private readonly closedSide = [false, false];
+  private ended = false;
+
+  constructor(
+    private readonly tracker: ConnectionTracker,
+    counters: FlowCounters,
+    limits: EngineLimits,
+    client: Endpoint,
+    server: Endpoint,
+    ts: number,
+    /** The handshake round trip as the tap sees it (for the proxy: the upstream connect time). */
+    handshakeRtt: number,
+  ) {
+    const f = new TcpFlow(counters, limits);
+    const c = addressWords(client.address);
+    const s = addressWords(server.address);
+    f.version = c.version === 6 || s.version === 6 ? 6 : 4;
+    [f.a0, f.a1, f.a2, f.a3] = c.words;
+    [f.b0, f.b1, f.b2, f.b3] = s.words;
+    f.aPort = client.port;
+    f.bPort = server.port;
+    f.clientDir = CLIENT_TO_SERVER;
+    // Both streams are seen from their first byte, as after a captured handshake.
+    f.dirs[0].isn = 0;
+    f.dirs[1].isn = 0;
+    f.synTime = ts - handshakeRtt;
+    f.synAckSeen = true;
+    f.handshakeRtt = handshakeRtt;
+    f.firstSeen = f.lastSeen = ts;
+    this.flow = f;
+    this.sink = tracker.flowOpened(f, ts);
+  }
+
+  data(dir: number, buf: Buffer, ts: number): void {
+    if (!this.sink || this.ended) return;
+    this.flow.lastSeen = ts;
+    this.sink.data(dir, buf, 0, buf.length, ts);
+    this.flow.dirs[dir].bytes += buf.length;
+  }
+
+  /** Side `dir` sent FIN: its stream ended. */
+  fin(dir: number, ts: number): void {
+    if (!this.sink || this.ended || this.closedSide[dir]) return;
+    this.closedSide[dir] = true;
+    this.flow.dirs[dir].finSeen = true;
+    this.sink.end(dir, ts);
+    this.tracker.closing(this.flow, dir, false, ts);
+  }
+
+  /** Side `dir` reset the connection. */
+  rst(dir: number, ts: number): void {
+    if (!this.sink || this.ended) return;
+    this.closedSide[dir] = true;
+    this.tracker.closing(this.flow, dir, true, ts);
+  }
+
+  /** Both sockets are gone: the connection's facts are final. Idempotent. */
+  end(ts: number): void {
+    if (!this.sink || this.ended) return;
+    this.ended = true;
+    this.tracker.flowFinished(this.flow, 'closed', ts);
+  }
+}
+
+/** "1.2.3.4", "::1" or an IPv4-mapped "::ffff:1.2.3.4" as the 32-bit words a flow holds. */
+export function addressWords(address: string): { version: number; words: [number, number, number, number] } {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  const a = mapped ? mapped[1] : address;
+  if (isIPv4(a)) {
+    const [p0, p1, p2, p3] = a.split('.').map(Number);
+    return { version: 4, words: [((p0 << 24) | (p1 << 16) | (p2 << 8) | p3) >>> 0, 0, 0, 0] };
+  }
+  if (isIPv6(a)) {
+    const [head, tail] = a.split('::');
+    const h = head ? head.split(':') : [];
+    const t = tail !== undefined ? (tail ? tail.split(':') : []) : [];
+    const groups = tail !== undefined ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
+    const n = groups.map((g) => parseInt(g || '0', 16));
+    return { version: 6, words: [0, 1, 2, 3].map((i) => ((n[2 * i] << 16) | n[2 * i + 1]) >>> 0) as [number, number, number, number] };
+  }
+  return { version: 4, words: [0, 0, 0, 0] };
+}

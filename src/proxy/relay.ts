@@ -1,0 +1,148 @@
+/**
+ * The proxy tap: a transparent TCP relay in front of a service, for where packet capture is not
+ * allowed. One upstream connection per client connection (never pooled: pooling would change
+ * the very reuse being measured). Bytes pass unchanged; the tap only reads them into the engine.
+ *
+ * - Backpressure both ways: a side whose peer cannot take more is paused until it drains.
+ * - Half-close forwarded: a FIN from one side ends that direction on the other.
+ * - A reset on one side resets the other.
+ * - Upstream refused or unreachable: the client connection is closed and the failure counted.
+ * - Idle sockets are closed after `idleTimeoutMs` with no byte either way.
+ * - The handshake RTT of a proxied connection is the upstream connect time.
+ */
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import type { Engine } from '../conn/engine.js';
+import { CLIENT_TO_SERVER, SERVER_TO_CLIENT } from '../conn/stream-tap.js';
+import { proxyProtocolHeader, type ProxyProtocol } from './proxy-protocol.js';
+
+export interface ProxyRoute {
+  listenHost: string;
+  listenPort: number;
+  upstreamHost: string;
+  upstreamPort: number;
+}
+
+export interface RelayOptions {
+  /** Close both sides after this long without a byte either way. */
+  idleTimeoutMs: number;
+  /** Upstream connect timeout. */
+  connectTimeoutMs: number;
+  proxyProtocol: ProxyProtocol | null;
+}
+
+export interface RelayLog {
+  warn(msg: string): void;
+}
+
+export class ProxyRelay {
+  accepted = 0;
+  active = 0;
+  upstreamFailures = 0;
+  idleClosed = 0;
+  up = false;
+  private server: Server | null = null;
+  private readonly sockets = new Set<Socket>();
+
+  constructor(
+    readonly route: ProxyRoute,
+    private readonly engine: Engine,
+    private readonly opts: RelayOptions,
+    private readonly log: RelayLog,
+  ) {}
+
+  get name(): string {
+    return `proxy:${this.route.listenPort}`;
+  }
+
+  start(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const server = createServer({ pauseOnConnect: true, noDelay: true }, (client) => this.accept(client));
+      server.once('error', reject);
+      server.listen(this.route.listenPort, this.route.listenHost, () => {
+        server.off('error', reject);
+        server.on('error', (e) => this.log.warn(`proxy ${this.name}: ${e.message}`));
+        this.server = server;
+        this.up = true;
+        resolve();
+      });
+    });
+  }
+
+  /** Stops accepting and closes every relayed connection. */
+  async stop(): Promise<void> {
+    this.up = false;
+    const server = this.server;
+    this.server = null;
+    for (const s of this.sockets) s.destroy();
+    if (server) await new Promise<void>((r) => server.close(() => r()));
+  }
+
+  private accept(client: Socket): void {
+    this.accepted++;
+    this.active++;
+    const t0 = performance.now();
+    const clientEnd = { address: client.remoteAddress ?? '0.0.0.0', port: client.remotePort ?? 0 };
+    const upstream = connect({ host: this.route.upstreamHost, port: this.route.upstreamPort, noDelay: true });
+    this.sockets.add(client);
+    this.sockets.add(upstream);
+    let tap: ReturnType<Engine['openStream']> | null = null;
+    let closed = 0;
+    const now = (): number => Date.now() / 1000;
+    const done = (): void => {
+      if (++closed < 2) return;
+      this.active--;
+      tap?.end(now());
+    };
+    client.once('close', () => { this.sockets.delete(client); done(); });
+    upstream.once('close', () => { this.sockets.delete(upstream); done(); });
+
+    const connectTimer = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.opts.connectTimeoutMs);
+    upstream.once('error', (e: NodeJS.ErrnoException) => {
+      if (!tap) {
+        this.upstreamFailures++;
+        client.destroy();
+        return;
+      }
+      // Reset (or broken) upstream: reset the client too.
+      tap.rst(SERVER_TO_CLIENT, now());
+      if (!client.destroyed) client.resetAndDestroy();
+      void e;
+    });
+    client.once('error', () => {
+      if (tap) tap.rst(CLIENT_TO_SERVER, now());
+      if (!upstream.destroyed) upstream.resetAndDestroy();
+    });
+
+    upstream.once('connect', () => {
+      clearTimeout(connectTimer);
+      const rtt = (performance.now() - t0) / 1000;
+      tap = this.engine.openStream(clientEnd, { address: upstream.remoteAddress ?? this.route.upstreamHost, port: this.route.upstreamPort }, now(), rtt);
+      if (this.opts.proxyProtocol) {
+        upstream.write(proxyProtocolHeader(this.opts.proxyProtocol, clientEnd, { address: client.localAddress ?? '0.0.0.0', port: client.localPort ?? 0 }));
+      }
+      const t = tap;
+      this.pipe(client, upstream, (b) => t.data(CLIENT_TO_SERVER, b, now()), () => t.fin(CLIENT_TO_SERVER, now()));
+      this.pipe(upstream, client, (b) => t.data(SERVER_TO_CLIENT, b, now()), () => t.fin(SERVER_TO_CLIENT, now()));
+      const idle = (): void => {
+        this.idleClosed++;
+        client.destroy();
+        upstream.destroy();
+      };
+      client.setTimeout(this.opts.idleTimeoutMs, idle);
+      client.resume();
+    });
+  }
+
+  /** Copies from → to with backpressure, tapping every chunk, forwarding FIN as a half-close. */
+  private pipe(from: Socket, to: Socket, tap: (b: Buffer) => void, fin: () => void): void {
+    from.on('data', (b: Buffer) => {
+      tap(b);
+      if (!to.write(b)) from.pause();
+    });
+    to.on('drain', () => from.resume());
+    from.once('end', () => {
+      fin();
+      to.end();
+    });
+  }
+}
