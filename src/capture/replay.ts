@@ -2,6 +2,9 @@
  * Replaying a capture file into a sink, as fast as it reads or at the pace it was captured.
  * At capture pace, packets are copied into a bounded queue and released when the wall clock
  * reaches their capture time; the reader waits while the queue is full.
+ *
+ * An abort signal stops a replay at its next chunk or timer tick (the daemon's SIGTERM must not
+ * wait for a long capture to play out): the promise then rejects with the signal's reason.
  */
 import { readCapture, type CaptureSummary } from './file.js';
 import type { PacketSink } from './reader.js';
@@ -18,8 +21,18 @@ interface Queued {
   ts: number;
 }
 
-export async function replayFile(path: string, sink: PacketSink, mode: ReplayMode): Promise<CaptureSummary> {
-  if (mode === 'fast') return readCapture(path, sink);
+export interface ReplayOptions {
+  signal?: AbortSignal;
+}
+
+export async function replayFile(path: string, sink: PacketSink, mode: ReplayMode, opts: ReplayOptions = {}): Promise<CaptureSummary> {
+  const { signal } = opts;
+  signal?.throwIfAborted();
+  if (mode === 'fast') {
+    const summary = await readCapture(path, sink, signal ? { afterChunk: () => (signal.aborted ? Promise.reject(signal.reason) : Promise.resolve()) } : {});
+    signal?.throwIfAborted();
+    return summary;
+  }
   const queue: Queued[] = [];
   let head = 0;
   let firstTs = -1;
@@ -37,6 +50,13 @@ export async function replayFile(path: string, sink: PacketSink, mode: ReplayMod
       head = 0;
     }
   };
+  const onAbort = (): void => {
+    clearInterval(timer);
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
   const timer = setInterval(() => {
     release();
     if (wake && queue.length - head < MAX_QUEUED_PACKETS / 2) {
@@ -55,15 +75,21 @@ export async function replayFile(path: string, sink: PacketSink, mode: ReplayMod
         queue.push({ linkType, data: Buffer.from(data.subarray(offset, offset + capLen)), origLen, ts });
       },
     }, {
-      afterChunk: () => (queue.length - head < MAX_QUEUED_PACKETS ? Promise.resolve() : new Promise<void>((r) => { wake = r; })),
+      afterChunk: async () => {
+        signal?.throwIfAborted();
+        if (queue.length - head >= MAX_QUEUED_PACKETS) await new Promise<void>((r) => { wake = r; });
+        signal?.throwIfAborted();
+      },
     });
     // Let the rest play out at its pace.
-    while (head < queue.length) {
+    while (head < queue.length && !signal?.aborted) {
       await new Promise<void>((r) => { wake = r; });
-      release();
+      if (!signal?.aborted) release();
     }
+    signal?.throwIfAborted();
     return summary;
   } finally {
     clearInterval(timer);
+    signal?.removeEventListener('abort', onAbort);
   }
 }

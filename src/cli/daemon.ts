@@ -32,7 +32,8 @@ export async function runDaemon(argv: string[]): Promise<number> {
     exporter,
     sources: () => sources,
     version: VERSION,
-    logger: { level: cfg.logLevel },
+    // JSON lines on stderr, as --help says: stdout stays free for a pipe.
+    logger: { level: cfg.logLevel, stream: process.stderr },
   });
   const log = app.log;
   const newEngine = (ports: number[] | null): Engine => {
@@ -41,8 +42,9 @@ export async function runDaemon(argv: string[]): Promise<number> {
     return e;
   };
 
+  let address: string;
   try {
-    await app.listen({ host: cfg.listenHost, port: cfg.listenPort });
+    address = await app.listen({ host: cfg.listenHost, port: cfg.listenPort });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const why = e.code === 'EADDRINUSE' ? 'the address is in use (another exporter?): choose another with --web.listen-address'
@@ -80,13 +82,17 @@ export async function runDaemon(argv: string[]): Promise<number> {
     ticker.unref();
   }
 
+  // Stops file replays on SIGTERM: a realtime replay must not keep the process up until it ends.
+  const stopReplays = new AbortController();
   const files = cfg.pcap.map(async (path) => {
     // Like analyze: HTTP is found by content on any port, unless --ports narrows it.
     const engine = newEngine(cfg.portsExplicit ? cfg.ports : null);
     const status: SourceStatus = { name: `file:${path}`, kind: 'file', up: true, done: false, restarts: 0, kernelDrops: 0, interfaceDrops: 0, engine };
     sources.push(status);
     try {
-      const summary = await replayFile(path, engine, cfg.replay);
+      const summary = await replayFile(path, engine, cfg.replay, { signal: stopReplays.signal });
+      // Not a capture at all (text, an empty file): an unreadable input, like a missing file and like analyze.
+      if (summary.problem?.kind === 'not_a_capture' && summary.packets === 0) throw new UsageError(`${path}: ${summary.problem.message}`);
       engine.finish();
       if (summary.problem) log.warn(`${path}: ${summary.problem.message}; metrics cover the packets before it`);
       log.info(`${path}: read ${summary.packets} packets; its metrics stay served`);
@@ -101,7 +107,8 @@ export async function runDaemon(argv: string[]): Promise<number> {
   // A file that cannot be opened is a user mistake: one line and exit 2, like analyze.
   const fileFailure = Promise.all(files).then(() => null, (err: unknown) => err);
 
-  log.info(`keepalive-exporter ${VERSION} listening on http://${cfg.listenHost}:${cfg.listenPort}/metrics`);
+  // The address bound, not the one asked for: with port 0 the OS picks it.
+  log.info(`keepalive-exporter ${VERSION} listening on ${address}/metrics`);
 
   const stop = await new Promise<unknown>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
@@ -109,6 +116,7 @@ export async function runDaemon(argv: string[]): Promise<number> {
     void fileFailure.then((err) => { if (err) resolve(err); });
   });
   if (ticker) clearInterval(ticker);
+  stopReplays.abort();
   await live?.stop();
   await app.close();
   if (stop instanceof Error) throw stop;

@@ -165,13 +165,16 @@ function readConfigFile(path: string): Map<string, string[]> {
   try {
     obj = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(`the config file ${path} is not valid JSON: ${(err as Error).message}`);
+    // V8's message quotes the text, newlines included: keep the error on one line.
+    throw new ConfigError(`the config file ${path} is not valid JSON: ${(err as Error).message.replace(/\s+/g, ' ')}`);
   }
   if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new ConfigError(`the config file ${path} must hold a JSON object of settings`);
   const out = new Map<string, string[]>();
   for (const [k, v] of Object.entries(obj)) {
-    if (!OPTIONS.some((o) => o.flag === k) || k === 'config') throw new ConfigError(`the config file ${path} has an unknown setting "${k}"`);
-    const values = Array.isArray(v) ? v.map(String) : [String(v)];
+    const def = OPTIONS.find((o) => o.flag === k);
+    if (!def || k === 'config') throw new ConfigError(`the config file ${path} has an unknown setting "${k}"`);
+    // An array is several values of a repeatable setting, or a list ("ports": [80, 8080]).
+    const values = Array.isArray(v) ? (def.repeatable ? v.map(String) : [v.map(String).join(',')]) : [String(v)];
     out.set(k, values);
   }
   return out;

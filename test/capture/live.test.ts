@@ -1,0 +1,276 @@
+/**
+ * Live capture: tcpdump writing pcap to a pipe.
+ *
+ *  - with the real tcpdump on `lo` (root only; skipped on a developer machine without it):
+ *    packets of a local HTTP server reach the engine; tcpdump killed from outside is restarted
+ *    and traffic keeps arriving; stop() ends it for good;
+ *  - with a fake tcpdump (a shell script, no root needed): start errors explained in one line,
+ *    drop counts read from its stderr and added up across restarts.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, request, Agent, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LiveCapture, CaptureStartError, bpfFilter, type LiveLog } from '../../src/capture/live.js';
+import { Engine } from '../../src/conn/engine.js';
+import type { ConnectionRecord } from '../../src/conn/records.js';
+
+let dir = '';
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'ka-live-'));
+});
+afterAll(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function logger(): LiveLog & { lines: string[] } {
+  const lines: string[] = [];
+  return { lines, info: (m) => lines.push(`info: ${m}`), warn: (m) => lines.push(`warn: ${m}`) };
+}
+
+/** The tcpdump child of a capture (private: reached for the tests that kill it from outside). */
+function child(c: LiveCapture): ChildProcess | null {
+  return (c as unknown as { child: ChildProcess | null }).child;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function waitFor(what: string, ms: number, cond: () => boolean): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('bpfFilter', () => {
+  it('is every TCP packet to or from the ports', () => {
+    expect(bpfFilter([80])).toBe('tcp and (port 80)');
+    expect(bpfFilter([80, 8080, 3000])).toBe('tcp and (port 80 or port 8080 or port 3000)');
+  });
+  it('is all of TCP without ports', () => {
+    expect(bpfFilter([])).toBe('tcp');
+  });
+});
+
+describe('tcpdump arguments', () => {
+  it('immediate mode, packet-buffered pcap on stdout, full packets, no name lookups, the kernel buffer', () => {
+    const c = new LiveCapture({ interface: 'eth3', ports: [80, 8080], tcpdump: 'tcpdump', bufferKiB: 4096 }, new Engine(), logger());
+    expect(c.args()).toEqual(['-i', 'eth3', '-n', '-s', '0', '-B', '4096', '--immediate-mode', '-U', '-w', '-', 'tcp and (port 80 or port 8080)']);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// A fake tcpdump
+
+/** pcap global header, little-endian, Ethernet: what `tcpdump -w -` writes first. */
+const PCAP_HEADER = String.raw`\324\303\262\241\002\000\004\000\000\000\000\000\000\000\000\000\377\377\000\000\001\000\000\000`;
+
+let fakes = 0;
+function fakeTcpdump(body: string): string {
+  const p = join(dir, `fake-tcpdump-${fakes++}`);
+  writeFileSync(p, `#!/bin/sh\n${body}\n`);
+  chmodSync(p, 0o755);
+  return p;
+}
+
+describe('start errors (fake tcpdump)', () => {
+  it('tcpdump missing: how to install it or name it', async () => {
+    const c = new LiveCapture({ interface: 'any', ports: [80], tcpdump: join(dir, 'no-such-tcpdump'), bufferKiB: 1024 }, new Engine(), logger());
+    const err = await c.start().then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(CaptureStartError);
+    expect((err as Error).message).toContain('apt-get install tcpdump');
+    expect((err as Error).message).toContain('--tcpdump');
+    expect(c.up).toBe(false);
+  });
+
+  it('no such interface: names it and says how to list them', async () => {
+    const tcpdump = fakeTcpdump('echo "tcpdump: eth9: No such device exists" >&2\necho "(SIOCGIFHWADDR: No such device)" >&2\nexit 1');
+    const c = new LiveCapture({ interface: 'eth9', ports: [80], tcpdump, bufferKiB: 1024 }, new Engine(), logger());
+    const err = await c.start().then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(CaptureStartError);
+    expect((err as Error).message).toBe(`no capture interface "eth9": list them with 'tcpdump -D' or 'ip link', or use --interface any`);
+  });
+
+  it('no permission: root or the capabilities, or a file', async () => {
+    const tcpdump = fakeTcpdump(`echo "tcpdump: any: You don't have permission to perform this capture on that device" >&2\necho "(socket: Operation not permitted)" >&2\nexit 1`);
+    const c = new LiveCapture({ interface: 'any', ports: [80], tcpdump, bufferKiB: 1024 }, new Engine(), logger());
+    const err = (await c.start().then(() => null, (e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(CaptureStartError);
+    expect(err.message).toContain('setcap cap_net_raw,cap_net_admin=eip');
+    expect(err.message).toContain('--pcap');
+  });
+
+  it('anything else: tcpdump\'s own last line', async () => {
+    const tcpdump = fakeTcpdump('echo "tcpdump: can\'t parse filter expression: syntax error" >&2\nexit 1');
+    const c = new LiveCapture({ interface: 'any', ports: [80], tcpdump, bufferKiB: 1024 }, new Engine(), logger());
+    const err = (await c.start().then(() => null, (e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(CaptureStartError);
+    expect(err.message).toBe(`tcpdump could not start: tcpdump: can't parse filter expression: syntax error`);
+  });
+});
+
+describe('restarts and drop counts (fake tcpdump)', () => {
+  it('a tcpdump that dies is restarted; drops of every run add up', async () => {
+    const runs = join(dir, 'runs');
+    // Run 1 dies after 0.3 s with its final statistics; run 2 runs until SIGINT, and prints its
+    // statistics on SIGUSR1 and at exit, like tcpdump.
+    const tcpdump = fakeTcpdump(`
+n=$(cat ${runs} 2>/dev/null || echo 0); n=$((n+1)); echo $n > ${runs}
+printf '${PCAP_HEADER}'
+echo "tcpdump: listening on fake0, link-type EN10MB (Ethernet), snapshot length 262144 bytes" >&2
+if [ "$n" = 1 ]; then
+  sleep 0.3
+  printf '10 packets captured\\n12 packets received by filter\\n3 packets dropped by kernel\\n1 packet dropped by interface\\n' >&2
+  exit 1
+fi
+stats() { printf '5 packets captured\\n7 packets received by filter\\n2 packets dropped by kernel\\n0 packets dropped by interface\\n' >&2; }
+trap stats USR1
+trap 'stats; exit 0' INT TERM
+while :; do sleep 1 >/dev/null 2>&1 & wait $!; done`);
+    const log = logger();
+    const c = new LiveCapture({ interface: 'fake0', ports: [80], tcpdump, bufferKiB: 1024 }, new Engine(), log);
+    await c.start();
+    try {
+      expect(c.up).toBe(true);
+      expect(c.restarts).toBe(0);
+      const first = child(c)!.pid!;
+      await waitFor('the first run to die', 5000, () => !c.up);
+      expect(c.kernelDrops).toBe(3);
+      expect(c.interfaceDrops).toBe(1);
+      expect(log.lines.some((l) => /^warn: tcpdump exited \(code 1\).*restarting in 1 s$/.test(l)), log.lines.join('\n')).toBe(true);
+      await waitFor('the restart', 5000, () => c.up);
+      expect(c.restarts).toBe(1);
+      expect(child(c)!.pid).not.toBe(first);
+      // Counts of the new run add to the old ones.
+      child(c)!.kill('SIGUSR1');
+      await waitFor('the statistics of run 2', 5000, () => c.kernelDrops === 5);
+      expect(c.interfaceDrops).toBe(1);
+    } finally {
+      await c.stop();
+    }
+    expect(c.up).toBe(false);
+    expect(c.kernelDrops).toBe(5);
+    expect(c.restarts).toBe(1);
+  }, 20_000);
+
+  it('stop() while waiting to restart: no restart happens', async () => {
+    const tcpdump = fakeTcpdump(`printf '${PCAP_HEADER}'\necho "tcpdump: listening on fake0" >&2\nsleep 0.1\nexit 1`);
+    const c = new LiveCapture({ interface: 'fake0', ports: [80], tcpdump, bufferKiB: 1024 }, new Engine(), logger());
+    await c.start();
+    await waitFor('tcpdump to die', 5000, () => !c.up && child(c) === null);
+    await c.stop();
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(c.restarts).toBe(0);
+    expect(c.up).toBe(false);
+    expect(child(c)).toBeNull();
+  }, 10_000);
+});
+
+// ---------------------------------------------------------------------------------------------
+// The real tcpdump
+
+const canCapture = process.getuid?.() === 0 && spawnSync('tcpdump', ['--version']).status === 0;
+
+describe.runIf(canCapture)('the real tcpdump on lo (root)', () => {
+  let server: Server;
+  let port = 0;
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.end('hello\n'));
+    });
+    server.keepAliveTimeout = 30_000;
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    port = (server.address() as { port: number }).port;
+  });
+  afterAll(async () => {
+    agent.destroy();
+    await new Promise((r) => server.close(r));
+  });
+
+  function get(path: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path, agent }, (res) => {
+        res.resume();
+        res.on('end', resolve);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  it('sees the requests, survives tcpdump being killed, and stops for good', async () => {
+    const engine = new Engine({ ports: [port] });
+    const opened: ConnectionRecord[] = [];
+    let requests = 0;
+    engine.subscribe({ opened: (c) => opened.push(c), request: () => { requests++; } });
+    const log = logger();
+    const c = new LiveCapture({ interface: 'lo', ports: [port], tcpdump: 'tcpdump', bufferKiB: 1024 }, engine, log);
+    await c.start();
+    let pid = 0;
+    try {
+      expect(c.up).toBe(true);
+      expect(log.lines.some((l) => l.startsWith('info: capturing on lo: tcpdump -i lo'))).toBe(true);
+
+      for (let i = 0; i < 3; i++) await get(`/a${i}`);
+      await waitFor('3 requests in the engine', 10_000, () => requests >= 3);
+      expect(requests).toBe(3);
+      expect(opened).toHaveLength(1);
+      expect(opened[0].server).toBe(`127.0.0.1:${port}`);
+      expect(opened[0].requests).toBe(3);
+      expect(opened[0].reusedRequests).toBe(2);
+
+      // Killed from outside: restarted after the backoff (1 s), counted.
+      const first = child(c)!.pid!;
+      process.kill(first, 'SIGKILL');
+      await waitFor('tcpdump to be seen dead', 5000, () => !c.up);
+      await waitFor('the restart', 10_000, () => c.up);
+      expect(c.restarts).toBe(1);
+      pid = child(c)!.pid!;
+      expect(pid).not.toBe(first);
+      expect(alive(first)).toBe(false);
+      expect(log.lines.some((l) => /^warn: tcpdump exited \(SIGKILL\)/.test(l)), log.lines.join('\n')).toBe(true);
+
+      // Traffic after the restart arrives too: on the same connection, then a new one.
+      await get('/after');
+      await waitFor('the request after the restart', 10_000, () => requests >= 4);
+      agent.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      await get('/new-connection');
+      await waitFor('the new connection', 10_000, () => requests >= 5);
+      expect(requests).toBe(5);
+    } finally {
+      await c.stop();
+    }
+    expect(c.up).toBe(false);
+    expect(child(c)).toBeNull();
+    expect(alive(pid)).toBe(false);
+    expect(c.kernelDrops).toBeGreaterThanOrEqual(0);
+    // Stopped for good: no restart comes later.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(c.restarts).toBe(1);
+    expect(child(c)).toBeNull();
+    engine.finish();
+    expect(engine.stats().packets).toBeGreaterThan(10);
+  }, 40_000);
+
+  it('no such interface: CaptureStartError naming it', async () => {
+    const c = new LiveCapture({ interface: 'nosuchif0', ports: [80], tcpdump: 'tcpdump', bufferKiB: 1024 }, new Engine(), logger());
+    const err = (await c.start().then(() => null, (e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(CaptureStartError);
+    expect(err.message).toContain('"nosuchif0"');
+    expect(c.up).toBe(false);
+  });
+});
