@@ -9,6 +9,7 @@ import { replayFile } from '../capture/replay.js';
 import { CaptureOpenError } from '../capture/file.js';
 import { Exporter, type SourceStatus } from '../metrics/exporter.js';
 import { buildApp } from '../server/app.js';
+import { ProxyRelay } from '../proxy/relay.js';
 import { loadConfig, ConfigError, daemonHelp, type DaemonConfig } from '../config/daemon.js';
 import { UsageError, VERSION } from './common.js';
 
@@ -82,6 +83,36 @@ export async function runDaemon(argv: string[]): Promise<number> {
     ticker.unref();
   }
 
+  // Proxy taps: one engine each, fed as byte streams; the source label tells them apart.
+  const relays: ProxyRelay[] = [];
+  for (const route of cfg.proxy) {
+    const engine = newEngine(null);
+    const relay = new ProxyRelay(route, engine, {
+      idleTimeoutMs: cfg.proxyIdleTimeoutSeconds * 1000,
+      connectTimeoutMs: 10_000,
+      proxyProtocol: cfg.proxyProtocol,
+    }, { warn: (m) => log.warn(m) });
+    const status: SourceStatus = { name: relay.name, kind: 'proxy', up: false, done: false, restarts: 0, kernelDrops: 0, interfaceDrops: 0, engine };
+    Object.defineProperties(status, {
+      up: { get: () => relay.up, enumerable: true },
+      proxy: { get: () => relay, enumerable: true },
+    });
+    sources.push(status);
+    try {
+      await relay.start();
+    } catch (err) {
+      for (const r of relays) await r.stop();
+      await live?.stop();
+      await app.close();
+      const e = err as NodeJS.ErrnoException;
+      throw new UsageError(`cannot listen for --proxy on ${route.listenHost}:${route.listenPort}: ${e.code === 'EADDRINUSE' ? 'the address is in use' : e.message}`);
+    }
+    relays.push(relay);
+    log.info(`proxy tap: ${route.listenHost}:${route.listenPort} -> ${route.upstreamHost}:${route.upstreamPort}`);
+    const t = setInterval(() => engine.tick(Date.now() / 1000), TICK_MS);
+    t.unref();
+  }
+
   // Stops file replays on SIGTERM: a realtime replay must not keep the process up until it ends.
   const stopReplays = new AbortController();
   const files = cfg.pcap.map(async (path) => {
@@ -118,6 +149,7 @@ export async function runDaemon(argv: string[]): Promise<number> {
   if (ticker) clearInterval(ticker);
   stopReplays.abort();
   await live?.stop();
+  for (const r of relays) await r.stop();
   await app.close();
   if (stop instanceof Error) throw stop;
   log.info(`stopped on ${String(stop)}`);

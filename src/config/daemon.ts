@@ -18,6 +18,10 @@ export interface DaemonConfig {
   /** --ports was set (flag, environment or file): files are then filtered by it too. */
   portsExplicit: boolean;
   pcap: string[];
+  /** --proxy LISTEN=UPSTREAM routes. */
+  proxy: Array<{ listenHost: string; listenPort: number; upstreamHost: string; upstreamPort: number }>;
+  proxyProtocol: 'v1' | 'v2' | null;
+  proxyIdleTimeoutSeconds: number;
   replay: 'fast' | 'realtime';
   listenHost: string;
   listenPort: number;
@@ -42,9 +46,12 @@ interface OptionDef {
 }
 
 export const OPTIONS: OptionDef[] = [
-  { flag: 'interface', value: 'IFACE', def: 'any', help: 'capture live on this interface with tcpdump; live capture runs when no --pcap is given, or when --interface is' },
+  { flag: 'interface', value: 'IFACE', def: 'any', help: 'capture live on this interface with tcpdump; live capture runs when no --pcap or --proxy is given, or when --interface is' },
   { flag: 'ports', value: 'LIST', def: DEFAULT_PORTS.join(','), help: 'server ports to capture and analyse, comma-separated (files: any port where HTTP is seen unless set)' },
   { flag: 'pcap', value: 'FILE', def: '', repeatable: true, help: 'read a capture file (pcap, pcapng, .gz; - for stdin); repeatable. Its metrics stay served after it ends' },
+  { flag: 'proxy', value: 'LISTEN=UPSTREAM', def: '', repeatable: true, help: 'relay TCP from LISTEN ([HOST]:PORT) to UPSTREAM (HOST:PORT) and measure it, with no capture privileges; repeatable. Example: --proxy :8080=127.0.0.1:80' },
+  { flag: 'proxy.protocol', value: 'VERSION', def: 'none', help: 'send a PROXY protocol header (v1 or v2) to the upstream so it sees the client address; none to send nothing' },
+  { flag: 'proxy.idle-timeout', value: 'SECONDS', def: '900', help: 'close a relayed connection after this long without a byte either way' },
   { flag: 'replay', value: 'MODE', def: 'fast', help: 'how to replay --pcap files: fast (as fast as they read) or realtime (at capture pace)' },
   { flag: 'web.listen-address', value: 'HOST:PORT', def: DEFAULT_LISTEN, help: 'HOST:PORT to serve /metrics and the API on' },
   { flag: 'max-servers', value: 'N', def: '500', help: 'distinct server label values; more servers are reported as server="other"' },
@@ -134,11 +141,18 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
   const level = one('log.level');
   if (!['debug', 'info', 'warn', 'error'].includes(level.value)) throw new ConfigError(`${level.from}: "${level.value}" must be debug, info, warn or error`);
   const pcap = get('pcap').values.filter(Boolean);
+  const proxyFrom = get('proxy').from;
+  const proxy = get('proxy').values.filter(Boolean).flatMap((v) => v.split(',')).filter(Boolean).map((route) => parseRoute(route, proxyFrom));
+  const protocol = one('proxy.protocol');
+  if (!['none', 'v1', 'v2'].includes(protocol.value)) throw new ConfigError(`${protocol.from}: "${protocol.value}" must be none, v1 or v2`);
   const explicitInterface = fromFlags.has('interface') || !!env[envName('interface')] || fromFile.has('interface');
   const iface = one('interface').value;
   if (!/^[\w.:@-]{1,64}$/.test(iface)) throw new ConfigError(`${one('interface').from}: "${iface}" is not an interface name`);
   return {
-    interface: pcap.length === 0 || explicitInterface ? iface : null,
+    interface: (pcap.length === 0 && proxy.length === 0) || explicitInterface ? iface : null,
+    proxy,
+    proxyProtocol: protocol.value === 'none' ? null : (protocol.value as 'v1' | 'v2'),
+    proxyIdleTimeoutSeconds: int('proxy.idle-timeout', 1, 86_400),
     ports,
     portsExplicit: fromFlags.has('ports') || !!env[envName('ports')] || fromFile.has('ports'),
     pcap,
@@ -152,6 +166,24 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     captureBufferKiB: int('capture.buffer-kib', 64, 4_194_304),
     config: configPath,
   };
+}
+
+/** "[HOST]:PORT=HOST:PORT"; an empty listen host means every address. */
+function parseRoute(route: string, from: string): DaemonConfig['proxy'][number] {
+  const eq = route.indexOf('=');
+  const bad = (why: string): ConfigError => new ConfigError(`${from}: "${route}" ${why} (write LISTEN=UPSTREAM, e.g. :8080=127.0.0.1:80)`);
+  if (eq < 0) throw bad('has no "="');
+  const hostPort = (text: string, needHost: boolean): { host: string; port: number } => {
+    const m = /^(.*):(\d+)$/.exec(text);
+    const port = m ? Number(m[2]) : NaN;
+    if (!m || port < 1 || port > 65535) throw bad(`: "${text}" is not [HOST]:PORT`);
+    const host = m[1].replace(/^\[(.*)\]$/, '$1');
+    if (needHost && !host) throw bad(`: the upstream "${text}" needs a host`);
+    return { host: host || '0.0.0.0', port };
+  };
+  const l = hostPort(route.slice(0, eq), false);
+  const u = hostPort(route.slice(eq + 1), true);
+  return { listenHost: l.host, listenPort: l.port, upstreamHost: u.host, upstreamPort: u.port };
 }
 
 function readConfigFile(path: string): Map<string, string[]> {

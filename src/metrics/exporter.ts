@@ -24,7 +24,7 @@ const DURATION_BUCKETS = [0.01, 0.1, 0.5, 1, 2, 5, 10, 15, 30, 60, 75, 120, 300,
 /** A source of packets (live capture, a file): its state as the exporter shows it. */
 export interface SourceStatus {
   name: string;
-  kind: 'live' | 'file';
+  kind: 'live' | 'file' | 'proxy';
   up: boolean;
   /** A file source that reached its end (it stays "ready"). */
   done: boolean;
@@ -34,6 +34,8 @@ export interface SourceStatus {
   /** Packets the interface or filter dropped (tcpdump's "dropped by interface"). */
   interfaceDrops: number;
   engine: Engine;
+  /** Proxy tap counts (proxy sources only). */
+  proxy?: { accepted: number; active: number; upstreamFailures: number; idleClosed: number };
 }
 
 export interface ExporterOptions {
@@ -118,6 +120,10 @@ export class Exporter implements EngineConsumer {
     } });
     new Counter({ name: 'keepalive_source_restarts_total', help: 'Times a capture source (tcpdump) was restarted after it stopped.', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) this.inc({ source: s.name }, s.restarts); } });
     new Gauge({ name: 'keepalive_source_up', help: '1 while the source is running (a file source that finished reads 0 and is done).', labelNames: ['source', 'kind'], registers, collect() { this.reset(); for (const s of sources()) this.set({ source: s.name, kind: s.kind }, s.up ? 1 : 0); } });
+    new Counter({ name: 'keepalive_proxy_connections_total', help: 'Client connections the proxy tap accepted.', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) if (s.proxy) this.inc({ source: s.name }, s.proxy.accepted); } });
+    new Gauge({ name: 'keepalive_proxy_connections_active', help: 'Client connections the proxy tap is relaying now.', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) if (s.proxy) this.set({ source: s.name }, s.proxy.active); } });
+    new Counter({ name: 'keepalive_proxy_upstream_failures_total', help: 'Client connections closed because the upstream refused, was unreachable or timed out.', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) if (s.proxy) this.inc({ source: s.name }, s.proxy.upstreamFailures); } });
+    new Counter({ name: 'keepalive_proxy_idle_closed_total', help: 'Relayed connections closed by the proxy idle timeout.', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) if (s.proxy) this.inc({ source: s.name }, s.proxy.idleClosed); } });
     new Gauge({ name: 'keepalive_servers_tracked', help: 'Distinct server label values in use (at most --max-servers; the rest are server="other").', registers, collect() { this.set(self.servers.size); } });
   }
 
