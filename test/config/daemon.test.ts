@@ -45,6 +45,9 @@ describe('defaults', () => {
       ports: DEFAULT_PORTS,
       portsExplicit: false,
       pcap: [],
+      proxy: [],
+      proxyProtocol: null,
+      proxyIdleTimeoutSeconds: 900,
       replay: 'fast',
       listenHost: '0.0.0.0',
       listenPort: 10842,
@@ -83,12 +86,41 @@ describe('environment names', () => {
       [envName('log.level')]: 'debug',
       [envName('tcpdump')]: '/opt/tcpdump',
       [envName('capture.buffer-kib')]: '1024',
+      [envName('proxy')]: ':8080=127.0.0.1:80,[::1]:8443=backend:443',
+      [envName('proxy.protocol')]: 'v2',
+      [envName('proxy.idle-timeout')]: '60',
     };
     expect(Object.keys(env).length + 1).toBe(OPTIONS.length); // all but --config, tested below
     expect(loadConfig([], env)).toEqual<DaemonConfig>({
       interface: 'eth1', ports: [81, 82], portsExplicit: true, pcap: ['a.pcap'], replay: 'realtime', listenHost: '127.0.0.1', listenPort: 9999,
+      proxy: [
+        { listenHost: '0.0.0.0', listenPort: 8080, upstreamHost: '127.0.0.1', upstreamPort: 80 },
+        { listenHost: '::1', listenPort: 8443, upstreamHost: 'backend', upstreamPort: 443 },
+      ],
+      proxyProtocol: 'v2',
+      proxyIdleTimeoutSeconds: 60,
       maxServers: 7, maxFlows: 77, logLevel: 'debug', tcpdump: '/opt/tcpdump', captureBufferKiB: 1024, config: null,
     });
+  });
+});
+
+describe('--proxy', () => {
+  it('turns live capture off unless --interface is given', () => {
+    expect(loadConfig(['--proxy', ':8080=127.0.0.1:80'], {}).interface).toBeNull();
+    expect(loadConfig(['--proxy', ':8080=127.0.0.1:80', '--interface', 'lo'], {}).interface).toBe('lo');
+  });
+
+  it('is repeatable', () => {
+    expect(loadConfig(['--proxy', ':1=a:2', '--proxy', '127.0.0.1:3=b:4'], {}).proxy.map((r) => `${r.listenHost}:${r.listenPort}=${r.upstreamHost}:${r.upstreamPort}`))
+      .toEqual(['0.0.0.0:1=a:2', '127.0.0.1:3=b:4']);
+  });
+
+  it.each([':8080', ':8080=80', 'x=127.0.0.1:80', ':0=a:80', ':8080=:80', ':8080=a:70000'])('rejects "%s", naming --proxy', (route) => {
+    expect(() => loadConfig(['--proxy', route], {})).toThrow(/--proxy: .*LISTEN=UPSTREAM/);
+  });
+
+  it('rejects an unknown PROXY protocol version', () => {
+    expect(() => loadConfig(['--proxy.protocol', 'v3'], {})).toThrow(/--proxy.protocol: "v3" must be none, v1 or v2/);
   });
 });
 
