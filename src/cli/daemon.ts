@@ -37,9 +37,9 @@ export async function runDaemon(argv: string[]): Promise<number> {
     logger: { level: cfg.logLevel, stream: process.stderr },
   });
   const log = app.log;
-  const newEngine = (ports: number[] | null): Engine => {
+  const newEngine = (ports: number[] | null, source: string): Engine => {
     const e = new Engine({ ports, limits: { maxFlows: cfg.maxFlows } });
-    e.subscribe(exporter);
+    e.subscribe(exporter.forSource(source));
     return e;
   };
 
@@ -57,7 +57,7 @@ export async function runDaemon(argv: string[]): Promise<number> {
   let live: LiveCapture | null = null;
   let ticker: NodeJS.Timeout | null = null;
   if (cfg.interface !== null) {
-    const engine = newEngine(cfg.ports);
+    const engine = newEngine(cfg.ports, `live:${cfg.interface}`);
     const status: SourceStatus = { name: `live:${cfg.interface}`, kind: 'live', up: false, done: false, restarts: 0, kernelDrops: 0, interfaceDrops: 0, engine };
     live = new LiveCapture(
       { interface: cfg.interface, ports: cfg.ports, tcpdump: cfg.tcpdump, bufferKiB: cfg.captureBufferKiB },
@@ -86,7 +86,7 @@ export async function runDaemon(argv: string[]): Promise<number> {
   // Proxy taps: one engine each, fed as byte streams; the source label tells them apart.
   const relays: ProxyRelay[] = [];
   for (const route of cfg.proxy) {
-    const engine = newEngine(null);
+    const engine = newEngine(null, `proxy:${route.listenPort}`);
     const relay = new ProxyRelay(route, engine, {
       idleTimeoutMs: cfg.proxyIdleTimeoutSeconds * 1000,
       connectTimeoutMs: 10_000,
@@ -117,7 +117,7 @@ export async function runDaemon(argv: string[]): Promise<number> {
   const stopReplays = new AbortController();
   const files = cfg.pcap.map(async (path) => {
     // Like analyze: HTTP is found by content on any port, unless --ports narrows it.
-    const engine = newEngine(cfg.portsExplicit ? cfg.ports : null);
+    const engine = newEngine(cfg.portsExplicit ? cfg.ports : null, `file:${path}`);
     const status: SourceStatus = { name: `file:${path}`, kind: 'file', up: true, done: false, restarts: 0, kernelDrops: 0, interfaceDrops: 0, engine };
     sources.push(status);
     try {

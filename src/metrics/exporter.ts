@@ -50,13 +50,13 @@ export class Exporter implements EngineConsumer {
   private readonly servers = new Set<string>();
   readonly openByConnection = new Map<ConnectionRecord, string>();
 
-  private readonly openedTotal: Counter<'server'>;
-  private readonly closedTotal: Counter<'server' | 'reason' | 'closed_by'>;
-  private readonly endedOpen: Counter<'server'>;
-  private readonly requests: Counter<'server' | 'reused'>;
-  private readonly saved: Counter<'server'>;
-  private readonly savedTime: Counter<'server'>;
-  private readonly open: Gauge<'server'>;
+  private readonly openedTotal: Counter<'server' | 'source'>;
+  private readonly closedTotal: Counter<'server' | 'source' | 'reason' | 'closed_by'>;
+  private readonly endedOpen: Counter<'server' | 'source'>;
+  private readonly requests: Counter<'server' | 'source' | 'reused'>;
+  private readonly saved: Counter<'server' | 'source'>;
+  private readonly savedTime: Counter<'server' | 'source'>;
+  private readonly open: Gauge<'server' | 'source'>;
   private readonly rtt: Histogram;
   private readonly perConnection: Histogram;
   private readonly duration: Histogram;
@@ -71,13 +71,13 @@ export class Exporter implements EngineConsumer {
     collectDefaultMetrics({ register: this.text });
     collectDefaultMetrics({ register: this.openMetrics });
 
-    this.openedTotal = new Counter({ name: 'keepalive_connections_opened_total', help: 'HTTP/1.x connections seen opening (or first seen, for connections open before the capture).', labelNames: ['server'], registers });
-    this.closedTotal = new Counter({ name: 'keepalive_connections_closed_total', help: 'Connections closed, by close reason and the side that closed first.', labelNames: ['server', 'reason', 'closed_by'], registers });
-    this.endedOpen = new Counter({ name: 'keepalive_connections_untracked_total', help: 'Connections still open when tracking ended: their source ended, or they were idle past the flow timeout or evicted.', labelNames: ['server'], registers });
-    this.requests = new Counter({ name: 'keepalive_requests_total', help: 'HTTP requests; reused="true" for every request after the first on its connection.', labelNames: ['server', 'reused'], registers });
-    this.saved = new Counter({ name: 'keepalive_handshakes_saved_total', help: 'TCP handshakes saved by connection reuse (one per reused request).', labelNames: ['server'], registers });
-    this.savedTime = new Counter({ name: 'keepalive_handshake_time_saved_seconds_total', help: 'Estimated handshake time saved by reuse: the connection handshake RTT, or the server median RTT.', labelNames: ['server'], registers });
-    this.open = new Gauge({ name: 'keepalive_open_connections', help: 'HTTP/1.x connections open now.', labelNames: ['server'], registers });
+    this.openedTotal = new Counter({ name: 'keepalive_connections_opened_total', help: 'HTTP/1.x connections seen opening (or first seen, for connections open before the capture).', labelNames: ['server', 'source'], registers });
+    this.closedTotal = new Counter({ name: 'keepalive_connections_closed_total', help: 'Connections closed, by close reason and the side that closed first.', labelNames: ['server', 'source', 'reason', 'closed_by'], registers });
+    this.endedOpen = new Counter({ name: 'keepalive_connections_untracked_total', help: 'Connections still open when tracking ended: their source ended, or they were idle past the flow timeout or evicted.', labelNames: ['server', 'source'], registers });
+    this.requests = new Counter({ name: 'keepalive_requests_total', help: 'HTTP requests; reused="true" for every request after the first on its connection.', labelNames: ['server', 'source', 'reused'], registers });
+    this.saved = new Counter({ name: 'keepalive_handshakes_saved_total', help: 'TCP handshakes saved by connection reuse (one per reused request).', labelNames: ['server', 'source'], registers });
+    this.savedTime = new Counter({ name: 'keepalive_handshake_time_saved_seconds_total', help: 'Estimated handshake time saved by reuse: the connection handshake RTT, or the server median RTT.', labelNames: ['server', 'source'], registers });
+    this.open = new Gauge({ name: 'keepalive_open_connections', help: 'HTTP/1.x connections open now.', labelNames: ['server', 'source'], registers });
     this.rtt = new Histogram({ name: 'keepalive_handshake_rtt_seconds', help: 'TCP handshake round trip: client SYN to the client ACK of the SYN-ACK.', buckets: RTT_BUCKETS, registers });
     this.perConnection = new Histogram({ name: 'keepalive_requests_per_connection', help: 'Requests carried by each connection, observed when it closes.', buckets: REQUESTS_BUCKETS, registers });
     this.duration = new Histogram({ name: 'keepalive_connection_duration_seconds', help: 'From the connection opening to its first FIN or RST.', buckets: DURATION_BUCKETS, registers });
@@ -141,32 +141,58 @@ export class Exporter implements EngineConsumer {
     return this.openByConnection.get(c) ?? this.label(c.server);
   }
 
+  /**
+   * The consumer for one source's engine: its connection metrics carry `source` (the listener or
+   * interface: a handful of values), so capture and proxy data can be told apart. Subscribing
+   * the exporter itself gives the same metrics without the label.
+   */
+  forSource(source: string): EngineConsumer {
+    return {
+      opened: (c) => this.onOpened(c, source),
+      request: (c, r) => this.onRequest(c, r, source),
+      closed: (c) => this.onClosed(c, source),
+    };
+  }
+
   opened(c: ConnectionRecord): void {
-    const server = this.label(c.server);
-    this.openByConnection.set(c, server);
-    this.openedTotal.inc({ server });
-    this.open.inc({ server });
-    if (c.handshakeRtt !== null) this.rtt.observe(c.handshakeRtt);
+    this.onOpened(c, '');
   }
 
   request(c: ConnectionRecord, r: RequestRecord): void {
-    const server = this.serverOf(c);
-    this.requests.inc({ server, reused: r.reused ? 'true' : 'false' });
-    if (r.reused) {
-      this.saved.inc({ server });
-      if (r.savedSeconds > 0) this.savedTime.inc({ server }, r.savedSeconds);
-    }
+    this.onRequest(c, r, '');
   }
 
   closed(c: ConnectionRecord): void {
-    const server = this.serverOf(c);
+    this.onClosed(c, '');
+  }
+
+  private onOpened(c: ConnectionRecord, source: string): void {
+    const server = this.label(c.server);
+    this.openByConnection.set(c, server);
+    const l = labels(server, source);
+    this.openedTotal.inc(l);
+    this.open.inc(l);
+    if (c.handshakeRtt !== null) this.rtt.observe(c.handshakeRtt);
+  }
+
+  private onRequest(c: ConnectionRecord, r: RequestRecord, source: string): void {
+    const l = labels(this.serverOf(c), source);
+    this.requests.inc({ ...l, reused: r.reused ? 'true' : 'false' });
+    if (r.reused) {
+      this.saved.inc(l);
+      if (r.savedSeconds > 0) this.savedTime.inc(l, r.savedSeconds);
+    }
+  }
+
+  private onClosed(c: ConnectionRecord, source: string): void {
+    const l = labels(this.serverOf(c), source);
     this.openByConnection.delete(c);
-    this.open.dec({ server });
+    this.open.dec(l);
     if (c.closeReason === 'open') {
-      this.endedOpen.inc({ server });
+      this.endedOpen.inc(l);
       return;
     }
-    this.closedTotal.inc({ server, reason: c.closeReason, closed_by: c.closedBy ?? 'unknown' });
+    this.closedTotal.inc({ ...l, reason: c.closeReason, closed_by: c.closedBy ?? 'unknown' });
     this.perConnection.observe(c.requests);
     if (c.closedAt !== null) this.duration.observe(Math.max(0, c.closedAt - c.openedAt));
     if (c.idleBeforeClose !== null) this.idle.observe({ closed_by: c.closedBy ?? 'unknown' }, c.idleBeforeClose);
@@ -188,4 +214,9 @@ export class Exporter implements EngineConsumer {
       midstream: c.midstream,
     }));
   }
+}
+
+/** `source` only when set: the exporter subscribed directly has no source label. */
+function labels(server: string, source: string): { server: string; source?: string } {
+  return source ? { server, source } : { server };
 }
