@@ -36,9 +36,15 @@ export class StreamTap {
     handshakeRtt: number,
   ) {
     const f = new TcpFlow(counters, limits);
-    const c = addressWords(client.address);
     const s = addressWords(server.address);
-    f.version = c.version === 6 || s.version === 6 ? 6 : 4;
+    let c = addressWords(client.address);
+    // A flow has one address family, and the server's is the one labels show. An IPv4 client of
+    // an IPv6 upstream is written IPv4-mapped; an IPv6 client of an IPv4 upstream (a dual-stack
+    // listener) cannot be written in IPv4, so it shows as 0.0.0.0 (its port is kept).
+    if (c.version !== s.version) {
+      c = s.version === 6 ? { version: 6, words: [0, 0, 0xffff, c.words[0]] } : { version: 4, words: [0, 0, 0, 0] };
+    }
+    f.version = s.version;
     [f.a0, f.a1, f.a2, f.a3] = c.words;
     [f.b0, f.b1, f.b2, f.b3] = s.words;
     f.aPort = client.port;

@@ -56,7 +56,9 @@ export class ProxyRelay {
 
   start(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const server = createServer({ pauseOnConnect: true, noDelay: true }, (client) => this.accept(client));
+      // allowHalfOpen: a FIN from the client must not make Node end our side towards it (the
+      // default), or the upstream's answer after the client's FIN would be lost.
+      const server = createServer({ pauseOnConnect: true, noDelay: true, allowHalfOpen: true }, (client) => this.accept(client));
       server.once('error', reject);
       server.listen(this.route.listenPort, this.route.listenHost, () => {
         server.off('error', reject);
@@ -82,7 +84,9 @@ export class ProxyRelay {
     this.active++;
     const t0 = performance.now();
     const clientEnd = { address: client.remoteAddress ?? '0.0.0.0', port: client.remotePort ?? 0 };
-    const upstream = connect({ host: this.route.upstreamHost, port: this.route.upstreamPort, noDelay: true });
+    // allowHalfOpen, likewise: after the upstream's FIN the client may still send (the keep-alive
+    // race); those bytes must reach the upstream, as without the tap.
+    const upstream = connect({ host: this.route.upstreamHost, port: this.route.upstreamPort, noDelay: true, allowHalfOpen: true });
     this.sockets.add(client);
     this.sockets.add(upstream);
     let tap: ReturnType<Engine['openStream']> | null = null;
@@ -125,6 +129,9 @@ export class ProxyRelay {
       this.pipe(upstream, client, (b) => t.data(SERVER_TO_CLIENT, b, now()), () => t.fin(SERVER_TO_CLIENT, now()));
       const idle = (): void => {
         this.idleClosed++;
+        // The tap closes both sides with a FIN; to the upstream it is the client closing an idle
+        // connection, which is what a capture on the upstream side would see.
+        t.fin(CLIENT_TO_SERVER, now());
         client.destroy();
         upstream.destroy();
       };
