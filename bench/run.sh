@@ -10,10 +10,15 @@
 #   --regenerate   regenerate the capture even if it is usable
 #   --runs N       timed runs per tool (default 3); best and median reported
 #   --only LIST    comma-separated subset of: analyze, tshark, read,
-#                  pcap-parser, pcap-parser-hwm, tcpdump
+#                  pcap-parser, pcap-parser-hwm, tcpdump, proxy
+#
+# `proxy` is the proxy tap benchmark (bench/proxy.sh: wrk through the tap,
+# HAProxy and a bare Node.js relay, and directly to nginx; about 2.5 minutes).
 #
 # Environment: BENCH_STRICT=1 exits 1 when a goal is not met (or cannot be
-# checked); MIN_PACKETS overrides the reuse threshold.
+# checked); MIN_PACKETS overrides the reuse threshold; PROXY_ROUNDS (3) and
+# PROXY_DURATION (10 s) size the proxy part; PROXY_PROFILE=1 always profiles
+# the tap (by default only when its goal is missed).
 #
 # Prints a markdown table and writes it to bench/out/results.md.
 set -euo pipefail
@@ -27,7 +32,7 @@ cd "$ROOT_DIR"
 FILE="$ROOT_DIR/bench/out/bench.pcap"
 REGENERATE=0
 RUNS=3
-ONLY="analyze,tshark,read,pcap-parser,pcap-parser-hwm,tcpdump"
+ONLY="analyze,tshark,read,pcap-parser,pcap-parser-hwm,tcpdump,proxy"
 MIN_PACKETS="${MIN_PACKETS:-1000000}"
 GOAL_SPEEDUP=10
 GOAL_RSS_MB=200
@@ -39,7 +44,7 @@ while [ $# -gt 0 ]; do
     --runs=*) RUNS="${1#*=}" ;;
     --only) ONLY="$2"; shift ;;
     --only=*) ONLY="${1#*=}" ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) FILE="$1" ;;
   esac
@@ -78,18 +83,25 @@ else
 fi
 
 # --- 2. capture ------------------------------------------------------------------
-PACKETS="$(count_packets "$FILE")"
-if [ "$REGENERATE" = 1 ] || [ -z "$PACKETS" ] || [ "$PACKETS" -lt "$MIN_PACKETS" ]; then
-  if [ "$REGENERATE" = 1 ]; then log "regenerating $FILE"; else log "no usable capture at $FILE (${PACKETS:-0} packets), generating"; fi
-  bash "$BENCH_DIR/generate-capture.sh" "$FILE" >&2
+# (only when a tool that reads it is wanted: --only proxy needs none)
+USES_CAPTURE=0
+for k in analyze tshark read pcap-parser pcap-parser-hwm tcpdump; do wanted "$k" && USES_CAPTURE=1; done
+PACKETS=0
+SIZE=0
+if [ "$USES_CAPTURE" = 1 ]; then
   PACKETS="$(count_packets "$FILE")"
-else
-  log "reusing $FILE ($PACKETS packets; --regenerate to force a new one)"
+  if [ "$REGENERATE" = 1 ] || [ -z "$PACKETS" ] || [ "$PACKETS" -lt "$MIN_PACKETS" ]; then
+    if [ "$REGENERATE" = 1 ]; then log "regenerating $FILE"; else log "no usable capture at $FILE (${PACKETS:-0} packets), generating"; fi
+    bash "$BENCH_DIR/generate-capture.sh" "$FILE" >&2
+    PACKETS="$(count_packets "$FILE")"
+  else
+    log "reusing $FILE ($PACKETS packets; --regenerate to force a new one)"
+  fi
+  [ -n "$PACKETS" ] && [ "$PACKETS" -gt 0 ] || { echo "run.sh: capture $FILE is unusable" >&2; exit 1; }
+  SIZE=$(stat -c %s "$FILE")
+  log "warming the page cache"
+  cat "$FILE" > /dev/null
 fi
-[ -n "$PACKETS" ] && [ "$PACKETS" -gt 0 ] || { echo "run.sh: capture $FILE is unusable" >&2; exit 1; }
-SIZE=$(stat -c %s "$FILE")
-log "warming the page cache"
-cat "$FILE" > /dev/null
 
 # --- 3. measurements -------------------------------------------------------------
 declare -A LABEL STATUS NPKT BEST MEDIAN RSS NOTE
@@ -156,6 +168,20 @@ wanted pcap-parser && bench pcap-parser "pcap-parser (default)" stdout "$NODE" b
 wanted pcap-parser-hwm && bench pcap-parser-hwm "pcap-parser (1 MiB highWaterMark)" stdout "$NODE" bench/pcap-parser-only.mjs "$FILE" hwm
 wanted tcpdump && bench tcpdump "tcpdump -r -w /dev/null (floor)" null tcpdump -r "$FILE" -w /dev/null
 
+# The proxy tap: a load test of its own (bench/proxy.sh), reported in its own section.
+PROXY_STATUS="not run"
+if wanted proxy; then
+  log "proxy tap benchmark (bench/proxy.sh)"
+  if [ "${PROXY_PROFILE:-0}" = 1 ]; then PROXY_PROFILE_ARG=--profile; else PROXY_PROFILE_ARG=--profile-if-missed; fi
+  if bash "$BENCH_DIR/proxy.sh" --rounds "${PROXY_ROUNDS:-3}" --duration "${PROXY_DURATION:-10}" "$PROXY_PROFILE_ARG" \
+      --out "$TMP/proxy.md" > /dev/null; then
+    PROXY_STATUS=ok
+  else
+    PROXY_STATUS="failed (exit $?; see the log above)"
+    log "proxy: $PROXY_STATUS"
+  fi
+fi
+
 # --- 4. report ---------------------------------------------------------------------
 ok() { [ "${STATUS[$1]:-}" = ok ]; }
 fmt_mpps() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.3f", n / s / 1e6; else print "-" }'; }
@@ -165,8 +191,11 @@ GOALS_OK=1
   echo "# keepalive-exporter benchmark"
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-  echo "- capture: \`${FILE#"$ROOT_DIR"/}\`, $PACKETS packets, $(awk -v s="$SIZE" 'BEGIN { printf "%.1f MiB", s / 1048576 }')"
+  if [ "$USES_CAPTURE" = 1 ]; then
+    echo "- capture: \`${FILE#"$ROOT_DIR"/}\`, $PACKETS packets, $(awk -v s="$SIZE" 'BEGIN { printf "%.1f MiB", s / 1048576 }')"
+  fi
   echo "- machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM; node $("$NODE" -v); tshark $(tshark -v 2>/dev/null | head -n1 | awk "{ print \$3 }"); tcpdump $(tcpdump --version 2>&1 | head -n1 | awk '{ print $3 }')"
+  if [ "${#KEYS[@]}" -gt 0 ]; then
   echo "- runs per tool: $RUNS; warm page cache; wall time includes process start-up; Mpps = packets / best time; peak RSS = max over runs (GNU time %M)"
   echo
   echo "| tool | packets | best s | median s | Mpps | peak RSS MB |"
@@ -178,6 +207,7 @@ GOALS_OK=1
       echo "| ${LABEL[$k]} | ${STATUS[$k]} | - | - | - | - |"
     fi
   done
+  fi
   notes=0
   for k in "${KEYS[@]}"; do
     if [ -n "${NOTE[$k]}" ]; then
@@ -203,6 +233,18 @@ GOALS_OK=1
   else
     GOALS_OK=0
     echo "- analyze peak RSS: n/a (analyze ${STATUS[analyze]:-not run}); goal < ${GOAL_RSS_MB} MB: **not checked**"
+  fi
+  if [ "$PROXY_STATUS" = ok ]; then
+    line="$(grep -m1 '^- proxy tap / HAProxy:' "$TMP/proxy.md")"
+    echo "${line/- proxy tap \/ HAProxy:/- proxy tap vs HAProxy (req\/s):}"
+    grep -q 'goal >= [0-9.]*: \*\*PASS\*\*' <<< "$line" || GOALS_OK=0
+  else
+    GOALS_OK=0
+    echo "- proxy tap vs HAProxy (req/s): n/a (proxy ${PROXY_STATUS}); goal >= 0.7: **not checked**"
+  fi
+  if [ "$PROXY_STATUS" = ok ]; then
+    echo
+    cat "$TMP/proxy.md"
   fi
 } > "$TMP/results.md"
 

@@ -384,7 +384,7 @@ describe.runIf(canRun || process.env.CI === 'true')('the proxy tap in front of r
     for (const r of all) {
       // The upstream connect time: positive and small on loopback.
       expect(r.handshakeRtt).toBeGreaterThan(0);
-      expect(r.handshakeRtt).toBeLessThan(0.1);
+      expect(r.handshakeRtt).toBeLessThan(0.5);
     }
     for (const s of Object.values(sides)) {
       expect(s.relay.upstreamFailures).toBe(0);

@@ -421,10 +421,10 @@ describe('ProxyRelay: the engine facts of proxied connections', () => {
     expect([ca.closeReason, cb.closeReason, cc.closeReason]).toEqual(['client_close', 'client_close', 'unused']);
     expect([ca.closedBy, cb.closedBy, cc.closedBy]).toEqual(['client', 'server', 'client']);
     for (const r of [ca, cb, cc]) {
-      // The upstream connect time on loopback: positive, well under 100 ms.
+      // The upstream connect time on loopback: positive and small (under a loaded test run too).
       expect(r.handshakeRtt).not.toBeNull();
       expect(r.handshakeRtt!).toBeGreaterThan(0);
-      expect(r.handshakeRtt!).toBeLessThan(0.1);
+      expect(r.handshakeRtt!).toBeLessThan(0.5);
       expect(r.midstream).toBe(false);
       expect(r.server).toBe(`${HOST}:${upstream.port}`);
     }
@@ -546,7 +546,7 @@ describe('ProxyRelay: backpressure both ways', () => {
     // ...because the relay stopped reading from it, not because it reads into memory.
     const relayed = [...relaySockets(tap.relay)];
     const upSide = relayed.find((s) => s.remotePort === upstream.port)!;
-    expect(upSide.isPaused()).toBe(true);
+    await until('the relay to have paused its upstream socket', () => upSide.isPaused());
     expect(samples.max()).toBeLessThan(2 * 1024 * 1024);
 
     // Now a slow reader: 64 KB at a time with pauses, then at full speed.
@@ -595,7 +595,7 @@ describe('ProxyRelay: backpressure both ways', () => {
     const atStall = await stalled(() => p.accepted());
     expect(atStall).toBeLessThan(total / 2);
     const clientSide = [...relaySockets(tap.relay)].find((s) => s.remotePort === c.port)!;
-    expect(clientSide.isPaused()).toBe(true);
+    await until('the relay to have paused its client socket', () => clientSide.isPaused());
     expect(samples.max()).toBeLessThan(2 * 1024 * 1024);
     upSock!.resume();
     await p.done;
