@@ -9,8 +9,8 @@
 #
 #   bash bench/proxy.sh [--rounds N] [--duration S] [--profile] [--out FILE]
 #
-#   --rounds N     measured wrk runs per target (default 3); medians reported
-#   --duration S   seconds per wrk run (default 10)
+#   --rounds N     measured wrk runs per target (default 5); medians reported
+#   --duration S   seconds per wrk run (default 6)
 #   --profile      afterwards, run the tap once more under `node --cpu-prof`
 #                  with the same load and summarise where its time went
 #   --profile-if-missed   the same, only when the goal below is missed
@@ -31,8 +31,8 @@ cd "$ROOT_DIR"
 # shellcheck source=lib.sh
 . "$BENCH_DIR/lib.sh"
 
-ROUNDS=3
-DURATION=10
+ROUNDS=5
+DURATION=6
 PROFILE=0
 OUT=""
 while [ $# -gt 0 ]; do

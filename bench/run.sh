@@ -16,8 +16,8 @@
 # HAProxy and a bare Node.js relay, and directly to nginx; about 2.5 minutes).
 #
 # Environment: BENCH_STRICT=1 exits 1 when a goal is not met (or cannot be
-# checked); MIN_PACKETS overrides the reuse threshold; PROXY_ROUNDS (3) and
-# PROXY_DURATION (10 s) size the proxy part; PROXY_PROFILE=1 always profiles
+# checked); MIN_PACKETS overrides the reuse threshold; PROXY_ROUNDS (5) and
+# PROXY_DURATION (6 s) size the proxy part; PROXY_PROFILE=1 always profiles
 # the tap (by default only when its goal is missed).
 #
 # Prints a markdown table and writes it to bench/out/results.md.
@@ -173,7 +173,7 @@ PROXY_STATUS="not run"
 if wanted proxy; then
   log "proxy tap benchmark (bench/proxy.sh)"
   if [ "${PROXY_PROFILE:-0}" = 1 ]; then PROXY_PROFILE_ARG=--profile; else PROXY_PROFILE_ARG=--profile-if-missed; fi
-  if bash "$BENCH_DIR/proxy.sh" --rounds "${PROXY_ROUNDS:-3}" --duration "${PROXY_DURATION:-10}" "$PROXY_PROFILE_ARG" \
+  if bash "$BENCH_DIR/proxy.sh" --rounds "${PROXY_ROUNDS:-5}" --duration "${PROXY_DURATION:-6}" "$PROXY_PROFILE_ARG" \
       --out "$TMP/proxy.md" > /dev/null; then
     PROXY_STATUS=ok
   else
