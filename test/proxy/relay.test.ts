@@ -305,6 +305,41 @@ describe('ProxyRelay: bytes pass unchanged both ways', () => {
     expect(nonHttp.tls + nonHttp.http2 + nonHttp.other).toBe(1);
   }, 30_000);
 
+  it('keeps 12 concurrent connections apart: distinct random 8 MB responses, fast and stalled readers, every byte intact', async () => {
+    // The relay reads every upstream into one shared buffer and writes copies: a slow reader's
+    // pending write must never see bytes of another connection.
+    const sent = new Map<number, Buffer>();
+    let n = 0;
+    const upstream = await startUpstream((s) => {
+      // More than the kernel buffers on the way hold: a stalled reader leaves writes pending.
+      const body = randomBytes(8 * 1024 * 1024 + n++);
+      s.once('data', (b: Buffer) => {
+        const id = Number(/GET \/(\d+)/.exec(b.toString('latin1'))![1]);
+        const whole = response(200, { 'Content-Length': String(body.length) }, body);
+        sent.set(id, whole);
+        void writeSliced(s, whole, prng(id + 1));
+      });
+      s.on('end', () => s.end());
+    });
+    const tap = await startTap(upstream.port);
+    const clients = await Promise.all(Array.from({ length: 12 }, () => connectClient(tap.port)));
+    clients.forEach((c, id) => {
+      if (id % 2) {
+        // A stalled reader: reads nothing for 300 ms, then pauses 5 ms after every chunk,
+        // while the others read at full speed.
+        c.sock.pause();
+        setTimeout(() => c.sock.resume(), 300);
+        c.sock.on('data', () => { c.sock.pause(); setTimeout(() => c.sock.resume(), 5); });
+      }
+      c.sock.write(request('GET', `/${id}`));
+    });
+    await until('every response', () => clients.every((c, id) => sent.has(id) && c.received().length >= sent.get(id)!.length), 30_000);
+    clients.forEach((c, id) => expect(sha(c.received()), `connection ${id}`).toBe(sha(sent.get(id)!)));
+    for (const c of clients) c.sock.end();
+    await expectAllClosed(tap, upstream.server);
+    expect(tap.facts.closed.map((r) => r.responses)).toEqual(Array(12).fill(1));
+  }, 40_000);
+
   it('relays node:http keep-alive traffic: request and response bodies intact, one upstream connection per client connection', async () => {
     const served: Array<{ method: string; bodySha: string; sentSha: string }> = [];
     const server = http.createServer((req, res) => {
