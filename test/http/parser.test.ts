@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { HttpStreamParser, Mode, State, type HttpEvents, type NotHttpKind } from '../../src/http/parser.js';
 import type { MessageHead } from '../../src/http/head.js';
+import { prng } from '../helpers/prng.js';
 
 // ---------------------------------------------------------------------------------------------
 // A recording sink: every event becomes one string of an event log.
@@ -99,17 +100,6 @@ function expectAtLineSplits(input: string | Buffer, expected: string[], o: Opts 
   expect(feed(o, splitAt(buf, lineStarts)).log, 'line by line').toEqual(expected);
 }
 
-/** mulberry32: a small seeded PRNG, so that fuzz failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * llhttp-style check: the input fed whole, split in two at every offset, byte by byte, and in

@@ -18,6 +18,7 @@ import { CaptureDecoder, type PacketSink } from '../../src/capture/reader.js';
 import { readCaptureStream, type CaptureSummary } from '../../src/capture/file.js';
 import { LINKTYPE, frame, pcapFile, pcapngFile, tcpSegment, collect } from '../helpers/packets.js';
 import { Conversation, httpRequest, httpResponse } from '../helpers/conversation.js';
+import { prng } from '../helpers/prng.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const FIXTURE = join(ROOT, 'test/fixtures/real/real-servers.pcap');
@@ -30,17 +31,6 @@ const CAPTURES = [
 /** Anomalies that `decodePacket` returns: a packet that is not a TCP segment counts exactly one of them. */
 const DECODE_ANOMALIES = ['link_type_unsupported', 'link_truncated', 'ip_truncated', 'ip_malformed', 'ip_fragment', 'not_tcp', 'tcp_truncated', 'tcp_malformed'];
 
-/** Deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomBytes(rnd: () => number, n: number): Buffer {
   const b = Buffer.alloc(n);
