@@ -58,9 +58,9 @@ export class Exporter implements EngineConsumer {
   private readonly savedTime: Counter<'server' | 'source'>;
   private readonly open: Gauge<'server' | 'source'>;
   private readonly rtt: Histogram;
-  private readonly perConnection: Histogram;
+  private readonly perConnection: Histogram<'server'>;
   private readonly duration: Histogram;
-  private readonly idle: Histogram<'closed_by'>;
+  private readonly idle: Histogram<'server' | 'closed_by'>;
   readonly advTimeout: Gauge<'server'>;
   readonly advMax: Gauge<'server'>;
   readonly inferredMax: Gauge<'server'>;
@@ -79,9 +79,9 @@ export class Exporter implements EngineConsumer {
     this.savedTime = new Counter({ name: 'keepalive_handshake_time_saved_seconds_total', help: 'Estimated handshake time saved by reuse: the connection handshake RTT, or the server median RTT.', labelNames: ['server', 'source'], registers });
     this.open = new Gauge({ name: 'keepalive_open_connections', help: 'HTTP/1.x connections open now.', labelNames: ['server', 'source'], registers });
     this.rtt = new Histogram({ name: 'keepalive_handshake_rtt_seconds', help: 'TCP handshake round trip: client SYN to the client ACK of the SYN-ACK.', buckets: RTT_BUCKETS, registers });
-    this.perConnection = new Histogram({ name: 'keepalive_requests_per_connection', help: 'Requests carried by each connection, observed when it closes.', buckets: REQUESTS_BUCKETS, registers });
+    this.perConnection = new Histogram({ name: 'keepalive_requests_per_connection', help: 'Requests carried by each connection, observed when it closes.', labelNames: ['server'], buckets: REQUESTS_BUCKETS, registers });
     this.duration = new Histogram({ name: 'keepalive_connection_duration_seconds', help: 'From the connection opening to its first FIN or RST.', buckets: DURATION_BUCKETS, registers });
-    this.idle = new Histogram({ name: 'keepalive_idle_before_close_seconds', help: 'Idle time from the last HTTP byte to the first FIN or RST, by the side that closed.', labelNames: ['closed_by'], buckets: IDLE_BUCKETS, registers });
+    this.idle = new Histogram({ name: 'keepalive_idle_before_close_seconds', help: 'Idle time from the last HTTP byte to the first FIN or RST, by the side that closed.', labelNames: ['server', 'closed_by'], buckets: IDLE_BUCKETS, registers });
     // What the engines learned about each server, read at scrape time (the same knowledge analyze reports).
     const serverGauge = (name: string, help: string, pick: (s: ServerState) => number | null): Gauge<'server'> =>
       new Gauge({ name, help, labelNames: ['server'], registers, collect() {
@@ -193,9 +193,9 @@ export class Exporter implements EngineConsumer {
       return;
     }
     this.closedTotal.inc({ ...l, reason: c.closeReason, closed_by: c.closedBy ?? 'unknown' });
-    this.perConnection.observe(c.requests);
+    this.perConnection.observe({ server: l.server }, c.requests);
     if (c.closedAt !== null) this.duration.observe(Math.max(0, c.closedAt - c.openedAt));
-    if (c.idleBeforeClose !== null) this.idle.observe({ closed_by: c.closedBy ?? 'unknown' }, c.idleBeforeClose);
+    if (c.idleBeforeClose !== null) this.idle.observe({ server: l.server, closed_by: c.closedBy ?? 'unknown' }, c.idleBeforeClose);
   }
 
   /** Open connections, busiest first, at most `limit`. */

@@ -122,6 +122,14 @@ describe('scraped metrics equal the analyze report of the same capture', () => {
     expect(total(s, 'keepalive_connection_duration_seconds_count')).toBe(closedConns.filter((c) => c.closedAt !== null).length);
     expect(total(s, 'keepalive_handshake_rtt_seconds_count')).toBe(connections.filter((c) => c.handshakeRttSeconds !== null).length);
     expect(total(s, 'keepalive_idle_before_close_seconds_count')).toBe(closedConns.filter((c) => c.idleBeforeCloseSeconds !== null).length);
+    // ... per server (connections[].server is the same "ip:port" as the label; no cap is hit here).
+    const perConnBy = byLabel(s, 'keepalive_requests_per_connection_count', 'server');
+    const idleBy = byLabel(s, 'keepalive_idle_before_close_seconds_count', 'server', { closed_by: 'server' });
+    for (const srv of servers) {
+      const mine = closedConns.filter((c) => c.server === srv.server);
+      expect(perConnBy.get(srv.server) ?? 0, srv.server).toBe(mine.length);
+      expect(idleBy.get(srv.server) ?? 0, srv.server).toBe(mine.filter((c) => c.closedBy === 'server' && c.idleBeforeCloseSeconds !== null).length);
+    }
 
     // Health metrics are read from the source at scrape time.
     const st = r.engine.stats();
@@ -238,8 +246,9 @@ describe('the server label is capped', () => {
     const small = series(await flood(200, 50).scrape());
     const large = series(await flood(5000, 50).scrape());
     expect(large).toBe(small);
-    // 51 server values times a handful of series each, plus the unlabelled histograms and health.
-    expect(large).toBeLessThan(1000);
+    // 51 server values times about 53 series each (mostly the two per-server histograms: requests
+    // per connection, and idle before close by side), plus the unlabelled histograms and health.
+    expect(large).toBeLessThan(51 * 56);
   });
 });
 
@@ -351,7 +360,7 @@ describe('histogram buckets', () => {
     for (const b of [1, 2, 5, 15, 60, 75]) expect(IDLE_BUCKETS).toContain(b);
     // The fixture's servers close idle connections after 2 s: those 20 closes land between 1.5 and 3 s.
     const idle = samples(s, 'keepalive_idle_before_close_seconds_bucket', { closed_by: 'server' });
-    const at = (le: string) => idle.find((x) => x.labels.le === le)!.value;
+    const at = (le: string) => idle.filter((x) => x.labels.le === le).reduce((a, x) => a + x.value, 0);
     expect(at('3') - at('1.5')).toBeGreaterThanOrEqual(20);
   });
 });
