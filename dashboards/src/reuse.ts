@@ -1,0 +1,230 @@
+/**
+ * The main dashboard: are HTTP connections reused, what does reuse save, and why do connections
+ * close. Every query reads the raw series (so the job, instance and server variables all apply,
+ * and it works before any recording rule is loaded); the recording rules in
+ * `dashboards/prometheus/keepalive-rules.yml` record the same ratios fleet-wide for alerts and
+ * federation.
+ */
+import type { DashboardSpec, PanelSpec, Threshold } from './grafana.js';
+
+/** Every panel's series selector: the dashboard's three variables. */
+const SEL = 'job=~"$job", instance=~"$instance", server=~"$server"';
+const rate = (metric: string, extra = '', range = '$__rate_interval'): string =>
+  `rate(${metric}{${SEL}${extra ? `, ${extra}` : ''}}[${range}])`;
+
+/**
+ * Closes after which the client had to pay for a new handshake that keep-alive could have saved:
+ * the server or client ended a connection still in use (max requests, Connection: close, HTTP/1.0,
+ * a race) or one was opened for nothing. Idle closes (either side's idle timeout), aborts and
+ * resets are left out: the next request may never have come.
+ */
+export const AVOIDABLE_REASONS = 'max_requests|server_close|client_close|not_persistent|race|unused';
+
+const RATIO_THRESHOLDS: Threshold[] = [
+  { color: 'red', value: null },
+  { color: 'orange', value: 0.5 },
+  { color: 'green', value: 0.8 },
+];
+
+/** Close reasons in fixed colours: the two server policies (idle timeout, max requests) stand apart. */
+const REASON_COLORS: Record<string, string> = {
+  idle_timeout: 'blue',
+  max_requests: 'orange',
+  server_close: 'purple',
+  client_close: 'green',
+  client_idle: 'light-green',
+  not_persistent: 'yellow',
+  race: 'red',
+  aborted: 'dark-red',
+  reset: 'semi-dark-red',
+  unused: 'text',
+};
+
+const overview: PanelSpec[] = [
+  {
+    type: 'stat', title: 'Reuse ratio', unit: 'percentunit', w: 4, h: 4, decimals: 1, thresholds: RATIO_THRESHOLDS,
+    description: 'Share of requests sent on an already open connection (every request after the first on its connection). 1 would be one handshake for all requests; 0 is one connection per request.',
+    targets: [{ expr: `sum(${rate('keepalive_requests_total', 'reused="true"')}) / sum(${rate('keepalive_requests_total')})` }],
+  },
+  {
+    type: 'stat', title: 'Requests', unit: 'reqps', w: 4, h: 4,
+    description: 'HTTP/1.x requests per second seen on the selected servers.',
+    targets: [{ expr: `sum(${rate('keepalive_requests_total')})` }],
+  },
+  {
+    type: 'stat', title: 'New connections', unit: 'cps', w: 4, h: 4,
+    description: 'TCP connections opened per second: each one paid a handshake (a round trip, more with TLS).',
+    targets: [{ expr: `sum(${rate('keepalive_connections_opened_total')})` }],
+  },
+  {
+    type: 'stat', title: 'Requests per connection', unit: 'short', w: 4, h: 4, decimals: 2,
+    thresholds: [{ color: 'red', value: null }, { color: 'orange', value: 1.5 }, { color: 'green', value: 5 }],
+    description: 'Requests divided by connections opened over the same time: 1 means no reuse at all.',
+    targets: [{ expr: `sum(${rate('keepalive_requests_total')}) / sum(${rate('keepalive_connections_opened_total')})` }],
+  },
+  {
+    type: 'stat', title: 'Handshakes saved', unit: 'cps', w: 4, h: 4,
+    description: 'Handshakes per second that reuse avoided: one for every reused request.',
+    targets: [{ expr: `sum(${rate('keepalive_handshakes_saved_total')})` }],
+  },
+  {
+    type: 'stat', title: 'Handshake time saved', unit: 's', w: 4, h: 4,
+    description: 'Seconds of handshake waiting saved per second, summed over all clients: each reused request saves its connection\'s handshake round trip (or the server\'s median RTT). An estimate: TLS handshakes would save more.',
+    targets: [{ expr: `sum(${rate('keepalive_handshake_time_saved_seconds_total')})` }],
+  },
+];
+
+const reuse: PanelSpec[] = [
+  {
+    type: 'timeseries', title: 'Requests and new connections by server', unit: 'reqps', w: 12, h: 8,
+    description: 'Requests per second next to connections opened per second, per server. The closer the two lines, the less reuse: on a healthy keep-alive server connections are a small fraction of requests.',
+    targets: [
+      { expr: `sum by (server) (${rate('keepalive_requests_total')})`, legendFormat: '{{server}} requests' },
+      { expr: `sum by (server) (${rate('keepalive_connections_opened_total')})`, legendFormat: '{{server}} new connections' },
+    ],
+  },
+  {
+    type: 'timeseries', title: 'Reuse ratio by server', unit: 'percentunit', w: 12, h: 8, min: 0, max: 1, decimals: 1, thresholds: RATIO_THRESHOLDS,
+    description: 'Share of each server\'s requests sent on a reused connection. A sudden drop means clients or the server stopped keeping connections alive: look at the close reasons below.',
+    targets: [{
+      expr: `sum by (server) (${rate('keepalive_requests_total', 'reused="true"')}) / sum by (server) (${rate('keepalive_requests_total')})`,
+      legendFormat: '{{server}}',
+    }],
+  },
+  {
+    type: 'timeseries', title: 'Handshakes saved by server', unit: 'cps', w: 12, h: 8,
+    description: 'Handshakes per second that reuse avoided, per server (one per reused request).',
+    targets: [{ expr: `sum by (server) (${rate('keepalive_handshakes_saved_total')})`, legendFormat: '{{server}}' }],
+  },
+  {
+    type: 'timeseries', title: 'Estimated handshake time saved by server', unit: 's', w: 12, h: 8,
+    description: 'Seconds of client waiting saved per second by not opening a connection, per server: reused requests times the handshake round trip. With TLS the real saving is two to three times larger.',
+    targets: [{ expr: `sum by (server) (${rate('keepalive_handshake_time_saved_seconds_total')})`, legendFormat: '{{server}}' }],
+  },
+];
+
+const closes: PanelSpec[] = [
+  {
+    type: 'timeseries', title: 'Why connections close', unit: 'cps', w: 12, h: 9, stack: true, colors: REASON_COLORS,
+    description: 'Connections closed per second, stacked by close reason. idle_timeout (blue): the server closed an idle connection after its Keep-Alive timeout. max_requests (orange): the server reached its requests-per-connection limit. client_idle: the client pool closed an idle connection first. race: a request crossed the server closing the connection (the client saw a reset). See the README for every reason.',
+    targets: [{ expr: `sum by (reason) (${rate('keepalive_connections_closed_total')})`, legendFormat: '{{reason}}' }],
+  },
+  {
+    type: 'bargauge', title: 'Close reasons over the time range', unit: 'percentunit', w: 6, h: 9, min: 0, max: 1, decimals: 1,
+    description: 'Share of each close reason among all connections closed in the selected time range. A server whose closes are mostly max_requests has a per-connection limit set too low for its clients.',
+    targets: [{
+      expr: `sum by (reason) (increase(keepalive_connections_closed_total{${SEL}}[$__range])) / ignoring (reason) group_left () sum(increase(keepalive_connections_closed_total{${SEL}}[$__range]))`,
+      legendFormat: '{{reason}}',
+      instant: true,
+    }],
+  },
+  {
+    type: 'timeseries', title: 'Who closes first', unit: 'cps', w: 6, h: 9, stack: true, colors: { client: 'green', server: 'blue', unknown: 'text' },
+    description: 'Connections closed per second by the side that sent the first FIN or RST. Servers closing most connections means clients hold idle connections longer than servers keep them.',
+    targets: [{ expr: `sum by (closed_by) (${rate('keepalive_connections_closed_total')})`, legendFormat: '{{closed_by}}' }],
+  },
+];
+
+const distribution: PanelSpec[] = [
+  {
+    type: 'heatmap', title: 'Requests per connection', unit: 'short', w: 12, h: 9,
+    description: 'How many requests each connection carried, counted when it closed. A band at 1 means no reuse; a band at a fixed count (100, 1000) is a server\'s max requests per connection.',
+    targets: [{ expr: `sum by (le) (increase(keepalive_requests_per_connection_bucket{${SEL}}[$__rate_interval]))`, legendFormat: '{{le}}', format: 'heatmap' }],
+  },
+  {
+    type: 'timeseries', title: 'Idle before close vs advertised timeout', unit: 's', w: 12, h: 9, dashed: ['advertised timeout'],
+    description: 'How long connections sat idle (last HTTP byte to the first FIN or RST) before each side closed them: median and 90th percentile, next to the longest Keep-Alive: timeout= the selected servers advertise (dashed). Server closes at the advertised timeout are its idle timeout; client closes above it are keep-alive race candidates.',
+    targets: [
+      { expr: `histogram_quantile(0.5, sum by (le, closed_by) (${rate('keepalive_idle_before_close_seconds_bucket')}))`, legendFormat: 'p50 before the {{closed_by}} closed' },
+      { expr: `histogram_quantile(0.9, sum by (le, closed_by) (${rate('keepalive_idle_before_close_seconds_bucket')}))`, legendFormat: 'p90 before the {{closed_by}} closed' },
+      { expr: `max(keepalive_advertised_timeout_seconds{${SEL}})`, legendFormat: 'advertised timeout' },
+    ],
+  },
+];
+
+const races: PanelSpec[] = [
+  {
+    type: 'timeseries', title: 'Keep-alive races by server', unit: 'cps', w: 12, h: 8,
+    description: 'Requests sent into a connection the server was already closing, per second: the client sees a reset or an empty reply and must retry. Fix by making the client pool idle timeout shorter than the server\'s keep-alive timeout.',
+    targets: [{ expr: `sum by (server) (${rate('keepalive_connections_closed_total', 'reason="race"')})`, legendFormat: '{{server}}' }],
+  },
+  {
+    type: 'timeseries', title: 'Races per request', unit: 'percentunit', w: 12, h: 8, decimals: 2,
+    thresholds: [{ color: 'green', value: null }, { color: 'red', value: 0.001 }],
+    description: 'Keep-alive races as a share of requests, per server. Above 0.1% (dashed line) clients retry often enough to notice.',
+    targets: [{
+      expr: `sum by (server) (${rate('keepalive_connections_closed_total', 'reason="race"')}) / sum by (server) (${rate('keepalive_requests_total')})`,
+      legendFormat: '{{server}}',
+    }],
+  },
+];
+
+/** The server table: one instant query per column over the dashboard's time range, merged by server. */
+const tableQuery = (expr: string): { expr: string; instant: true; format: 'table' } => ({ expr, instant: true, format: 'table' });
+const servers: PanelSpec[] = [
+  {
+    type: 'table', title: 'Servers by handshakes that could still be saved', unit: 'short', w: 24, h: 10,
+    description: 'Every server, ranked by avoidable new connections per second over the time range: connections ended while still useful (max_requests, Connection: close from either side, HTTP/1.0, races) or opened for nothing (unused). Each one cost the next request a handshake. Next to it: requests, reuse, and the limits the server announces (Keep-Alive timeout= and max=) or that were inferred from its closes.',
+    targets: [
+      tableQuery(`sum by (server) (rate(keepalive_connections_closed_total{${SEL}, reason=~"${AVOIDABLE_REASONS}"}[$__range]))`),
+      tableQuery(`sum by (server) (rate(keepalive_requests_total{${SEL}}[$__range]))`),
+      tableQuery(`sum by (server) (rate(keepalive_requests_total{${SEL}, reused="true"}[$__range])) / sum by (server) (rate(keepalive_requests_total{${SEL}}[$__range]))`),
+      tableQuery(`sum by (server) (rate(keepalive_connections_opened_total{${SEL}}[$__range]))`),
+      tableQuery(`max by (server) (keepalive_advertised_timeout_seconds{${SEL}})`),
+      tableQuery(`max by (server) (keepalive_advertised_max_requests{${SEL}})`),
+      tableQuery(`max by (server) (keepalive_inferred_max_requests{${SEL}})`),
+    ],
+    extra: {
+      transformations: [
+        { id: 'merge', options: {} },
+        {
+          id: 'organize',
+          options: {
+            excludeByName: { Time: true },
+            indexByName: { server: 0, 'Value #A': 1, 'Value #B': 2, 'Value #C': 3, 'Value #D': 4, 'Value #E': 5, 'Value #F': 6, 'Value #G': 7 },
+            renameByName: {
+              'Value #A': 'Avoidable handshakes/s',
+              'Value #B': 'Requests/s',
+              'Value #C': 'Reuse ratio',
+              'Value #D': 'New connections/s',
+              'Value #E': 'Advertised timeout',
+              'Value #F': 'Advertised max',
+              'Value #G': 'Inferred max',
+            },
+          },
+        },
+        { id: 'sortBy', options: { sort: [{ field: 'Avoidable handshakes/s', desc: true }] } },
+      ],
+    },
+    columnUnits: {
+      'Avoidable handshakes/s': 'cps',
+      'Requests/s': 'reqps',
+      'Reuse ratio': 'percentunit',
+      'New connections/s': 'cps',
+      'Advertised timeout': 's',
+      'Advertised max': 'short',
+      'Inferred max': 'short',
+    },
+  },
+];
+
+export const reuseDashboard: DashboardSpec = {
+  uid: 'keepalive-reuse',
+  title: 'HTTP keep-alive reuse',
+  description: 'Are HTTP/1.x connections reused, what does reuse save, and why do connections close. Data from keepalive-exporter.',
+  tags: ['keepalive-exporter', 'http', 'network'],
+  variables: [
+    { name: 'job', label: 'Job', query: 'label_values(keepalive_requests_total, job)', description: 'Prometheus job of the keepalive-exporter daemons.' },
+    { name: 'instance', label: 'Instance', query: 'label_values(keepalive_requests_total{job=~"$job"}, instance)', description: 'One daemon (one node) or all of them.' },
+    { name: 'server', label: 'Server', query: 'label_values(keepalive_requests_total{job=~"$job", instance=~"$instance"}, server)', description: 'Server ip:port (at most --max-servers values; the rest are "other").' },
+  ],
+  rows: [
+    { title: 'At a glance', panels: overview },
+    { title: 'Reuse', panels: reuse },
+    { title: 'Why connections close', panels: closes },
+    { title: 'Requests per connection and idle time', panels: distribution },
+    { title: 'Keep-alive races', panels: races },
+    { title: 'Servers', panels: servers },
+  ],
+  links: [{ title: 'keepalive-exporter health', uid: 'keepalive-exporter-health' }],
+};
