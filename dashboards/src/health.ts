@@ -38,7 +38,7 @@ const status: PanelSpec[] = [
   },
   {
     type: 'stat', title: 'Open connections', unit: 'short', w: 4, h: 4,
-    description: 'HTTP connections open now, as the daemons track them.',
+    description: 'HTTP/1.x connections open now as the daemons track them, idle keep-alive connections included.',
     targets: [{ expr: `sum(keepalive_open_connections{${SEL}})` }],
   },
   {
@@ -122,7 +122,7 @@ const sources: PanelSpec[] = [
 const process: PanelSpec[] = [
   {
     type: 'timeseries', title: 'Memory', unit: 'bytes', w: 8, h: 8,
-    description: 'Resident memory and V8 heap used, per daemon.',
+    description: 'Resident memory and V8 heap used, per daemon. Every table and buffer is capped, so both should level off.',
     targets: [
       { expr: `process_resident_memory_bytes{${SEL}}`, legendFormat: '{{instance}} resident' },
       { expr: `sum by (instance) (nodejs_heap_size_used_bytes{${SEL}})`, legendFormat: '{{instance}} heap used' },

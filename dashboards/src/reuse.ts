@@ -48,7 +48,7 @@ const overview: PanelSpec[] = [
   },
   {
     type: 'stat', title: 'Requests', unit: 'reqps', w: 4, h: 4,
-    description: 'HTTP/1.x requests per second seen on the selected servers.',
+    description: 'HTTP/1.x requests per second to the selected servers, first requests and reused ones together.',
     targets: [{ expr: `sum(${rate('keepalive_requests_total')})` }],
   },
   {
@@ -57,7 +57,7 @@ const overview: PanelSpec[] = [
     targets: [{ expr: `sum(${rate('keepalive_connections_opened_total')})` }],
   },
   {
-    type: 'stat', title: 'Requests per connection', unit: 'short', w: 4, h: 4, decimals: 2,
+    type: 'stat', title: 'Requests per connection, average', unit: 'short', w: 4, h: 4, decimals: 2,
     thresholds: [{ color: 'red', value: null }, { color: 'orange', value: 1.5 }, { color: 'green', value: 5 }],
     description: 'Requests divided by connections opened over the same time: 1 means no reuse at all.',
     targets: [{ expr: `sum(${rate('keepalive_requests_total')}) / sum(${rate('keepalive_connections_opened_total')})` }],
@@ -127,7 +127,7 @@ const closes: PanelSpec[] = [
 
 const distribution: PanelSpec[] = [
   {
-    type: 'heatmap', title: 'Requests per connection', unit: 'short', w: 12, h: 9,
+    type: 'heatmap', title: 'Requests per connection, distribution', unit: 'short', w: 12, h: 9,
     description: 'How many requests each connection carried, counted when it closed. A band at 1 means no reuse; a band at a fixed count (100, 1000) is a server\'s max requests per connection.',
     targets: [{ expr: `sum by (le) (increase(keepalive_requests_per_connection_bucket{${SEL}}[$__rate_interval]))`, legendFormat: '{{le}}', format: 'heatmap' }],
   },

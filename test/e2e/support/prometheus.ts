@@ -7,24 +7,25 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { httpGet, start, stop, tail, waitFor, type Proc } from './procs.js';
 
-export function prometheusConfig(job: string, target: string): string {
+export function prometheusConfig(job: string, target: string, ruleFiles: string[] = []): string {
+  const rules = ruleFiles.length ? `rule_files:\n${ruleFiles.map((f) => `  - ${JSON.stringify(f)}\n`).join('')}` : '';
   return `# Private Prometheus for the daemon end-to-end test
 global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
-scrape_configs:
+${rules}scrape_configs:
   - job_name: ${job}
     static_configs:
       - targets: ['${target}']
 `;
 }
 
-export async function startPrometheus(bin: string, dir: string, port: number, job: string, target: string): Promise<Proc> {
+export async function startPrometheus(bin: string, dir: string, port: number, job: string, target: string, ruleFiles: string[] = []): Promise<Proc> {
   const conf = join(dir, 'prometheus.yml');
   const data = join(dir, 'prometheus-data');
   mkdirSync(data, { recursive: true });
-  writeFileSync(conf, prometheusConfig(job, target));
+  writeFileSync(conf, prometheusConfig(job, target, ruleFiles));
   const p = start('prometheus', bin, [
     `--config.file=${conf}`,
     `--storage.tsdb.path=${data}`,
@@ -73,4 +74,25 @@ export function byLabels(samples: Sample[], by: string[]): Record<string, number
   const out: Record<string, number> = {};
   for (const s of samples) out[by.map((l) => s.labels[l] ?? '').join(' ')] = s.value;
   return Object.fromEntries(Object.entries(out).sort(([a], [b]) => a.localeCompare(b)));
+}
+
+/** A GET of Prometheus' HTTP API (`/api/v1/...`): its `data`, or an Error with Prometheus' own message. */
+export async function api<T>(port: number, path: string): Promise<T> {
+  const r = await httpGet(`http://127.0.0.1:${port}${path}`, 5000);
+  if (!r) throw new Error(`Prometheus did not answer ${path}`);
+  const body = JSON.parse(r.body) as { status: string; error?: string; data?: T };
+  if (body.status !== 'success' || body.data === undefined) throw new Error(`${path}: ${body.error ?? r.body}`);
+  return body.data;
+}
+
+export interface RangeSeries {
+  labels: Record<string, string>;
+  values: Array<[number, number]>;
+}
+
+/** A range query (`/api/v1/query_range`): every series with its samples as numbers (NaN kept). */
+export async function queryRange(port: number, expr: string, start: number, end: number, stepSeconds: number): Promise<RangeSeries[]> {
+  const q = `query=${encodeURIComponent(expr)}&start=${start}&end=${end}&step=${stepSeconds}`;
+  const data = await api<{ resultType: string; result: Array<{ metric: Record<string, string>; values: Array<[number, string]> }> }>(port, `/api/v1/query_range?${q}`);
+  return data.result.map((s) => ({ labels: s.metric, values: s.values.map(([t, v]) => [t, Number(v)] as [number, number]) }));
 }
