@@ -23,7 +23,7 @@ const FIXTURE = join(ROOT, 'test/fixtures/real/real-servers.pcap');
 const CORPUS = join(ROOT, '../shared/corpus');
 const CORPUS_FILES = existsSync(CORPUS) ? readdirSync(CORPUS).filter((f) => /\.pcap(ng)?(\.gz)?$/.test(f)).sort() : [];
 
-/** Metrics with a server label, each of which must respect the cap. */
+/** Metrics with a server label (counters, the gauge, the two per-server histograms), each of which must respect the cap. */
 const SERVER_COUNTERS = [
   'keepalive_connections_opened_total',
   'keepalive_connections_closed_total',
@@ -32,6 +32,8 @@ const SERVER_COUNTERS = [
   'keepalive_handshakes_saved_total',
   'keepalive_handshake_time_saved_seconds_total',
   'keepalive_open_connections',
+  'keepalive_requests_per_connection_count',
+  'keepalive_idle_before_close_seconds_count',
 ];
 
 interface Rig {
