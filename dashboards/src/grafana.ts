@@ -3,9 +3,25 @@
  * what our two dashboards use: rows, time series, stats, a heatmap, a bar gauge and a table, all
  * on one Prometheus data source chosen by the `${datasource}` variable.
  *
+ * Everything it emits is typed with Grafana's own schema types (`@grafana/schema`: the dashboard,
+ * panels, variables, and each panel plugin's options), so a misspelt or missing option is a
+ * compile error, not a panel Grafana silently renders with defaults.
+ *
  * Layout is computed, never written by hand: panels flow left to right in rows of 24 columns,
  * and ids are handed out in order, so they are unique by construction.
  */
+import {
+  AxisPlacement, BarGaugeDisplayMode, BarGaugeNamePlacement, BarGaugeSizing, BarGaugeValueMode, BigValueColorMode, BigValueGraphMode,
+  BigValueJustifyMode, BigValueTextMode, DashboardCursorSync, FieldColorModeId, GraphDrawStyle, GraphThresholdsStyleMode,
+  HeatmapCellLayout, LegendDisplayMode, PercentChangeColorMode, SortOrder, StackingMode, TableCellHeight, ThresholdsMode,
+  TooltipDisplayMode, VariableHide, VariableRefresh, VariableSort, VisibilityMode, VizOrientation,
+  type Dashboard, type DashboardLink, type FieldConfigSource, type Panel, type RowPanel, type VariableModel,
+} from '@grafana/schema';
+import type { Options as BarGaugeOptions } from '@grafana/schema/dist/esm/raw/composable/bargauge/panelcfg/x/BarGaugePanelCfg_types.gen';
+import { HeatmapColorMode, HeatmapColorScale, type Options as HeatmapOptions } from '@grafana/schema/dist/esm/raw/composable/heatmap/panelcfg/x/HeatmapPanelCfg_types.gen';
+import type { Options as StatOptions } from '@grafana/schema/dist/esm/raw/composable/stat/panelcfg/x/StatPanelCfg_types.gen';
+import type { Options as TableOptions } from '@grafana/schema/dist/esm/raw/composable/table/panelcfg/x/TablePanelCfg_types.gen';
+import type { FieldConfig as TimeSeriesFieldConfig, Options as TimeSeriesOptions } from '@grafana/schema/dist/esm/raw/composable/timeseries/panelcfg/x/TimeSeriesPanelCfg_types.gen';
 
 export const DATASOURCE = { type: 'prometheus', uid: '${datasource}' } as const;
 
@@ -44,8 +60,8 @@ export interface PanelSpec {
   dashed?: string[];
   /** Tables: the unit of each column, by its displayed name. */
   columnUnits?: Record<string, string>;
-  /** Extra Grafana options merged into the panel (tables: transformations, sort). */
-  extra?: Record<string, unknown>;
+  /** Grafana transformations (tables: merge the queries by server, name and sort the columns). */
+  transformations?: Panel['transformations'];
 }
 
 export interface RowSpec {
@@ -73,12 +89,12 @@ export interface DashboardSpec {
 
 const GREEN_ONLY: Threshold[] = [{ color: 'green', value: null }];
 
-function fieldConfig(p: PanelSpec): Record<string, unknown> {
-  const overrides: unknown[] = [];
+function fieldConfig(p: PanelSpec): FieldConfigSource {
+  const overrides: FieldConfigSource['overrides'] = [];
   for (const [name, color] of Object.entries(p.colors ?? {})) {
     overrides.push({
       matcher: { id: 'byName', options: name },
-      properties: [{ id: 'color', value: { mode: 'fixed', fixedColor: color } }],
+      properties: [{ id: 'color', value: { mode: FieldColorModeId.Fixed, fixedColor: color } }],
     });
   }
   for (const [name, unit] of Object.entries(p.columnUnits ?? {})) {
@@ -90,79 +106,93 @@ function fieldConfig(p: PanelSpec): Record<string, unknown> {
       properties: [
         { id: 'custom.lineStyle', value: { fill: 'dash', dash: [10, 10] } },
         { id: 'custom.fillOpacity', value: 0 },
-        { id: 'custom.stacking', value: { mode: 'none', group: 'A' } },
-        { id: 'color', value: { mode: 'fixed', fixedColor: 'red' } },
+        { id: 'custom.stacking', value: { mode: StackingMode.None, group: 'A' } },
+        { id: 'color', value: { mode: FieldColorModeId.Fixed, fixedColor: 'red' } },
       ],
     });
   }
-  const defaults: Record<string, unknown> = {
+  const defaults: FieldConfigSource['defaults'] = {
     unit: p.unit,
-    color: { mode: p.thresholds && p.type !== 'timeseries' ? 'thresholds' : 'palette-classic' },
-    thresholds: { mode: 'absolute', steps: p.thresholds ?? GREEN_ONLY },
+    color: { mode: p.thresholds && p.type !== 'timeseries' ? FieldColorModeId.Thresholds : FieldColorModeId.PaletteClassic },
+    thresholds: { mode: ThresholdsMode.Absolute, steps: p.thresholds ?? GREEN_ONLY },
   };
   if (p.decimals !== undefined) defaults.decimals = p.decimals;
   if (p.min !== undefined) defaults.min = p.min;
   if (p.max !== undefined) defaults.max = p.max;
   if (p.type === 'timeseries') {
     defaults.custom = {
-      drawStyle: 'line',
+      drawStyle: GraphDrawStyle.Line,
       lineWidth: 1,
       fillOpacity: p.stack ? 70 : 10,
-      showPoints: 'never',
+      showPoints: VisibilityMode.Never,
       spanNulls: false,
-      stacking: { mode: p.stack ? 'normal' : 'none', group: 'A' },
-      thresholdsStyle: { mode: p.thresholds ? 'dashed' : 'off' },
-    };
+      stacking: { mode: p.stack ? StackingMode.Normal : StackingMode.None, group: 'A' },
+      thresholdsStyle: { mode: p.thresholds ? GraphThresholdsStyleMode.Dashed : GraphThresholdsStyleMode.Off },
+    } satisfies TimeSeriesFieldConfig;
   }
   return { defaults, overrides };
 }
 
-function options(p: PanelSpec): Record<string, unknown> {
+const LAST_VALUE = { calcs: ['lastNotNull'], fields: '', values: false };
+
+/** Each panel plugin's options, checked against that plugin's schema. */
+function options(p: PanelSpec): TimeSeriesOptions | StatOptions | BarGaugeOptions | HeatmapOptions | TableOptions {
   switch (p.type) {
     case 'timeseries':
       return {
-        legend: { displayMode: 'table', placement: 'bottom', showLegend: true, calcs: ['mean', 'lastNotNull', 'max'] },
-        tooltip: { mode: 'multi', sort: 'desc' },
-      };
+        legend: { displayMode: LegendDisplayMode.Table, placement: 'bottom', showLegend: true, calcs: ['mean', 'lastNotNull', 'max'] },
+        tooltip: { mode: TooltipDisplayMode.Multi, sort: SortOrder.Descending },
+      } satisfies TimeSeriesOptions;
     case 'stat':
       return {
-        reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false },
-        colorMode: 'value',
-        graphMode: 'area',
-        justifyMode: 'auto',
-        textMode: 'auto',
-        orientation: 'auto',
-      };
+        reduceOptions: LAST_VALUE,
+        colorMode: BigValueColorMode.Value,
+        graphMode: BigValueGraphMode.Area,
+        justifyMode: BigValueJustifyMode.Auto,
+        textMode: BigValueTextMode.Auto,
+        orientation: VizOrientation.Auto,
+        percentChangeColorMode: PercentChangeColorMode.Standard,
+        showPercentChange: false,
+        wideLayout: true,
+      } satisfies StatOptions;
     case 'bargauge':
       return {
-        reduceOptions: { calcs: ['lastNotNull'], fields: '', values: false },
-        orientation: 'horizontal',
-        displayMode: 'gradient',
+        reduceOptions: LAST_VALUE,
+        orientation: VizOrientation.Horizontal,
+        displayMode: BarGaugeDisplayMode.Gradient,
         showUnfilled: true,
-      };
+        valueMode: BarGaugeValueMode.Color,
+        namePlacement: BarGaugeNamePlacement.Auto,
+        sizing: BarGaugeSizing.Auto,
+        minVizHeight: 16,
+        minVizWidth: 8,
+        maxVizHeight: 300,
+        legend: { displayMode: LegendDisplayMode.List, placement: 'bottom', showLegend: false, calcs: [] },
+      } satisfies BarGaugeOptions;
     case 'heatmap':
       return {
         calculate: false,
         cellGap: 1,
-        color: { mode: 'scheme', scheme: 'Oranges', scale: 'exponential', exponent: 0.5, steps: 64 },
-        yAxis: { axisPlacement: 'left', unit: p.unit },
-        rowsFrame: { layout: 'le' },
-        tooltip: { mode: 'single', yHistogram: true, showColorScale: true },
+        color: { mode: HeatmapColorMode.Scheme, scheme: 'Oranges', fill: 'dark-orange', scale: HeatmapColorScale.Exponential, exponent: 0.5, steps: 64, reverse: false },
+        yAxis: { axisPlacement: AxisPlacement.Left, unit: p.unit },
+        rowsFrame: { layout: HeatmapCellLayout.le },
+        showValue: VisibilityMode.Never,
+        tooltip: { mode: TooltipDisplayMode.Single, yHistogram: true, showColorScale: true },
         legend: { show: true },
         exemplars: { color: 'rgba(255,0,255,0.7)' },
-      };
+      } satisfies HeatmapOptions;
     case 'table':
-      return { showHeader: true, cellHeight: 'sm', footer: { show: false, reducer: ['sum'], fields: '' } };
+      return { showHeader: true, cellHeight: TableCellHeight.Sm, frameIndex: 0 } satisfies TableOptions;
   }
 }
 
 /** The dashboard JSON, ready for Grafana's file provisioning or its import dialog. */
-export function buildDashboard(spec: DashboardSpec): Record<string, unknown> {
-  const panels: unknown[] = [];
+export function buildDashboard(spec: DashboardSpec): Dashboard {
+  const panels: Array<Panel | RowPanel> = [];
   let id = 1;
   let y = 0;
   for (const row of spec.rows) {
-    panels.push({ type: 'row', id: id++, title: row.title, collapsed: false, gridPos: { h: 1, w: 24, x: 0, y }, panels: [] });
+    panels.push({ type: 'row', id: id++, title: row.title, collapsed: false, gridPos: { h: 1, w: 24, x: 0, y }, panels: [] } satisfies RowPanel);
     y += 1;
     let x = 0;
     let rowHeight = 0;
@@ -172,7 +202,7 @@ export function buildDashboard(spec: DashboardSpec): Record<string, unknown> {
         x = 0;
         rowHeight = 0;
       }
-      panels.push({
+      const panel: Panel = {
         type: p.type,
         id: id++,
         title: p.title,
@@ -180,7 +210,7 @@ export function buildDashboard(spec: DashboardSpec): Record<string, unknown> {
         datasource: DATASOURCE,
         gridPos: { h: p.h, w: p.w, x, y },
         fieldConfig: fieldConfig(p),
-        options: options(p),
+        options: options(p) as unknown as Record<string, unknown>,
         targets: p.targets.map((t, i) => ({
           datasource: DATASOURCE,
           refId: String.fromCharCode(65 + i),
@@ -189,22 +219,66 @@ export function buildDashboard(spec: DashboardSpec): Record<string, unknown> {
           range: !t.instant,
           instant: t.instant ?? false,
           format: t.format ?? 'time_series',
-          ...(t.format === 'heatmap' ? { interval: '' } : {}),
         })),
-        ...p.extra,
-      });
+        ...(p.transformations ? { transformations: p.transformations } : {}),
+      };
+      panels.push(panel);
       x += p.w;
       rowHeight = Math.max(rowHeight, p.h);
     }
     y += rowHeight;
   }
+  const links: DashboardLink[] = spec.links.map((l) => ({
+    title: l.title,
+    type: 'link',
+    url: `/d/${l.uid}`,
+    icon: 'dashboard',
+    keepTime: true,
+    includeVars: true,
+    targetBlank: false,
+    tooltip: '',
+    asDropdown: false,
+    tags: [],
+  }));
+  const variables: VariableModel[] = [
+    {
+      name: 'datasource',
+      label: 'Data source',
+      description: 'The Prometheus that scrapes keepalive-exporter.',
+      type: 'datasource',
+      query: 'prometheus',
+      // "default": Grafana's default Prometheus data source until the user picks another.
+      current: { text: 'default', value: 'default' },
+      hide: VariableHide.dontHide,
+      refresh: VariableRefresh.onDashboardLoad,
+      regex: '',
+      options: [],
+    },
+    ...spec.variables.map((v): VariableModel => ({
+      name: v.name,
+      label: v.label,
+      description: v.description,
+      type: 'query',
+      datasource: DATASOURCE,
+      query: { query: v.query, refId: 'PrometheusVariableQueryEditor-VariableQuery' },
+      current: { selected: true, text: ['All'], value: ['$__all'] },
+      includeAll: true,
+      allValue: '.+',
+      multi: true,
+      refresh: VariableRefresh.onTimeRangeChanged,
+      sort: VariableSort.alphabeticalAsc,
+      hide: VariableHide.dontHide,
+      regex: '',
+      options: [],
+    })),
+  ];
   return {
     uid: spec.uid,
     title: spec.title,
     description: spec.description,
     tags: spec.tags,
     editable: true,
-    graphTooltip: 1,
+    graphTooltip: DashboardCursorSync.Crosshair,
     schemaVersion: 39,
     version: 1,
     refresh: '30s',
@@ -225,52 +299,8 @@ export function buildDashboard(spec: DashboardSpec): Record<string, unknown> {
         type: 'dashboard',
       }],
     },
-    links: spec.links.map((l) => ({
-      title: l.title,
-      type: 'link',
-      url: `/d/${l.uid}?\${__url_time_range}&\${__all_variables}`,
-      icon: 'dashboard',
-      keepTime: true,
-      includeVars: true,
-      targetBlank: false,
-      tooltip: '',
-      asDropdown: false,
-      tags: [],
-    })),
-    templating: {
-      list: [
-        {
-          name: 'datasource',
-          label: 'Data source',
-          description: 'The Prometheus that scrapes keepalive-exporter.',
-          type: 'datasource',
-          query: 'prometheus',
-          current: {},
-          hide: 0,
-          refresh: 1,
-          regex: '',
-          options: [],
-        },
-        ...spec.variables.map((v) => ({
-          name: v.name,
-          label: v.label,
-          description: v.description,
-          type: 'query',
-          datasource: DATASOURCE,
-          query: { query: v.query, refId: 'PrometheusVariableQueryEditor-VariableQuery' },
-          definition: v.query,
-          current: { selected: true, text: ['All'], value: ['$__all'] },
-          includeAll: true,
-          allValue: '.+',
-          multi: true,
-          refresh: 2,
-          sort: 1,
-          hide: 0,
-          regex: '',
-          options: [],
-        })),
-      ],
-    },
+    links,
+    templating: { list: variables },
     panels,
   };
 }

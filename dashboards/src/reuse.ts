@@ -174,8 +174,7 @@ const servers: PanelSpec[] = [
       tableQuery(`max by (server) (keepalive_advertised_max_requests{${SEL}})`),
       tableQuery(`max by (server) (keepalive_inferred_max_requests{${SEL}})`),
     ],
-    extra: {
-      transformations: [
+    transformations: [
         { id: 'merge', options: {} },
         {
           id: 'organize',
@@ -194,8 +193,7 @@ const servers: PanelSpec[] = [
           },
         },
         { id: 'sortBy', options: { sort: [{ field: 'Avoidable handshakes/s', desc: true }] } },
-      ],
-    },
+    ],
     columnUnits: {
       'Avoidable handshakes/s': 'cps',
       'Requests/s': 'reqps',

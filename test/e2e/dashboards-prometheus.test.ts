@@ -42,13 +42,13 @@ interface Panel {
   title: string;
   targets?: Array<{ refId: string; expr: string; instant?: boolean }>;
 }
-interface Variable { name: string; type: string; definition?: string }
+interface Variable { name: string; type: string; query?: { query: string } | string }
 interface Dashboard { title: string; panels: Panel[]; templating: { list: Variable[] } }
 
 const dashboards = DASHBOARDS.map((f) => JSON.parse(readFileSync(join(ROOT, 'dashboards', f), 'utf8')) as Dashboard);
 const panelQueries = dashboards.flatMap((d) => d.panels.flatMap((p) =>
   (p.targets ?? []).map((t) => ({ name: `${d.title} / ${p.title} / ${t.refId}`, expr: t.expr, instant: t.instant === true }))));
-const variables = dashboards.flatMap((d) => d.templating.list.filter((v) => v.type === 'query').map((v) => ({ name: `${d.title} / $${v.name}`, definition: v.definition! })));
+const variables = dashboards.flatMap((d) => d.templating.list.filter((v) => v.type === 'query').map((v) => ({ name: `${d.title} / $${v.name}`, definition: (v.query as { query: string }).query })));
 
 interface Rule { record?: string; alert?: string; expr: string }
 const ruleGroups = (parseYaml(readFileSync(RULES, 'utf8')) as { groups: Array<{ name: string; rules: Rule[] }> }).groups;
