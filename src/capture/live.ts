@@ -72,7 +72,21 @@ export class LiveCapture {
     return new Promise((resolve, reject) => {
       let started = false;
       let stderr = '';
-      const child = spawn(this.opts.tcpdump, this.args(), { stdio: ['ignore', 'pipe', 'pipe'] });
+      let child: ChildProcessByStdio<null, Readable, Readable>;
+      try {
+        child = spawn(this.opts.tcpdump, this.args(), { stdio: ['ignore', 'pipe', 'pipe'] });
+      } catch (err) {
+        // Some exec failures throw instead of emitting 'error'. EPERM: tcpdump has a file
+        // capability (cap_net_raw=eip, as in the container image) that this process' bounding
+        // set lacks, so the kernel refuses to execute it.
+        const e = err as NodeJS.ErrnoException;
+        const msg = e.code === 'EPERM'
+          ? `cannot run ${this.opts.tcpdump}: EPERM: its file capabilities need CAP_NET_RAW, which this process may not have: grant it (docker run --cap-add NET_RAW; Kubernetes capabilities.add: [NET_RAW]), or use --proxy or --pcap`
+          : `cannot run ${this.opts.tcpdump}: ${e.message}`;
+        if (first) reject(new CaptureStartError(msg));
+        else this.scheduleRestart(msg);
+        return;
+      }
       this.child = child;
       const startedAt = Date.now();
       child.on('error', (err: NodeJS.ErrnoException) => {

@@ -110,6 +110,15 @@ describe('start errors (fake tcpdump)', () => {
     expect(err.message).toContain('--pcap');
   });
 
+  it('a spawn that throws instead of emitting an error (EPERM from file capabilities, a bad path): a start error, not a crash', async () => {
+    // A NUL byte makes spawn throw synchronously, as EPERM does (test/deploy shows the real one).
+    const c = new LiveCapture({ interface: 'any', ports: [80], tcpdump: 'tcp\0dump', bufferKiB: 1024 }, new Engine(), logger());
+    const err = (await c.start().then(() => null, (e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(CaptureStartError);
+    expect(err.message).toMatch(/^cannot run tcp\0dump: /);
+    expect(c.up).toBe(false);
+  });
+
   it('anything else: tcpdump\'s own last line', async () => {
     const tcpdump = fakeTcpdump('echo "tcpdump: can\'t parse filter expression: syntax error" >&2\nexit 1');
     const c = new LiveCapture({ interface: 'any', ports: [80], tcpdump, bufferKiB: 1024 }, new Engine(), logger());
