@@ -178,7 +178,7 @@ function lastLine(s: string): string {
 /** One line that says what is wrong and how to fix it. */
 function explainFailure(stderr: string, opts: LiveCaptureOptions): string {
   if (/permission|not permitted/i.test(stderr)) {
-    return `tcpdump may not capture on ${opts.interface}: run as root, or give tcpdump the capture capabilities (setcap cap_net_raw,cap_net_admin=eip $(command -v tcpdump)), or use --pcap FILE`;
+    return `tcpdump may not capture on ${opts.interface}: run as root, or give tcpdump the capture capabilities (setcap cap_net_raw=eip $(command -v tcpdump)), or use --pcap FILE`;
   }
   if (/no such device|doesn't exist|not found/i.test(stderr)) {
     return `no capture interface "${opts.interface}": list them with 'tcpdump -D' or 'ip link', or use --interface any`;

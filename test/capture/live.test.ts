@@ -106,7 +106,7 @@ describe('start errors (fake tcpdump)', () => {
     const c = new LiveCapture({ interface: 'any', ports: [80], tcpdump, bufferKiB: 1024 }, new Engine(), logger());
     const err = (await c.start().then(() => null, (e: unknown) => e)) as Error;
     expect(err).toBeInstanceOf(CaptureStartError);
-    expect(err.message).toContain('setcap cap_net_raw,cap_net_admin=eip');
+    expect(err.message).toContain('setcap cap_net_raw=eip');
     expect(err.message).toContain('--pcap');
   });
 
