@@ -77,6 +77,14 @@ export interface VariableSpec {
   description: string;
 }
 
+/** The `job` and `instance` variables every dashboard has, listed from `metric`. */
+export function jobAndInstance(metric: string): VariableSpec[] {
+  return [
+    { name: 'job', label: 'Job', query: `label_values(${metric}, job)`, description: 'Prometheus job of the keepalive-exporter daemons.' },
+    { name: 'instance', label: 'Instance', query: `label_values(${metric}{job=~"$job"}, instance)`, description: 'One daemon (one node) or all of them.' },
+  ];
+}
+
 export interface DashboardSpec {
   uid: string;
   title: string;

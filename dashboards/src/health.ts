@@ -3,7 +3,7 @@
  * A reuse figure is only as good as the capture behind it: drops, gaps and evictions here explain
  * `aborted` closes and missing requests on the main dashboard.
  */
-import type { DashboardSpec, PanelSpec } from './grafana.js';
+import { jobAndInstance, type DashboardSpec, type PanelSpec } from './grafana.js';
 
 const SEL = 'job=~"$job", instance=~"$instance"';
 const rate = (metric: string, extra = ''): string =>
@@ -146,10 +146,7 @@ export const healthDashboard: DashboardSpec = {
   title: 'keepalive-exporter health',
   description: 'The keepalive-exporter daemons themselves: capture drops, flows, gaps and parse errors, sources, memory and CPU.',
   tags: ['keepalive-exporter', 'exporter-health'],
-  variables: [
-    { name: 'job', label: 'Job', query: 'label_values(keepalive_source_up, job)', description: 'Prometheus job of the keepalive-exporter daemons.' },
-    { name: 'instance', label: 'Instance', query: 'label_values(keepalive_source_up{job=~"$job"}, instance)', description: 'One daemon (one node) or all of them.' },
-  ],
+  variables: jobAndInstance('keepalive_source_up'),
   rows: [
     { title: 'Status', panels: status },
     { title: 'Capture', panels: capture },

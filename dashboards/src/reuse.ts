@@ -5,7 +5,7 @@
  * `dashboards/prometheus/keepalive-rules.yml` record the same ratios fleet-wide for alerts and
  * federation.
  */
-import type { DashboardSpec, PanelSpec, Threshold } from './grafana.js';
+import { jobAndInstance, type DashboardSpec, type PanelSpec, type Threshold } from './grafana.js';
 
 /** Every panel's series selector: the dashboard's three variables. */
 const SEL = 'job=~"$job", instance=~"$instance", server=~"$server"';
@@ -212,8 +212,7 @@ export const reuseDashboard: DashboardSpec = {
   description: 'Are HTTP/1.x connections reused, what does reuse save, and why do connections close. Data from keepalive-exporter.',
   tags: ['keepalive-exporter', 'http', 'network'],
   variables: [
-    { name: 'job', label: 'Job', query: 'label_values(keepalive_requests_total, job)', description: 'Prometheus job of the keepalive-exporter daemons.' },
-    { name: 'instance', label: 'Instance', query: 'label_values(keepalive_requests_total{job=~"$job"}, instance)', description: 'One daemon (one node) or all of them.' },
+    ...jobAndInstance('keepalive_requests_total'),
     { name: 'server', label: 'Server', query: 'label_values(keepalive_requests_total{job=~"$job", instance=~"$instance"}, server)', description: 'Server ip:port (at most --max-servers values; the rest are "other").' },
   ],
   rows: [

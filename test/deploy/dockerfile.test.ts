@@ -26,7 +26,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseProm, total } from '../helpers/prom.js';
 import { DEFAULT_LISTEN, envName, OPTIONS } from '../../src/config/daemon.js';
 import { commandForm, dockerignore, parseCopy, parseDockerfile, parseEnv, parseHealthcheck, splitWords, type Healthcheck, type Stage } from './support/dockerfile.js';
-import { findTool, freePort, httpGet, logTail, run, startProc, stopProc, waitFor, type Proc } from './support/procs.js';
+import { findTool, freePort, httpGet, run, start, stop, tail, waitFor, type Proc } from '../helpers/procs.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const read = (p: string): string => readFileSync(join(ROOT, p), 'utf8');
@@ -306,9 +306,9 @@ describe('the runtime layout, assembled as the runtime stage copies it', () => {
     const fixture = join(ROOT, 'test/fixtures/real/real-servers.pcap');
     let daemon: Proc | null = null;
     try {
-      daemon = startProc(ep[0], [...ep.slice(1), '--pcap', fixture], join(work, 'daemon-pcap.log'), { env, cwd: join(image.root, image.workdir) });
+      daemon = start('daemon', ep[0], [...ep.slice(1), '--pcap', fixture], join(work, 'daemon-pcap.log'), env, join(image.root, image.workdir));
       const healthy = await waitFor('the HEALTHCHECK to pass', 20_000, async () => {
-        if (daemon!.exit) throw new Error(`the daemon exited ${JSON.stringify(daemon!.exit)}\n${logTail(daemon)}`);
+        if (daemon!.exit) throw new Error(`the daemon exited ${JSON.stringify(daemon!.exit)}\n${tail(daemon, 20)}`);
         const r = await run(hc[0], hc.slice(1), { env, timeoutMs: 10_000 });
         return r.code === 0 ? r : null;
       }, 200);
@@ -325,8 +325,8 @@ describe('the runtime layout, assembled as the runtime stage copies it', () => {
       expect(total(s, 'keepalive_requests_total', { source: `file:${fixture}` })).toBe(112);
       expect(total(s, 'keepalive_requests_total', { source: `file:${fixture}`, reused: 'true' })).toBe(51);
     } finally {
-      const stopped = await stopProc(daemon);
-      expect({ code: stopped.code, killed: stopped.killed }, logTail(daemon)).toEqual({ code: 0, killed: false });
+      const stopped = await stop(daemon, 'SIGTERM', 8000);
+      expect({ code: stopped.code, killed: stopped.killed }, tail(daemon, 20)).toEqual({ code: 0, killed: false });
     }
     const after = await run(hc[0], hc.slice(1), { env, timeoutMs: 10_000 });
     expect(after.code).toBe(1);
@@ -441,7 +441,7 @@ async function captureUnder(m: PrivilegeModel): Promise<Outcome> {
   const log = join(work, `daemon-${m.what.replace(/\W+/g, '-')}.log`);
   let daemon: Proc | null = null;
   try {
-    daemon = startProc(TOOLS.setpriv!, [...setpriv, '--', node, join(image.root, '/app/dist/cli/main.js'), ...m.args], log, { env, cwd: join(image.root, image.workdir) });
+    daemon = start('daemon', TOOLS.setpriv!, [...setpriv, '--', node, join(image.root, '/app/dist/cli/main.js'), ...m.args], log, env, join(image.root, image.workdir));
     const d = daemon;
     const up = await waitFor('the live source up, or the daemon gone', 20_000, async () => {
       if (d.exit) return 'exited' as const;
@@ -451,7 +451,7 @@ async function captureUnder(m: PrivilegeModel): Promise<Outcome> {
     if (up === 'exited') return { captured: false, code: d.exit!.code, log: readFileSync(log, 'utf8') };
     const pid = d.child.pid!;
     const tcpdumpPid = childrenOf(pid).find((c) => /tcpdump/.test(readFileSync(`/proc/${c}/cmdline`, 'utf8')));
-    if (tcpdumpPid === undefined) throw new Error(`no tcpdump child of ${pid}\n${logTail(d)}`);
+    if (tcpdumpPid === undefined) throw new Error(`no tcpdump child of ${pid}\n${tail(d, 20)}`);
     const nodeCaps = procCaps(pid)!;
     const tcpdumpCaps = procCaps(tcpdumpPid)!;
     await keepAliveRequests(httpPort);
@@ -462,11 +462,11 @@ async function captureUnder(m: PrivilegeModel): Promise<Outcome> {
       const s = parseProm(r.body);
       return total(s, 'keepalive_requests_total', { server: label, reused: 'true' }) === 2 && total(s, 'keepalive_requests_total', { server: label, reused: 'false' }) === 1 ? true : null;
     }, 200);
-    const stopped = await stopProc(daemon);
-    expect({ code: stopped.code, killed: stopped.killed }, logTail(daemon)).toEqual({ code: 0, killed: false });
+    const stopped = await stop(daemon, 'SIGTERM', 8000);
+    expect({ code: stopped.code, killed: stopped.killed }, tail(daemon, 20)).toEqual({ code: 0, killed: false });
     return { captured: true, node: nodeCaps, tcpdump: tcpdumpCaps };
   } finally {
-    await stopProc(daemon);
+    await stop(daemon, 'SIGTERM', 8000);
     await new Promise<void>((r) => server.close(() => r()));
   }
 }

@@ -15,7 +15,7 @@ import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { DEFAULT_LISTEN, envName, loadConfig, OPTIONS, type DaemonConfig } from '../../src/config/daemon.js';
 import { buildApp } from '../../src/server/app.js';
 import { Exporter } from '../../src/metrics/exporter.js';
-import { findTool, run } from './support/procs.js';
+import { findTool, run } from '../helpers/procs.js';
 import { splitWords } from './support/dockerfile.js';
 
 const ROOT = join(import.meta.dirname, '../..');

@@ -23,7 +23,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { findTool, freePort, httpGet, portFree, sleep, start, stop, tail, tailFile, waitFor, type Proc } from './support/procs.js';
+import { findTool, freePort, httpGet, portFree, sleep, start, stop, tail, tailFile, waitFor, type Proc } from '../helpers/procs.js';
 import { APACHE_MAX_KEEPALIVE, IDLE_TIMEOUT_S, NGINX_KEEPALIVE_REQUESTS, indexHtml, prepareDir, startApache, startNginx } from './support/servers.js';
 import { byLabels, query, startPrometheus } from './support/prometheus.js';
 import { RawConn, get, type Response } from './support/client.js';

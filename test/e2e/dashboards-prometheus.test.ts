@@ -20,7 +20,7 @@ import { Agent, createServer, request, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { findTool, freePort, httpGet, sleep, start, stop, tail, waitFor, type Proc } from './support/procs.js';
+import { findTool, freePort, httpGet, sleep, start, stop, tail, waitFor, type Proc } from '../helpers/procs.js';
 import { api, query, queryRange, startPrometheus, type RangeSeries } from './support/prometheus.js';
 
 const ROOT = join(import.meta.dirname, '../..');

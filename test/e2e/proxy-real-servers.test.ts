@@ -30,7 +30,7 @@ import { Engine } from '../../src/conn/engine.js';
 import { ProxyRelay } from '../../src/proxy/relay.js';
 import type { ConnectionRecord } from '../../src/conn/records.js';
 import { analyzeFile, type Facts } from '../helpers/engine.js';
-import { findTool, portFree, sleep, start, stop, tail, tailFile, waitFor, type Proc } from './support/procs.js';
+import { findTool, portFree, sleep, start, stop, tail, tailFile, waitFor, type Proc } from '../helpers/procs.js';
 import { APACHE_MAX_KEEPALIVE, IDLE_TIMEOUT_S, NGINX_KEEPALIVE_REQUESTS, indexHtml, prepareDir, startApache, startNginx } from './support/servers.js';
 
 const HOST = '127.0.0.1';

@@ -14,7 +14,7 @@ import { proxyProtocolHeader, type ProxyProtocol } from '../../src/proxy/proxy-p
 import { ProxyRelay } from '../../src/proxy/relay.js';
 import { Engine } from '../../src/conn/engine.js';
 import type { ConnectionRecord } from '../../src/conn/records.js';
-import { findTool, sleep, start, stop, waitFor, type Proc } from '../e2e/support/procs.js';
+import { findTool, sleep, start, stop, waitFor, type Proc } from '../helpers/procs.js';
 
 const HOST = '127.0.0.1';
 const SIG = '0d0a0d0a000d0a515549540a';

@@ -5,7 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { httpGet, start, stop, tail, waitFor, type Proc } from './procs.js';
+import { httpGet, start, stop, tail, waitFor, type Proc } from '../../helpers/procs.js';
 
 export function prometheusConfig(job: string, target: string, ruleFiles: string[] = []): string {
   const rules = ruleFiles.length ? `rule_files:\n${ruleFiles.map((f) => `  - ${JSON.stringify(f)}\n`).join('')}` : '';

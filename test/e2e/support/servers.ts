@@ -10,7 +10,7 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { join } from 'node:path';
-import { start, stop, tail, waitFor, type Proc } from './procs.js';
+import { start, stop, tail, waitFor, type Proc } from '../../helpers/procs.js';
 
 export const IDLE_TIMEOUT_S = 2;
 export const APACHE_MAX_KEEPALIVE = 3;

@@ -1,9 +1,10 @@
 /**
- * Child processes for the deployment tests: every long-running child gets its own process
- * group and a log file, every wait is bounded, and stopping kills only that group.
+ * Process and port helpers for the tests that run real programs (end to end, deployment): every
+ * child gets its own process group and a log file, every wait is bounded, and stopping escalates
+ * to SIGKILL of that group only.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 
@@ -21,26 +22,30 @@ export function findTool(name: string): string | null {
 }
 
 export interface Proc {
+  name: string;
   child: ChildProcess;
   log: string;
+  /** Resolves when the process has exited (code or signal). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Set once it exited. */
   exit: { code: number | null; signal: NodeJS.Signals | null } | null;
 }
 
 /** Starts a process in its own group, stdout and stderr appended to `log`. */
-export function startProc(cmd: string, args: string[], log: string, opts: { env: NodeJS.ProcessEnv; cwd?: string }): Proc {
+export function start(name: string, cmd: string, args: string[], log: string, env?: NodeJS.ProcessEnv, cwd?: string): Proc {
   const fd = openSync(log, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(cmd, args, { stdio: ['ignore', fd, fd], detached: true, env: opts.env, cwd: opts.cwd });
+    child = spawn(cmd, args, { stdio: ['ignore', fd, fd], detached: true, env: env ?? process.env, cwd });
   } finally {
     closeSync(fd);
   }
-  const p: Proc = { child, log, exit: null, exited: Promise.resolve({ code: null, signal: null }) };
+  const p: Proc = { name, child, log, exit: null, exited: Promise.resolve({ code: null, signal: null }) };
   p.exited = new Promise((resolve) => {
-    child.once('error', () => {
+    child.once('error', (err) => {
       p.exit = { code: -1, signal: null };
       resolve(p.exit);
+      void err;
     });
     child.once('exit', (code, signal) => {
       p.exit = { code, signal };
@@ -50,35 +55,44 @@ export function startProc(cmd: string, args: string[], log: string, opts: { env:
   return p;
 }
 
-/** SIGTERM (or `signal`), then SIGKILL of the process' own group after `timeoutMs`. */
-export async function stopProc(p: Proc | null, timeoutMs = 8000, signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: NodeJS.Signals | null; killed: boolean }> {
+/** The last lines of a process' log, for failure messages. */
+export function tail(p: Proc | null, lines = 15): string {
+  return p ? tailFile(p.name, p.log, lines) : '';
+}
+
+/** The last lines of a file, headed by its name; '' when it is missing or empty. */
+export function tailFile(name: string, path: string, lines = 15): string {
+  let text = '';
+  try { text = readFileSync(path, 'utf8').trimEnd(); } catch { /* missing */ }
+  return text ? `----- ${name} (${path}) -----\n${text.split('\n').slice(-lines).join('\n')}` : '';
+}
+
+/**
+ * Sends `signal` to the process and waits up to `timeoutMs` for it to exit; then SIGKILLs its
+ * process group (only the group we created for it). Returns how it exited and whether it had to
+ * be killed.
+ */
+export async function stop(p: Proc | null, signal: NodeJS.Signals, timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; killed: boolean }> {
   if (!p) return { code: null, signal: null, killed: false };
   const pid = p.child.pid;
-  let killed = false;
   if (p.exit === null && pid !== undefined) {
-    try { process.kill(pid, signal); } catch { /* gone */ }
+    try { process.kill(pid, signal); } catch { /* already gone */ }
     const timer = sleep(timeoutMs).then(() => 'timeout' as const);
     if ((await Promise.race([p.exited, timer])) === 'timeout') {
-      try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ }
-      killed = true;
+      try { process.kill(-pid, 'SIGKILL'); } catch { /* already gone */ }
+      const e = await p.exited;
+      return { ...e, killed: true };
     }
   }
-  // Whatever is left of the group (tcpdump) goes too.
+  // The leader exited: make sure nothing of its group is left behind (Apache workers, tcpdump).
   if (pid !== undefined) {
-    try { process.kill(-pid, 'SIGKILL'); } catch { /* no such group */ }
+    try { process.kill(-pid, 'SIGKILL'); } catch { /* no such group: all gone */ }
   }
   const e = await p.exited;
-  return { ...e, killed };
+  return { ...e, killed: false };
 }
 
-export function logTail(p: Proc | null, lines = 20): string {
-  if (!p) return '';
-  let text = '';
-  try { text = readFileSync(p.log, 'utf8').trimEnd(); } catch { /* none */ }
-  return text ? `----- ${p.log} -----\n${text.split('\n').slice(-lines).join('\n')}` : `(${p.log} is empty)`;
-}
-
-/** Polls `probe` until it returns non-null; throws after `timeoutMs`. */
+/** Polls `probe` every `intervalMs` until it returns a non-null value; throws after `timeoutMs`. */
 export async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | null> | T | null, intervalMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastErr: unknown = null;
@@ -89,12 +103,25 @@ export async function waitFor<T>(what: string, timeoutMs: number, probe: () => P
     } catch (err) {
       lastErr = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`);
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`);
+    }
     await sleep(intervalMs);
   }
 }
 
-/** A port free on 127.0.0.1 now. */
+/** True when nothing accepts connections on host:port. */
+export function portFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    s.setTimeout(500);
+    s.once('connect', () => { s.destroy(); resolve(false); });
+    s.once('timeout', () => { s.destroy(); resolve(false); });
+    s.once('error', () => resolve(true));
+  });
+}
+
+/** A port the OS says is free now on 127.0.0.1 (from the ephemeral range, away from fixed test ports). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -106,8 +133,8 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** One GET on its own connection: status and body, or null when nothing answered. */
-export function httpGet(url: string, timeoutMs = 2000): Promise<{ status: number; body: string } | null> {
+/** GET on loopback (one connection, closed after): status and body, or null if nothing answered. */
+export function httpGet(url: string, timeoutMs = 1000): Promise<{ status: number; body: string } | null> {
   return new Promise((resolve) => {
     const req = http.get(url, { agent: false, headers: { connection: 'close' }, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
@@ -120,7 +147,7 @@ export function httpGet(url: string, timeoutMs = 2000): Promise<{ status: number
   });
 }
 
-/** Runs a command to its end (bounded): exit status and output. */
+/** Runs a command to its end (killed after `timeoutMs`): exit status and output. */
 export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
