@@ -31,6 +31,7 @@ import { ProxyRelay } from '../../src/proxy/relay.js';
 import type { ConnectionRecord } from '../../src/conn/records.js';
 import { analyzeFile, type Facts } from '../helpers/engine.js';
 import { findTool, portFree, sleep, start, stop, tail, tailFile, waitFor, type Proc } from '../helpers/procs.js';
+import { RawConn, get, type Response } from './support/client.js';
 import { APACHE_MAX_KEEPALIVE, IDLE_TIMEOUT_S, NGINX_KEEPALIVE_REQUESTS, indexHtml, prepareDir, startApache, startNginx } from './support/servers.js';
 
 const HOST = '127.0.0.1';
@@ -48,129 +49,21 @@ if (!existsSync('/usr/lib/apache2/modules/mod_mpm_event.so') && !missing.include
 const isRoot = process.getuid?.() === 0;
 const canRun = isRoot && missing.length === 0;
 
-// ------------------------------------------------------------------ a raw HTTP client
+// ------------------------------------------------------------------ scenarios
 
 class ScenarioError extends Error {}
 function check(cond: boolean, msg: string): asserts cond {
   if (!cond) throw new ScenarioError(msg);
 }
 
-interface Response { status: number; headers: Record<string, string>; body: Buffer; at: number }
-
-function get(path: string, { version = '1.1', connection = 'keep-alive' as string | null } = {}): string {
-  return [`GET ${path} HTTP/${version}`, 'Host: localhost', 'User-Agent: keepalive-proxy-e2e/1', ...(connection === null ? [] : [`Connection: ${connection}`])].join('\r\n') + '\r\n\r\n';
-}
-
-/** node:net client writing raw HTTP/1.x; reads Content-Length responses; knows when the FIN/RST came. */
-class Client {
-  private sock!: net.Socket;
-  private buf: Buffer = Buffer.alloc(0);
-  private waiters = new Set<() => void>();
-  readonly responses: Response[] = [];
-  bytesIn = 0;
-  serverFinAt: number | null = null;
-  error: NodeJS.ErrnoException | null = null;
-  closed = false;
-  port = 0;
-
-  constructor(readonly name: string) {}
-
-  open(port: number): Promise<this> {
-    return new Promise((resolve, reject) => {
-      const s = net.connect({ host: HOST, port, allowHalfOpen: true, noDelay: true });
-      this.sock = s;
-      s.once('connect', () => { this.port = s.localPort!; resolve(this); });
-      s.once('error', reject);
-      s.on('data', (d: Buffer) => {
-        this.bytesIn += d.length;
-        this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
-        this.parse();
-        this.kick();
-      });
-      s.on('end', () => { this.serverFinAt = performance.now(); this.kick(); });
-      s.on('error', (e) => { this.error = e; this.kick(); });
-      s.on('close', () => { this.closed = true; this.kick(); });
-    });
-  }
-
-  private kick(): void {
-    for (const w of [...this.waiters]) w();
-  }
-
-  private parse(): void {
-    for (;;) {
-      const end = this.buf.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      const lines = this.buf.subarray(0, end).toString('latin1').split('\r\n');
-      const m = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0]);
-      if (!m) throw new Error(`${this.name}: not a response: ${lines[0]}`);
-      const headers: Record<string, string> = {};
-      for (const l of lines.slice(1)) {
-        const i = l.indexOf(':');
-        headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
-      }
-      const len = Number(headers['content-length']);
-      if (this.buf.length < end + 4 + len) return;
-      this.responses.push({ status: Number(m[1]), headers, body: this.buf.subarray(end + 4, end + 4 + len), at: performance.now() });
-      this.buf = this.buf.subarray(end + 4 + len);
-    }
-  }
-
-  waitUntil(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const probe = (): void => {
-        if (!pred()) return;
-        clearTimeout(timer);
-        this.waiters.delete(probe);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        this.waiters.delete(probe);
-        reject(new ScenarioError(`${this.name}: timed out after ${timeoutMs} ms waiting for ${what}`));
-      }, timeoutMs);
-      this.waiters.add(probe);
-      probe();
-    });
-  }
-
-  async request(bytes: string): Promise<Response> {
-    const n = this.responses.length;
-    this.sock.write(bytes);
-    await this.waitUntil(() => this.responses.length > n || this.error !== null || this.serverFinAt !== null, 3000, `response ${n + 1}`);
-    check(this.responses.length > n, `${this.name}: no response ${n + 1} (${this.error?.message ?? 'the server closed'})`);
-    return this.responses[n];
-  }
-
-  write(bytes: string): void {
-    this.sock.write(bytes);
-  }
-
-  /** Waits for the server's FIN; returns the ms since the last complete response. */
-  async serverFin(timeoutMs: number): Promise<number> {
-    await this.waitUntil(() => this.serverFinAt !== null || this.error !== null, timeoutMs, 'the server FIN');
-    check(this.error === null, `${this.name}: ${this.error?.message} while waiting for the server FIN`);
-    return this.serverFinAt! - (this.responses.at(-1)?.at ?? 0);
-  }
-
-  async end(): Promise<void> {
-    this.sock.end();
-    await this.waitUntil(() => this.closed, 3000, 'the socket to close');
-  }
-
-  destroy(): void {
-    this.sock?.destroy();
-  }
-}
-
-// ------------------------------------------------------------------ scenarios
-
 type Kind = 'apache' | 'nginx';
 interface Expected { server: string; scenario: string; reason: string; closedBy: 'client' | 'server'; requests: number }
-interface Run extends Expected { clientPort: number }
+/** client: the scenario's own address:port, as the relay reports it. */
+interface Run extends Expected { client: string }
 
 const BODY = Buffer.from(indexHtml());
 
-function checkOk(c: Client, r: Response, n: number, connection: string | null): void {
+function checkOk(c: RawConn, r: Response, n: number, connection: string | null): void {
   check(r.status === 200 && r.body.equals(BODY), `${c.name}: response ${n}: status ${r.status}, ${r.body.length} body bytes`);
   check((r.headers.connection ?? null) === connection, `${c.name}: response ${n}: Connection=${r.headers.connection}, expected ${connection}`);
 }
@@ -181,26 +74,26 @@ function persistence(kind: Kind, n: number): string {
   return n >= NGINX_KEEPALIVE_REQUESTS ? 'close' : 'keep-alive';
 }
 
-type Body = (c: Client, kind: Kind) => Promise<void>;
+type Body = (c: RawConn, kind: Kind) => Promise<void>;
 interface Scenario { kind: Kind; name: string; reason: string; closedBy: 'client' | 'server'; requests: number; body: Body }
 
 const idleTimeout: Body = async (c, kind) => {
   for (let i = 1; i <= 2; i++) checkOk(c, await c.request(get('/')), i, persistence(kind, i));
-  const ms = await c.serverFin(IDLE_MS + 3000);
+  const ms = await c.serverClose(IDLE_MS + 3000);
   check(ms > IDLE_MS - 500 && ms < IDLE_MS + 1500, `${c.name}: server closed ${ms.toFixed(0)} ms after the last response, expected about ${IDLE_MS}`);
   await c.end();
 };
 const maxRequests: Body = async (c, kind) => {
   const n = kind === 'apache' ? APACHE_MAX_KEEPALIVE + 1 : NGINX_KEEPALIVE_REQUESTS;
   for (let i = 1; i <= n; i++) checkOk(c, await c.request(get('/')), i, persistence(kind, i));
-  check((await c.serverFin(1500)) < 500, `${c.name}: the server FIN was not prompt`);
+  check((await c.serverClose(1500)) < 500, `${c.name}: the server FIN was not prompt`);
   await c.end();
 };
 /** A keep-alive request, then one with Connection: close; the server answers and closes. */
 const clientCloseHeader: Body = async (c, kind) => {
   checkOk(c, await c.request(get('/')), 1, persistence(kind, 1));
   checkOk(c, await c.request(get('/', { connection: 'close' })), 2, 'close');
-  check((await c.serverFin(1500)) < 500, `${c.name}: the server FIN was not prompt`);
+  check((await c.serverClose(1500)) < 500, `${c.name}: the server FIN was not prompt`);
   await c.end();
 };
 /** Two plain HTTP/1.1 requests, then the client FINs at once (as curl does when it exits). */
@@ -215,7 +108,7 @@ const clientCloseFin: Body = async (c, kind) => {
 };
 const http10: Body = async (c) => {
   checkOk(c, await c.request(get('/', { version: '1.0', connection: null })), 1, 'close');
-  check((await c.serverFin(1500)) < 500, `${c.name}: the server FIN was not prompt`);
+  check((await c.serverClose(1500)) < 500, `${c.name}: the server FIN was not prompt`);
   await c.end();
 };
 /**
@@ -228,7 +121,7 @@ const http10: Body = async (c) => {
 function race(afterFinMs: number): Body {
   return async (c, kind) => {
     checkOk(c, await c.request(get('/')), 1, persistence(kind, 1));
-    const ms = await c.serverFin(IDLE_MS + 3000);
+    const ms = await c.serverClose(IDLE_MS + 3000);
     check(ms > IDLE_MS - 500 && ms < IDLE_MS + 1500, `${c.name}: server closed ${ms.toFixed(0)} ms after the response`);
     await sleep(afterFinMs);
     const before = c.bytesIn;
@@ -280,7 +173,7 @@ describe.runIf(canRun || process.env.CI === 'true')('the proxy tap in front of r
   let dir = '';
   const procs: { apache: Proc | null; nginx: Proc | null; tcpdump: Proc | null } = { apache: null, nginx: null, tcpdump: null };
   const sides: Partial<Record<Kind, Side>> = {};
-  const clients = new Set<Client>();
+  const clients = new Set<RawConn>();
   const runs: Run[] = [];
   const failures: string[] = [];
   let captured: Facts | null = null;
@@ -322,14 +215,14 @@ describe.runIf(canRun || process.env.CI === 'true')('the proxy tap in front of r
       // Every scenario at once, each starting STAGGER_MS after the previous one.
       await Promise.all(SCENARIOS.map(async (s, i) => {
         await sleep(i * STAGGER_MS);
-        const c = new Client(`${s.kind} ${s.name}`);
-        clients.add(c);
+        const name = `${s.kind} ${s.name}`;
         try {
-          await c.open(sides[s.kind]!.port);
-          runs.push({ server: label(s.kind), scenario: s.name, reason: s.reason, closedBy: s.closedBy, requests: s.requests, clientPort: c.port });
+          const c = await RawConn.open(name, HOST, sides[s.kind]!.port);
+          clients.add(c);
+          runs.push({ server: label(s.kind), scenario: s.name, reason: s.reason, closedBy: s.closedBy, requests: s.requests, client: c.client });
           await s.body(c, s.kind);
         } catch (err) {
-          failures.push(`${c.name}: ${(err as Error).message}`);
+          failures.push(`${name}: ${(err as Error).message}`);
         }
       }));
       // Every relayed connection is over (the relays saw both sides close).
@@ -376,10 +269,10 @@ describe.runIf(canRun || process.env.CI === 'true')('the proxy tap in front of r
     const all = [...sides.apache!.closed, ...sides.nginx!.closed];
     const byClient = new Map(all.map((r) => [r.client, r]));
     const got = runs.map((r) => {
-      const rec = byClient.get(`${HOST}:${r.clientPort}`);
+      const rec = byClient.get(r.client);
       return { server: r.server, scenario: r.scenario, reason: rec?.closeReason, closedBy: rec?.closedBy, requests: rec?.requests };
     });
-    expect(got).toEqual(runs.map(({ clientPort: _, ...e }) => e));
+    expect(got).toEqual(runs.map(({ client: _, ...e }) => e));
     expect(all).toHaveLength(SCENARIOS.length);
     for (const r of all) {
       // The upstream connect time: positive and small on loopback.
@@ -396,7 +289,7 @@ describe.runIf(canRun || process.env.CI === 'true')('the proxy tap in front of r
     const proxy = new Map([...sides.apache!.closed, ...sides.nginx!.closed].map((r) => [r.client, r]));
     const unmatched = new Set(captured!.closed);
     const rows = runs.map((run) => {
-      const p = proxy.get(`${HOST}:${run.clientPort}`);
+      const p = proxy.get(run.client);
       // The captured connection to the same server opened at the same moment (SYN vs the tap's
       // connect start; the scenarios are STAGGER_MS apart).
       let best: ConnectionRecord | undefined;

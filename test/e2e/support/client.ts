@@ -2,7 +2,8 @@
  * A raw HTTP/1.x client on node:net for the end-to-end tests: it writes request bytes as given
  * and reads responses with Content-Length bodies (all the static responses these tests ask for),
  * and it tells when the server's FIN arrived, so a scenario can check that the server did what
- * the scenario claims (persistence headers, who closed, and when).
+ * the scenario claims (persistence headers, who closed, and when). Used by daemon-prometheus and
+ * proxy-real-servers; the latter also writes past the server's FIN (write, bytesIn) for the race.
  */
 import net from 'node:net';
 
@@ -33,6 +34,8 @@ export class RawConn {
   /** performance.now() when the server's FIN arrived. */
   serverFinAt: number | null = null;
   clientClosedAt: number | null = null;
+  /** Every byte received, parsed or not: shows that nothing came back to a write(). */
+  bytesIn = 0;
   closed = false;
   requests = 0;
   client = '';
@@ -51,6 +54,7 @@ export class RawConn {
         resolve(c);
       });
       s.on('data', (d: Buffer) => {
+        c.bytesIn += d.length;
         c.buf = c.buf.length ? Buffer.concat([c.buf, d]) : d;
         try { c.parse(); } catch (err) { c.error = err as Error; }
         c.kick();
@@ -117,6 +121,11 @@ export class RawConn {
       throw new Error(`${this.name}: no response ${n + 1} (${this.error ? this.error.message : 'the server closed the connection'})`);
     }
     return this.responses[n];
+  }
+
+  /** Writes bytes and waits for nothing (e.g. a request after the server's FIN, for the race). */
+  write(bytes: string): void {
+    this.sock.write(bytes);
   }
 
   /** Waits for the server's FIN; returns the ms from the last complete response to it. */
