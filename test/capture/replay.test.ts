@@ -4,7 +4,7 @@
  * from the packets. Timing is asserted with lower bounds only.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -14,13 +14,11 @@ import { Engine } from '../../src/conn/engine.js';
 import type { PacketSink } from '../../src/capture/reader.js';
 import { Conversation, httpRequest, httpResponse, merge } from '../helpers/conversation.js';
 import { LINKTYPE, pcapFile } from '../helpers/packets.js';
+import { corpusFiles } from '../helpers/corpus.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const FIXTURE = join(ROOT, 'test/fixtures/real/real-servers.pcap');
-const CORPUS = join(ROOT, '../shared/corpus');
-const CORPUS_SAMPLE = existsSync(CORPUS)
-  ? readdirSync(CORPUS).filter((f) => /\.pcap(ng)?$/.test(f)).sort().filter((_, i) => i % 4 === 0).map((f) => join(CORPUS, f))
-  : [];
+const CORPUS_SAMPLE = corpusFiles(false).filter((_, i) => i % 4 === 0);
 
 let dir = '';
 beforeAll(() => {

@@ -9,7 +9,6 @@
  *  - the histograms resolve the common keep-alive timeouts.
  */
 import { describe, expect, it } from 'vitest';
-import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine, type EngineOptions } from '../../src/conn/engine.js';
 import { readCapture } from '../../src/capture/file.js';
@@ -17,11 +16,10 @@ import { AnalyzeReport } from '../../src/report/summary.js';
 import { Exporter, IDLE_BUCKETS, OTHER_SERVER, type SourceStatus } from '../../src/metrics/exporter.js';
 import { Conversation, httpRequest, httpResponse } from '../helpers/conversation.js';
 import { byLabel, parseProm, samples, total, type Sample } from '../helpers/prom.js';
+import { corpusFiles } from '../helpers/corpus.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const FIXTURE = join(ROOT, 'test/fixtures/real/real-servers.pcap');
-const CORPUS = join(ROOT, '../shared/corpus');
-const CORPUS_FILES = existsSync(CORPUS) ? readdirSync(CORPUS).filter((f) => /\.pcap(ng)?(\.gz)?$/.test(f)).sort() : [];
 
 /** Metrics with a server label (counters, the gauge, the two per-server histograms), each of which must respect the cap. */
 const SERVER_COUNTERS = [
@@ -64,7 +62,7 @@ function close(a: number, b: number): boolean {
 }
 
 describe('scraped metrics equal the analyze report of the same capture', () => {
-  const files = [FIXTURE, ...CORPUS_FILES.map((f) => join(CORPUS, f))];
+  const files = [FIXTURE, ...corpusFiles()];
 
   it.each(files.map((f) => [f.slice(f.lastIndexOf('/') + 1), f]))('%s', async (_name, path) => {
     const r = rig();
