@@ -6,10 +6,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { buildCli } from '../helpers/cli.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const FIXTURE = join(ROOT, 'test/fixtures/real/real-servers.pcap');
@@ -20,10 +20,7 @@ let dir = '';
 let MAIN = '';
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'ka-cli-'));
-  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--outDir', join(dir, 'dist')], { cwd: ROOT, stdio: 'pipe' });
-  copyFileSync(join(ROOT, 'package.json'), join(dir, 'package.json')); // main.js reads ../../package.json for --version
-  MAIN = join(dir, 'dist/cli/main.js');
+  ({ dir, main: MAIN } = buildCli('ka-cli-'));
   mkdirSync(join(dir, 'files'));
 });
 

@@ -7,15 +7,15 @@
  * unless the test is about the port.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OPTIONS, envName } from '../../src/config/daemon.js';
 import { parseProm, total } from '../helpers/prom.js';
 import { Conversation, httpRequest, httpResponse, merge } from '../helpers/conversation.js';
 import { LINKTYPE, pcapFile } from '../helpers/packets.js';
+import { buildCli } from '../helpers/cli.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const FIXTURE = join(ROOT, 'test/fixtures/real/real-servers.pcap');
@@ -25,11 +25,7 @@ let dir = '';
 let MAIN = '';
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'ka-daemon-'));
-  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--outDir', join(dir, 'dist')], { cwd: ROOT, stdio: 'pipe' });
-  copyFileSync(join(ROOT, 'package.json'), join(dir, 'package.json')); // main.js reads ../../package.json for --version
-  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir'); // fastify, prom-client
-  MAIN = join(dir, 'dist/cli/main.js');
+  ({ dir, main: MAIN } = buildCli('ka-daemon-'));
 }, 120_000);
 
 afterAll(() => {
