@@ -22,9 +22,13 @@ export interface DaemonConfig {
   proxy: Array<{ listenHost: string; listenPort: number; upstreamHost: string; upstreamPort: number }>;
   proxyProtocol: 'v1' | 'v2' | null;
   proxyIdleTimeoutSeconds: number;
+  /** Client connections relayed at once per --proxy listener; more are refused and counted. */
+  proxyMaxConnections: number;
   replay: 'fast' | 'realtime';
   listenHost: string;
   listenPort: number;
+  /** Scrapes of /metrics served at once; more get 503 (promhttp's and node_exporter's --web.max-requests). */
+  webMaxRequests: number;
   maxServers: number;
   maxFlows: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
@@ -52,8 +56,10 @@ export const OPTIONS: OptionDef[] = [
   { flag: 'proxy', value: 'LISTEN=UPSTREAM', def: '', repeatable: true, help: 'relay TCP from LISTEN ([HOST]:PORT) to UPSTREAM (HOST:PORT) and measure it, with no capture privileges; repeatable. Example: --proxy :8080=127.0.0.1:80' },
   { flag: 'proxy.protocol', value: 'VERSION', def: 'none', help: 'send a PROXY protocol header (v1 or v2) to the upstream so it sees the client address; none to send nothing' },
   { flag: 'proxy.idle-timeout', value: 'SECONDS', def: '900', help: 'close a relayed connection after this long without a byte either way' },
+  { flag: 'proxy.max-connections', value: 'N', def: '10000', help: 'client connections relayed at once per --proxy listener (each holds two file descriptors); more are refused at once and counted' },
   { flag: 'replay', value: 'MODE', def: 'fast', help: 'how to replay --pcap files: fast (as fast as they read) or realtime (at capture pace)' },
   { flag: 'web.listen-address', value: 'HOST:PORT', def: DEFAULT_LISTEN, help: 'HOST:PORT to serve /metrics and the API on' },
+  { flag: 'web.max-requests', value: 'N', def: '40', help: 'scrapes of /metrics served at once; more are answered 503 at once (0 for no limit). Concurrent scrapes share one rendering' },
   { flag: 'max-servers', value: 'N', def: '500', help: 'distinct server label values; more servers are reported as server="other"' },
   { flag: 'max-flows', value: 'N', def: String(DEFAULT_LIMITS.maxFlows), help: 'TCP flows tracked per source; the least recently active is evicted beyond it' },
   { flag: 'log.level', value: 'LEVEL', def: 'info', help: 'debug, info, warn or error (logs are JSON lines on stderr)' },
@@ -153,12 +159,14 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     proxy,
     proxyProtocol: protocol.value === 'none' ? null : (protocol.value as 'v1' | 'v2'),
     proxyIdleTimeoutSeconds: int('proxy.idle-timeout', 1, 86_400),
+    proxyMaxConnections: int('proxy.max-connections', 1, 1_000_000),
     ports,
     portsExplicit: fromFlags.has('ports') || !!env[envName('ports')] || fromFile.has('ports'),
     pcap,
     replay: replay.value,
     listenHost: host,
     listenPort: port,
+    webMaxRequests: int('web.max-requests', 0, 100_000),
     maxServers: int('max-servers', 1, 1_000_000),
     maxFlows: int('max-flows', 1, 100_000_000),
     logLevel: level.value as DaemonConfig['logLevel'],

@@ -48,9 +48,11 @@ describe('defaults', () => {
       proxy: [],
       proxyProtocol: null,
       proxyIdleTimeoutSeconds: 900,
+      proxyMaxConnections: 10000,
       replay: 'fast',
       listenHost: '0.0.0.0',
       listenPort: 10842,
+      webMaxRequests: 40,
       maxServers: 500,
       maxFlows: DEFAULT_LIMITS.maxFlows,
       logLevel: 'info',
@@ -89,6 +91,8 @@ describe('environment names', () => {
       [envName('proxy')]: ':8080=127.0.0.1:80,[::1]:8443=backend:443',
       [envName('proxy.protocol')]: 'v2',
       [envName('proxy.idle-timeout')]: '60',
+      [envName('proxy.max-connections')]: '50',
+      [envName('web.max-requests')]: '3',
     };
     expect(Object.keys(env).length + 1).toBe(OPTIONS.length); // all but --config, tested below
     expect(loadConfig([], env)).toEqual<DaemonConfig>({
@@ -99,6 +103,8 @@ describe('environment names', () => {
       ],
       proxyProtocol: 'v2',
       proxyIdleTimeoutSeconds: 60,
+      proxyMaxConnections: 50,
+      webMaxRequests: 3,
       maxServers: 7, maxFlows: 77, logLevel: 'debug', tcpdump: '/opt/tcpdump', captureBufferKiB: 1024, config: null,
     });
   });
