@@ -1,7 +1,8 @@
 /**
  * The daemon: sources (live tcpdump capture, capture files) feed one engine each; every engine
  * feeds the one exporter; fastify serves it. SIGTERM/SIGINT stop the sources (tcpdump flushes
- * what it has), close the server and exit 0.
+ * what it has, file reads are destroyed), close the server and exit 0; a second signal exits at
+ * once (status 1), and whatever has not stopped after 5 s is logged and left behind.
  */
 import { Engine } from '../conn/engine.js';
 import { LiveCapture, CaptureStartError } from '../capture/live.js';
@@ -18,6 +19,8 @@ ${daemonHelp()}`;
 
 /** Live sources advance their engine's clock with the wall clock, so quiet flows still expire. */
 const TICK_MS = 1000;
+/** SIGTERM ends the daemon within this, whatever its sources are doing. */
+const STOP_GRACE_MS = 5000;
 
 export async function runDaemon(argv: string[]): Promise<number> {
   let cfg: DaemonConfig;
@@ -68,6 +71,7 @@ export async function runDaemon(argv: string[]): Promise<number> {
     Object.defineProperties(status, {
       up: { get: () => capture.up, enumerable: true },
       restarts: { get: () => capture.restarts, enumerable: true },
+      stalls: { get: () => capture.stalls, enumerable: true },
       kernelDrops: { get: () => capture.kernelDrops, enumerable: true },
       interfaceDrops: { get: () => capture.interfaceDrops, enumerable: true },
     });
@@ -91,6 +95,7 @@ export async function runDaemon(argv: string[]): Promise<number> {
       idleTimeoutMs: cfg.proxyIdleTimeoutSeconds * 1000,
       connectTimeoutMs: 10_000,
       proxyProtocol: cfg.proxyProtocol,
+      maxConnections: cfg.proxyMaxConnections,
     }, { warn: (m) => log.warn(m) });
     const status: SourceStatus = { name: relay.name, kind: 'proxy', up: false, done: false, restarts: 0, kernelDrops: 0, interfaceDrops: 0, engine };
     Object.defineProperties(status, {
@@ -141,16 +146,44 @@ export async function runDaemon(argv: string[]): Promise<number> {
   // The address bound, not the one asked for: with port 0 the OS picks it.
   log.info(`keepalive-exporter ${VERSION} listening on ${address}/metrics`);
 
+  let onSignal: (sig: NodeJS.Signals) => void = () => {};
   const stop = await new Promise<unknown>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
+    onSignal = (sig) => resolve(sig);
     void fileFailure.then((err) => { if (err) resolve(err); });
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
   });
+  // Stopping: a second SIGTERM or SIGINT exits at once; whatever has not stopped after
+  // STOP_GRACE_MS is named and left behind (a FIFO open still waiting for its writer, a hung
+  // step). The timer is unref'd: a stop that completes exits without waiting for it.
+  const pending = new Set<string>();
+  let stopped = false;
+  const notStopped = (): string => [...pending, ...sources.filter((s) => s.kind === 'file' && !s.done).map((s) => s.name)].join(', ') || 'open handles';
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+  const now = (sig: NodeJS.Signals): void => {
+    log.warn(`${sig} while stopping: exiting now, without waiting for ${notStopped()}`);
+    process.exit(1);
+  };
+  process.once('SIGTERM', now);
+  process.once('SIGINT', now);
+  const lastResort = setTimeout(() => {
+    log.warn(`not stopped ${STOP_GRACE_MS / 1000} s after ${stop instanceof Error ? 'the error' : String(stop)}: ${notStopped()}; exiting anyway`);
+    // A stop whose steps all completed is still clean (exit 0, or the error's exit status).
+    process.exit(stopped ? (process.exitCode ?? 0) : 1);
+  }, STOP_GRACE_MS);
+  lastResort.unref();
+  const step = async (name: string, fn: () => Promise<void>): Promise<void> => {
+    pending.add(name);
+    await fn();
+    pending.delete(name);
+  };
   if (ticker) clearInterval(ticker);
   stopReplays.abort();
-  await live?.stop();
-  for (const r of relays) await r.stop();
-  await app.close();
+  if (live) await step(`tcpdump (live:${cfg.interface})`, () => live!.stop());
+  for (const r of relays) await step(r.name, () => r.stop());
+  await step('the web server', () => app.close());
+  stopped = true;
   if (stop instanceof Error) throw stop;
   log.info(`stopped on ${String(stop)}`);
   return 0;

@@ -1,17 +1,20 @@
 /**
  * The Prometheus exporter: the second consumer of the engine's facts (the `analyze` report is
- * the first). Every metric is defined here, on the project's own registries (Prometheus text
- * and OpenMetrics, chosen per scrape by content negotiation).
+ * the first). Every metric is defined here, on the project's own registry: one registry, which
+ * src/metrics/exposition.ts renders as Prometheus text or OpenMetrics per scrape (content
+ * negotiation in src/server/app.ts). Not two registries sharing the metrics: prom-client's own
+ * OpenMetrics rendering renames shared counters in place (see exposition.ts).
  *
  * Cardinality: the only unbounded value, the server, is capped at `maxServers` distinct label
  * values; later servers are reported as server="other". No label carries a path, query,
  * cookie, Host header or client address.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type RegistryContentType } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ConnectionRecord, EngineConsumer, RequestRecord } from '../conn/records.js';
 import type { Engine } from '../conn/engine.js';
 import type { ServerState } from '../conn/servers.js';
 import { ANOMALIES } from '../config/anomalies.js';
+import { render, type ExpositionFormat } from './exposition.js';
 
 export const OTHER_SERVER = 'other';
 
@@ -35,7 +38,7 @@ export interface SourceStatus {
   interfaceDrops: number;
   engine: Engine;
   /** Proxy tap counts (proxy sources only). */
-  proxy?: { accepted: number; active: number; upstreamFailures: number; idleClosed: number };
+  proxy?: { accepted: number; active: number; upstreamFailures: number; idleClosed: number; refused?: { limit: number; fd_limit: number } };
 }
 
 export interface ExporterOptions {
@@ -45,8 +48,16 @@ export interface ExporterOptions {
 }
 
 export class Exporter implements EngineConsumer {
-  readonly text = new Registry();
-  readonly openMetrics = new Registry<RegistryContentType>();
+  /**
+   * The one registry. Scrapes go through `scrape()`; never call `setContentType(OPENMETRICS)` and
+   * `metrics()` on it (prom-client would strip `_total` from the counters for every later scrape).
+   */
+  readonly registry = new Registry();
+  /** Renders started by `scrape()`: concurrent scrapes of one format share a render. */
+  renders = 0;
+  private readonly rendering = new Map<ExpositionFormat, Promise<Buffer>>();
+  private readonly scrapes: Counter<'format'>;
+  private readonly scrapesRejected: Counter;
   private readonly servers = new Set<string>();
   readonly openByConnection = new Map<ConnectionRecord, string>();
 
@@ -66,10 +77,8 @@ export class Exporter implements EngineConsumer {
   readonly inferredMax: Gauge<'server'>;
 
   constructor(private readonly opts: ExporterOptions) {
-    this.openMetrics.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
-    const registers = [this.text, this.openMetrics];
-    collectDefaultMetrics({ register: this.text });
-    collectDefaultMetrics({ register: this.openMetrics });
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
 
     this.openedTotal = new Counter({ name: 'keepalive_connections_opened_total', help: 'HTTP/1.x connections seen opening (or first seen, for connections open before the capture).', labelNames: ['server', 'source'], registers });
     this.closedTotal = new Counter({ name: 'keepalive_connections_closed_total', help: 'Connections closed, by close reason and the side that closed first.', labelNames: ['server', 'source', 'reason', 'closed_by'], registers });
@@ -123,8 +132,41 @@ export class Exporter implements EngineConsumer {
     new Counter({ name: 'keepalive_proxy_connections_total', help: 'Client connections the proxy tap accepted.', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) if (s.proxy) this.inc({ source: s.name }, s.proxy.accepted); } });
     new Gauge({ name: 'keepalive_proxy_connections_active', help: 'Client connections the proxy tap is relaying now.', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) if (s.proxy) this.set({ source: s.name }, s.proxy.active); } });
     new Counter({ name: 'keepalive_proxy_upstream_failures_total', help: 'Client connections closed because the upstream refused, was unreachable or timed out.', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) if (s.proxy) this.inc({ source: s.name }, s.proxy.upstreamFailures); } });
+    new Counter({ name: 'keepalive_proxy_connections_refused_total', help: 'Client connections the proxy tap reset at once without relaying them: reason="limit" (--proxy.max-connections reached) or "fd_limit" (near the file descriptor limit).', labelNames: ['source', 'reason'], registers, collect() { this.reset(); for (const s of sources()) if (s.proxy) for (const reason of ['limit', 'fd_limit'] as const) this.inc({ source: s.name, reason }, s.proxy.refused?.[reason] ?? 0); } });
     new Counter({ name: 'keepalive_proxy_idle_closed_total', help: 'Relayed connections closed by the proxy idle timeout.', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) if (s.proxy) this.inc({ source: s.name }, s.proxy.idleClosed); } });
     new Gauge({ name: 'keepalive_servers_tracked', help: 'Distinct server label values in use (at most --max-servers; the rest are server="other").', registers, collect() { this.set(self.servers.size); } });
+    // The scrapes themselves (promhttp's promhttp_metric_handler_requests_total, split in two).
+    this.scrapes = new Counter({ name: 'keepalive_scrapes_total', help: 'Scrapes of /metrics answered with the metrics, by format ("text" or "openmetrics").', labelNames: ['format'], registers });
+    this.scrapesRejected = new Counter({ name: 'keepalive_scrapes_rejected_total', help: 'Scrapes of /metrics answered 503 at once because --web.max-requests scrapes were in flight.', registers });
+    for (const format of ['text', 'openmetrics'] as const) this.scrapes.inc({ format }, 0);
+  }
+
+  /** The registry as Prometheus text: what `scrape('text')` serves (for tests and tools). */
+  get text(): Registry {
+    return this.registry;
+  }
+
+  /**
+   * The body of a scrape in `format`. Single flight: a caller arriving while a render of that
+   * format is in progress gets that render's result (at most one render old, like a scrape that
+   * started a moment earlier), so N concurrent scrapes cost one render and one buffer, not N.
+   */
+  scrape(format: ExpositionFormat): Promise<Buffer> {
+    let body = this.rendering.get(format);
+    if (body === undefined) {
+      this.renders++;
+      body = render(this.registry, format)
+        .then((text) => Buffer.from(text, 'utf8'))
+        .finally(() => this.rendering.delete(format));
+      this.rendering.set(format, body);
+    }
+    return body;
+  }
+
+  /** Counts a scrape: answered with the metrics (in `format`), or rejected at the concurrency cap. */
+  countScrape(outcome: ExpositionFormat | 'rejected'): void {
+    if (outcome === 'rejected') this.scrapesRejected.inc();
+    else this.scrapes.inc({ format: outcome });
   }
 
   /** The server label for a connection: its "ip:port", or "other" past the cap. */

@@ -9,7 +9,12 @@
  * - Upstream refused or unreachable: the client connection is closed and the failure counted.
  * - Idle sockets are closed after `idleTimeoutMs` with no byte either way.
  * - The handshake RTT of a proxied connection is the upstream connect time.
+ * - Refused visibly, never dropped silently (see `refused`): at `maxConnections` relayed at once,
+ *   and near the process's file descriptor limit (see FdBudget), a new client connection is reset
+ *   at once, before any byte is relayed or an upstream connection made; counted by reason and
+ *   logged once per listener and reason.
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { Engine } from '../conn/engine.js';
 import { CLIENT_TO_SERVER, SERVER_TO_CLIENT } from '../conn/stream-tap.js';
@@ -28,7 +33,85 @@ export interface RelayOptions {
   /** Upstream connect timeout. */
   connectTimeoutMs: number;
   proxyProtocol: ProxyProtocol | null;
+  /** Client connections relayed at once (--proxy.max-connections); more are refused. Default 10000. */
+  maxConnections?: number;
 }
+
+/** --proxy.max-connections' default: 20,000 fds, within a LimitNOFILE of 65536 or more. */
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
+
+/**
+ * File descriptors the relays leave to the rest of the process: concurrent scrapes (up to
+ * --web.max-requests, 40 by default), tcpdump's pipes on a restart, --pcap files, logs.
+ */
+export const FD_RESERVE = 64;
+
+/** Why a client connection was refused (the `reason` label). */
+export type RefusalReason = 'limit' | 'fd_limit';
+
+/**
+ * The process's file descriptors as the relays see them, shared by every listener of the process
+ * (each relayed connection holds two: the client's and the upstream's).
+ *
+ * Why the relay must refuse before the limit rather than react to EMFILE: when accept() fails
+ * with EMFILE, libuv closes a reserve fd, accepts and closes every pending connection with it,
+ * and reports nothing to Node when that succeeds (uv__emfile_trick in src/unix/stream.c): the
+ * clients are dropped, and no 'error', no callback, no count. Measured on Node 20.20 under
+ * `prlimit --nofile=64:64`: 22 connections relayed, 28 more closed, `accepted` stayed 22.
+ * So a connection is refused (and counted) while FD_RESERVE fds are still free, by two lower
+ * bounds on the fds in use, either of which is enough to refuse:
+ * - the count: fds open when the last listener started (`baseline`, its own listener included)
+ *   plus the sockets every relay holds now (`relayFds`);
+ * - the number of the accepted socket: open() and accept() return the lowest free descriptor
+ *   (POSIX), so fd k means 0..k are all in use; this also sees fds taken since the start.
+ * RLIMIT_NOFILE caps descriptor numbers (a new fd is < the soft limit), hence `limit` below.
+ * EMFILE/ENFILE that still happen (on the upstream's socket(), or an accept error libuv passes
+ * on when its reserve fd is gone) are counted as fd_limit refusals too.
+ */
+class FdBudget {
+  /** The soft RLIMIT_NOFILE ("Max open files" in /proc/self/limits); null where unknown. */
+  readonly limit: number | null = readSoftFdLimit();
+  baseline = 0;
+  /** Sockets (client and upstream) the relays of this process hold now. */
+  relayFds = 0;
+  /** Fds the listeners' max-connections may take (2 × max each). */
+  committed = 0;
+  warned = false;
+
+  /**
+   * Fds in use with a client just accepted (not yet in `relayFds`), the larger of the two lower
+   * bounds; `fd` is that client's descriptor, where known.
+   */
+  inUse(fd: number | undefined): number {
+    return Math.max(this.baseline + this.relayFds + 1, typeof fd === 'number' && fd >= 0 ? fd + 1 : 0);
+  }
+
+  /** Whether that client must be refused: its upstream socket (+1) would eat into the reserve. */
+  exhausted(fd: number | undefined): boolean {
+    return this.limit !== null && this.inUse(fd) + 1 + FD_RESERVE > this.limit;
+  }
+}
+
+function readSoftFdLimit(): number | null {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)\s/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m && m[1] !== 'unlimited' ? Number(m[1]) : null;
+  } catch {
+    return null; // not Linux: only the EMFILE backstops apply
+  }
+}
+
+function countOpenFds(): number {
+  try {
+    return readdirSync('/proc/self/fd').length;
+  } catch {
+    return 0;
+  }
+}
+
+const FDS = new FdBudget();
+
+const isFdLimit = (e: NodeJS.ErrnoException): boolean => e.code === 'EMFILE' || e.code === 'ENFILE';
 
 /**
  * Where every upstream socket of the process reads into (`onread`): one buffer, reused by each
@@ -48,16 +131,23 @@ export class ProxyRelay {
   active = 0;
   upstreamFailures = 0;
   idleClosed = 0;
+  /** Client connections refused at once (reset), by reason; never relayed, nothing sent upstream
+   * (an fd_limit refusal from the upstream's socket() is also counted in `accepted`). */
+  readonly refused: Record<RefusalReason, number> = { limit: 0, fd_limit: 0 };
   up = false;
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
+  private readonly logged = new Set<RefusalReason>();
+  private readonly maxConnections: number;
 
   constructor(
     readonly route: ProxyRoute,
     private readonly engine: Engine,
     private readonly opts: RelayOptions,
     private readonly log: RelayLog,
-  ) {}
+  ) {
+    this.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  }
 
   get name(): string {
     return `proxy:${this.route.listenPort}`;
@@ -71,9 +161,15 @@ export class ProxyRelay {
       server.once('error', reject);
       server.listen(this.route.listenPort, this.route.listenHost, () => {
         server.off('error', reject);
-        server.on('error', (e) => this.log.warn(`proxy ${this.name}: ${e.message}`));
+        server.on('error', (e: NodeJS.ErrnoException) => {
+          // An accept that failed for want of fds, which libuv passes on only when its reserve-fd
+          // trick could not run (see FdBudget): the connection is gone, still counted.
+          if (e.syscall === 'accept' && isFdLimit(e)) this.refuse(null, 'fd_limit', `accept failed with ${e.code}`);
+          else this.log.warn(`proxy ${this.name}: ${e.message}`);
+        });
         this.server = server;
         this.up = true;
+        this.checkFdBudget();
         resolve();
       });
     });
@@ -84,11 +180,59 @@ export class ProxyRelay {
     this.up = false;
     const server = this.server;
     this.server = null;
+    if (server) FDS.committed -= 2 * this.maxConnections;
     for (const s of this.sockets) s.destroy();
     if (server) await new Promise<void>((r) => server.close(() => r()));
   }
 
+  /**
+   * At start: the fds this listener's max-connections may take on top of those open now. One
+   * warning per process, since the listeners share the limit.
+   */
+  private checkFdBudget(): void {
+    FDS.baseline = countOpenFds() - FDS.relayFds;
+    FDS.committed += 2 * this.maxConnections;
+    const limit = FDS.limit;
+    if (limit === null || FDS.warned || FDS.baseline + FDS.committed + FD_RESERVE <= limit) return;
+    FDS.warned = true;
+    const fits = Math.max(0, Math.floor((limit - FDS.baseline - FD_RESERVE) / 2));
+    this.log.warn(`proxy: --proxy.max-connections allows ${FDS.committed / 2} connections at once in all (two file descriptors each), `
+      + `but the fd soft limit is ${limit} ("Max open files"; ${FDS.baseline} open now, ${FD_RESERVE} kept for the rest): `
+      + `beyond about ${fits} the tap refuses connections (reason="fd_limit"); raise the limit (LimitNOFILE= in the systemd unit, ulimit -n) `
+      + `to at least ${FDS.baseline + FDS.committed + FD_RESERVE}, or lower --proxy.max-connections`);
+  }
+
+  /** Resets a client connection without relaying it, counts it and logs the first per reason. */
+  private refuse(client: Socket | null, reason: RefusalReason, detail = ''): void {
+    this.refused[reason]++;
+    // A reset, not a FIN: a client sees "connection reset" (not an empty reply, which reads
+    // like a server closing an idle keep-alive connection), the tap keeps no TIME_WAIT under a
+    // flood, and it is deterministic (a close with request bytes unread is a reset anyway).
+    if (client && !client.destroyed) client.resetAndDestroy();
+    if (this.logged.has(reason)) return;
+    this.logged.add(reason);
+    this.log.warn(reason === 'limit'
+      ? `proxy ${this.name}: refusing client connections: ${this.maxConnections} relayed at once (--proxy.max-connections); `
+        + 'raise --proxy.max-connections, and the fd limit with it (two per connection: LimitNOFILE=, ulimit -n); '
+        + 'counted in keepalive_proxy_connections_refused_total{reason="limit"}, logged once'
+      : `proxy ${this.name}: refusing client connections: near the file descriptor limit (${detail}; soft limit ${FDS.limit ?? 'unknown'}, `
+        + `${FD_RESERVE} kept for the rest of the process, two per connection); `
+        + 'raise the fd limit (LimitNOFILE= in the systemd unit, ulimit -n) or lower --proxy.max-connections; '
+        + 'counted in keepalive_proxy_connections_refused_total{reason="fd_limit"}, logged once');
+  }
+
   private accept(client: Socket): void {
+    if (this.active >= this.maxConnections) {
+      this.refuse(client, 'limit');
+      return;
+    }
+    // The accepted socket's descriptor (TCPWrap's fd; undefined where it has none).
+    const fd = (client as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (FDS.exhausted(fd)) {
+      const counted = FDS.baseline + FDS.relayFds + 1;
+      this.refuse(client, 'fd_limit', typeof fd === 'number' && fd + 1 > counted ? `descriptor ${fd} was the lowest free one` : `${counted} in use`);
+      return;
+    }
     this.accepted++;
     this.active++;
     const t0 = performance.now();
@@ -111,6 +255,7 @@ export class ProxyRelay {
     });
     this.sockets.add(client);
     this.sockets.add(upstream);
+    FDS.relayFds += 2;
     let tap: ReturnType<Engine['openStream']> | null = null;
     let closed = 0;
     const now = (): number => Date.now() / 1000;
@@ -119,14 +264,19 @@ export class ProxyRelay {
       this.active--;
       tap?.end(now());
     };
-    client.once('close', () => { this.sockets.delete(client); done(); });
-    upstream.once('close', () => { this.sockets.delete(upstream); done(); });
+    client.once('close', () => { this.sockets.delete(client); FDS.relayFds--; done(); });
+    upstream.once('close', () => { this.sockets.delete(upstream); FDS.relayFds--; done(); });
 
     const connectTimer = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.opts.connectTimeoutMs);
     upstream.once('error', (e: NodeJS.ErrnoException) => {
       if (!tap) {
-        this.upstreamFailures++;
-        client.destroy();
+        clearTimeout(connectTimer);
+        // No fd for the upstream's socket: the process's limit, not the upstream's failure.
+        if (isFdLimit(e)) this.refuse(client, 'fd_limit', `${e.code} on the upstream socket`);
+        else {
+          this.upstreamFailures++;
+          client.destroy();
+        }
         return;
       }
       // Reset (or broken) upstream: reset the client too.

@@ -9,6 +9,8 @@
  * - Half-close both ways, resets both ways, refused and unreachable upstreams, the idle timeout.
  * - The facts the engine reports for proxied connections (requests, reuse, handshake RTT, close
  *   reason), and no socket left open after any test (relay.active, the servers' connections).
+ * - maxConnections: past it a client is reset at once, counted, logged once (the fd limit is
+ *   in fd-limit.test.ts: it needs a process with a low RLIMIT_NOFILE).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import net from 'node:net';
@@ -79,7 +81,8 @@ async function startTap(upstreamPort: number, opts: Partial<RelayOptions> = {}, 
   const relay = new ProxyRelay(
     { listenHost: where.listenHost ?? HOST, listenPort: 0, upstreamHost: where.upstreamHost ?? HOST, upstreamPort },
     engine,
-    { idleTimeoutMs: 30_000, connectTimeoutMs: 5000, proxyProtocol: null, ...opts },
+    // maxConnections 1000: within any test machine's fd limit, so no start-up fd warning.
+    { idleTimeoutMs: 30_000, connectTimeoutMs: 5000, proxyProtocol: null, maxConnections: 1000, ...opts },
     { warn: (m) => warnings.push(m) },
   );
   await relay.start();
@@ -880,5 +883,97 @@ describe('ProxyRelay: address families', () => {
     expect(r.client).toBe(`${HOST}:${c.port}`);
     expect(r.server).toBe(`${HOST}:${upstream.port}`);
     expect(r.ipVersion).toBe(4);
+  });
+});
+
+// ------------------------------------------------------------------ refusals
+
+interface Refused {
+  /** The socket's error: ECONNRESET for a reset (also when the reset beat the connect). */
+  error: NodeJS.ErrnoException | null;
+  received: number;
+}
+
+/** A client the relay is expected to refuse: connects, sends a request, resolves once closed. */
+function connectRefused(port: number): Promise<Refused> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: HOST, port, noDelay: true });
+    cleanups.push(() => { sock.destroy(); });
+    const r: Refused = { error: null, received: 0 };
+    sock.on('connect', () => sock.write(GET));
+    sock.on('data', (b: Buffer) => { r.received += b.length; });
+    sock.on('error', (e) => { r.error = e; });
+    sock.on('close', () => resolve(r));
+  });
+}
+
+describe('ProxyRelay: refuses visibly at maxConnections', () => {
+  it('with maxConnections 3: three held connections relay, more are reset at once without a byte or an upstream connection, counted as limit, logged once; a freed slot is used again', async () => {
+    const upstream = await startUpstream((s) => s.on('data', () => s.write(OK_RESPONSE)));
+    const tap = await startTap(upstream.port, { maxConnections: 3 });
+    const held = await Promise.all([0, 1, 2].map(() => connectClient(tap.port)));
+    for (const c of held) c.sock.write(GET);
+    await until('three responses', () => held.every((c) => c.received().length === OK_RESPONSE.length));
+    expect(tap.relay.active).toBe(3);
+
+    // The 4th alone, then 20 at once (bounded): every one reset, none relayed.
+    const refused = [await connectRefused(tap.port), ...await Promise.all(Array.from({ length: 20 }, () => connectRefused(tap.port)))];
+    for (const r of refused) {
+      expect(r.received).toBe(0);
+      expect(r.error?.code).toBe('ECONNRESET');
+    }
+    expect(tap.relay.refused).toEqual({ limit: 21, fd_limit: 0 });
+    expect(tap.relay.accepted).toBe(3);
+    expect(tap.relay.active).toBe(3);
+    // Nothing reached the upstream: still the three connections (a 4th would be there by now: the
+    // next relayed connection below arrives after it, in order).
+    expect(upstream.accepted).toHaveLength(3);
+    expect(tap.facts.opened).toHaveLength(3);
+    // One line for all of them, saying what to change.
+    expect(tap.warnings).toHaveLength(1);
+    expect(tap.warnings[0]).toMatch(/proxy:\d+: refusing client connections: 3 relayed at once \(--proxy\.max-connections\); raise --proxy\.max-connections.*LimitNOFILE=.*ulimit -n.*reason="limit"/);
+
+    // The held ones still relay.
+    for (const c of held) c.sock.write(GET);
+    await until('a second response on each held connection', () => held.every((c) => c.received().length === 2 * OK_RESPONSE.length));
+
+    // One closes: its slot is free once both its sides are, and a new client is relayed.
+    held[0].sock.end();
+    await until('the relay to release the closed connection', () => tap.relay.active === 2);
+    const next = await connectClient(tap.port);
+    next.sock.write(GET);
+    await until('the response on the new connection', () => next.received().length === OK_RESPONSE.length);
+    expect(next.received().equals(OK_RESPONSE)).toBe(true);
+    expect(upstream.accepted).toHaveLength(4);
+    expect(tap.relay.accepted).toBe(4);
+    expect(tap.relay.refused).toEqual({ limit: 21, fd_limit: 0 });
+    expect(tap.warnings).toHaveLength(1);
+
+    for (const c of [...held.slice(1), next]) c.sock.end();
+    await expectAllClosed(tap, upstream.server);
+    // No refused connection reached the engine: four opened, four closed, each with its requests.
+    expect(tap.facts.closed.map((r) => r.requests).sort()).toEqual([1, 2, 2, 2]);
+  }, 20_000);
+
+  it('counts and logs per listener: a second relay at its cap logs its own line', async () => {
+    const upstream = await startUpstream((s) => s.on('data', () => s.write(OK_RESPONSE)));
+    const a = await startTap(upstream.port, { maxConnections: 1 });
+    const b = await startTap(upstream.port, { maxConnections: 1 });
+    const ca = await connectClient(a.port);
+    const cb = await connectClient(b.port);
+    ca.sock.write(GET);
+    cb.sock.write(GET);
+    await until('both responses', () => ca.received().length > 0 && cb.received().length > 0);
+    for (let i = 0; i < 3; i++) expect((await connectRefused(a.port)).received).toBe(0);
+    expect((await connectRefused(b.port)).received).toBe(0);
+    expect(a.relay.refused.limit).toBe(3);
+    expect(b.relay.refused.limit).toBe(1);
+    expect(a.warnings).toHaveLength(1);
+    expect(b.warnings).toHaveLength(1);
+    expect(a.warnings[0]).toContain(`proxy:`);
+    ca.sock.end();
+    cb.sock.end();
+    await expectAllClosed(a);
+    await expectAllClosed(b, upstream.server);
   });
 });
