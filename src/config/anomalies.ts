@@ -35,6 +35,9 @@ export const ANOMALIES = [
   'resync_failed',
   'inference_overflow',
   'http_response_lost', // a response fell in a capture gap: its request is closed without a status
+  // resource caps against floods (limits.ts)
+  'flow_chain_full', // a new flow's hash chain was at MAX_CHAIN (crafted addresses): not tracked
+  'buffer_budget_exceeded', // all flows together held maxBufferedBytes out of order: the hole was skipped
 ] as const;
 
 export type Anomaly = (typeof ANOMALIES)[number];

@@ -11,6 +11,12 @@ export interface EngineLimits {
   maxOutOfOrderBytes: number;
   /** Out-of-order segments buffered per direction (`reassembly_overflow`). */
   maxOutOfOrderSegments: number;
+  /**
+   * Out-of-order bytes buffered by all flows of a source together (`buffer_budget_exceeded`).
+   * The per-direction cap alone would allow maxFlows x 256 KiB; this keeps a flood of holes
+   * within a memory budget: past it, holes are skipped at once as gaps.
+   */
+  maxBufferedBytes: number;
   /** Largest HTTP head (request/status line plus headers) accepted (`header_too_large`). llhttp's default is 80 KiB; nginx's large_client_header_buffers is 4x8 KiB. */
   maxHeaderBytes: number;
   /** Requests awaiting a response on one connection (`pipeline_overflow`); Zeek caps pending requests the same way. */
@@ -53,6 +59,7 @@ export const DEFAULT_LIMITS: EngineLimits = {
   maxFlows: 100_000,
   maxOutOfOrderBytes: 256 * 1024,
   maxOutOfOrderSegments: 64,
+  maxBufferedBytes: 32 * 1024 * 1024,
   maxHeaderBytes: 64 * 1024,
   maxPendingRequests: 100,
   maxResyncBytes: 64 * 1024,

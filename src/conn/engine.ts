@@ -79,7 +79,7 @@ export class Engine implements PacketSink {
   openStream(client: Endpoint, server: Endpoint, ts: number, handshakeRtt: number): StreamTap {
     if (ts > this.lastTs) this.lastTs = ts;
     this.streams++;
-    return new StreamTap(this.tracker, this.flows.counters, this.limits, client, server, ts, handshakeRtt);
+    return new StreamTap(this.tracker, this.flows.ctx, client, server, ts, handshakeRtt);
   }
 
   subscribe(consumer: EngineConsumer): void {
@@ -144,6 +144,8 @@ export class Engine implements PacketSink {
     if (fc.overflows) anomalies.reassembly_overflow = fc.overflows;
     if (fc.flowsEvicted) anomalies.flow_evicted = fc.flowsEvicted;
     if (fc.synOnOpenFlow) anomalies.syn_on_open_flow = fc.synOnOpenFlow;
+    if (fc.chainFull) anomalies.flow_chain_full = fc.chainFull;
+    if (fc.budgetRefused) anomalies.buffer_budget_exceeded = fc.budgetRefused;
     return {
       packets: this.packets,
       bytes: this.bytes,

@@ -5,9 +5,8 @@
  * the same HTTP parsers and connection tracker produce the same facts as from capture.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import type { EngineLimits } from '../config/limits.js';
-import { TcpFlow, type FlowCounters } from '../tcp/flows.js';
-import type { StreamSink } from '../tcp/stream.js';
+import { TcpFlow } from '../tcp/flows.js';
+import type { ReassemblyContext, StreamSink } from '../tcp/stream.js';
 import type { ConnectionTracker } from './tracker.js';
 
 export interface Endpoint {
@@ -27,15 +26,14 @@ export class StreamTap {
 
   constructor(
     private readonly tracker: ConnectionTracker,
-    counters: FlowCounters,
-    limits: EngineLimits,
+    ctx: ReassemblyContext,
     client: Endpoint,
     server: Endpoint,
     ts: number,
     /** The handshake round trip as the tap sees it (for the proxy: the upstream connect time). */
     handshakeRtt: number,
   ) {
-    const f = new TcpFlow(counters, limits);
+    const f = new TcpFlow({ ctx, events: tracker });
     const s = addressWords(server.address);
     let c = addressWords(client.address);
     // A flow has one address family, and the server's is the one labels show. An IPv4 client of
@@ -45,34 +43,36 @@ export class StreamTap {
       c = s.version === 6 ? { version: 6, words: [0, 0, 0xffff, c.words[0]] } : { version: 4, words: [0, 0, 0, 0] };
     }
     f.version = s.version;
-    [f.a0, f.a1, f.a2, f.a3] = c.words;
-    [f.b0, f.b1, f.b2, f.b3] = s.words;
+    // int32, as the flow table stores them (see TcpFlow)
+    [f.a0, f.a1, f.a2, f.a3] = c.words.map((w) => w | 0);
+    [f.b0, f.b1, f.b2, f.b3] = s.words.map((w) => w | 0);
     f.aPort = client.port;
     f.bPort = server.port;
     f.clientDir = CLIENT_TO_SERVER;
     // Both streams are seen from their first byte, as after a captured handshake.
-    f.dirs[0].isn = 0;
-    f.dirs[1].isn = 0;
+    f.dir(0).isn = 0;
+    f.dir(1).isn = 0;
     f.synTime = ts - handshakeRtt;
     f.synAckSeen = true;
     f.handshakeRtt = handshakeRtt;
     f.firstSeen = f.lastSeen = ts;
     this.flow = f;
-    this.sink = tracker.flowOpened(f, ts);
+    this.sink = tracker.flowOpened(f, ts) ? f.sink(ts) : null;
   }
 
   data(dir: number, buf: Buffer, ts: number): void {
     if (!this.sink || this.ended) return;
     this.flow.lastSeen = ts;
     this.sink.data(dir, buf, 0, buf.length, ts);
-    this.flow.dirs[dir].bytes += buf.length;
+    const d = this.flow.dir(dir);
+    d.bytes = Math.min(0x3fffffff, d.bytes + buf.length);
   }
 
   /** Side `dir` sent FIN: its stream ended. */
   fin(dir: number, ts: number): void {
     if (!this.sink || this.ended || this.closedSide[dir]) return;
     this.closedSide[dir] = true;
-    this.flow.dirs[dir].finSeen = true;
+    this.flow.dir(dir).finSeen = true;
     this.sink.end(dir, ts);
     this.tracker.closing(this.flow, dir, false, ts);
   }

@@ -57,16 +57,15 @@ export class ConnectionTracker implements FlowEvents {
     this.consumers.push(c);
   }
 
-  flowOpened(flow: TcpFlow, _ts: number): StreamSink | null {
+  flowOpened(flow: TcpFlow, _ts: number): boolean {
     const ports = this.opts.ports;
-    if (ports) {
-      if (flow.clientDir === 0 ? !ports.has(flow.bPort) : flow.clientDir === 1 ? !ports.has(flow.aPort) : !ports.has(flow.aPort) && !ports.has(flow.bPort)) {
-        return null;
-      }
-    }
-    const c = new HttpConnection(this, flow);
-    flow.owner = c;
-    return c;
+    if (!ports) return true;
+    return flow.clientDir === 0 ? ports.has(flow.bPort) : flow.clientDir === 1 ? ports.has(flow.aPort) : ports.has(flow.aPort) || ports.has(flow.bPort);
+  }
+
+  /** The connection object, made when the flow's first byte or close arrives (not for a bare SYN). */
+  attach(flow: TcpFlow, _ts: number): StreamSink {
+    return new HttpConnection(this, flow);
   }
 
   closing(flow: TcpFlow, dir: number, rst: boolean, ts: number): void {
@@ -354,7 +353,7 @@ class HttpConnection implements StreamSink, HttpEvents {
   private createParser(dir: number, withData = true): HttpStreamParser {
     const flow = this.flow;
     const mode = flow.clientDir < 0 ? Mode.Detect : dir === flow.clientDir ? Mode.Request : Mode.Response;
-    const fromStart = withData && flow.fromStart && flow.dirs[dir].bytes === 0;
+    const fromStart = withData && flow.fromStart && (flow.peek(dir)?.bytes ?? 0) === 0;
     const p = new HttpStreamParser(dir, mode, this, this.t.limits.maxHeaderBytes, this.t.limits.maxResyncBytes, fromStart);
     p.established = this.confirmed === Confirmed.Http;
     this.parsers[dir] = p;

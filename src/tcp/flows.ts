@@ -2,13 +2,21 @@
  * The flow table: TCP connections keyed by their 4-tuple, with handshake tracking, FIN/RST per
  * side, port reuse, and bounded size.
  *
- * Call order to `FlowEvents` for one flow: `flowOpened` once; then per direction the stream
- * events of `tcp/stream.ts` interleaved with `closing` (first FIN or RST of each side); then
- * `flowFinished` exactly once. Time is always the capture time passed in with the packet.
+ * Call order to `FlowEvents` for one flow: `flowOpened` once; `attach` at most once, just before
+ * the first stream event or `closing` (a flow that never carries a byte or a FIN, such as a SYN
+ * of a flood, never gets a connection object: that is what keeps it small); then per direction
+ * the stream events of `tcp/stream.ts` interleaved with `closing` (first FIN or RST of each
+ * side); then `flowFinished` exactly once. Time is always the capture time passed in with the
+ * packet.
+ *
+ * The table is keyed by a hash of the 4-tuple under a per-process random key (`flow-hash.ts`),
+ * and flows whose keys hash alike are chained at most `MAX_CHAIN` deep: crafted addresses cannot
+ * make a lookup cost more than that (see `FlowTable.segment`).
  */
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type PacketView } from '../decode/packet.js';
-import { TcpDirection, seqDiff, type ReassemblyCounters, type StreamSink } from './stream.js';
+import { TcpDirection, newReassemblyContext, seqDiff, type ReassemblyContext, type ReassemblyCounters, type StreamSink } from './stream.js';
 import type { EngineLimits } from '../config/limits.js';
+import { endpointHash, newFlowHashKey, type FlowHashKey } from './flow-hash.js';
 
 export type FinishReason =
   /** RST, or FIN from both sides */
@@ -25,8 +33,10 @@ export type FinishReason =
   | 'end';
 
 export interface FlowEvents {
-  /** A new flow. Return the sink for its bytes, or null to ignore the flow (cheaply) for its lifetime. */
-  flowOpened(flow: TcpFlow, ts: number): StreamSink | null;
+  /** A new flow. Return false to ignore it (cheaply) for its lifetime. */
+  flowOpened(flow: TcpFlow, ts: number): boolean;
+  /** The sink for the flow's bytes, asked for once, when the first byte, gap or close arrives. */
+  attach(flow: TcpFlow, ts: number): StreamSink;
   /** First FIN or RST from side `dir`. */
   closing(flow: TcpFlow, dir: number, rst: boolean, ts: number): void;
   flowFinished(flow: TcpFlow, why: FinishReason, ts: number): void;
@@ -38,7 +48,13 @@ export const enum FlowState {
   Finished = 1,
 }
 
-export class TcpFlow {
+/**
+ * Memory: one of these per tracked flow, up to --max-flows of them, so every field counts (a
+ * SYN flood fills the table with them). Addresses are kept as int32 (`| 0`) so V8 stores them
+ * as small integers in the object rather than as boxed doubles; per-flow constants live in the
+ * shared `ReassemblyContext`; the connection object is only made by `attach`.
+ */
+export class TcpFlow implements StreamSink {
   /** Endpoint A is the source of the first packet seen; direction 0 is A to B. */
   version = 4;
   a0 = 0; a1 = 0; a2 = 0; a3 = 0; aPort = 0;
@@ -47,7 +63,9 @@ export class TcpFlow {
   nextInBucket: TcpFlow | null = null;
   prev: TcpFlow | null = null;
   next: TcpFlow | null = null;
-  readonly dirs: [TcpDirection, TcpDirection];
+  /** The two directions, each made when first needed: a SYN alone never makes the second. */
+  private d0: TcpDirection | null = null;
+  private d1: TcpDirection | null = null;
   /** Direction index (0 or 1) of client-to-server bytes; -1 until known. */
   clientDir = -1;
   synTime = -1;
@@ -55,32 +73,51 @@ export class TcpFlow {
   /** Client SYN to the client's ACK of the SYN-ACK, seconds; -1 if not captured. */
   handshakeRtt = -1;
   firstSeen = 0;
+  /** Last packet of the flow; for a finished flow, the time it finished (late packets do not move it). */
   lastSeen = 0;
   state = FlowState.Open;
-  finishedAt = 0;
   ignored = false;
-  /** The connection layer's object for this flow. */
-  owner: unknown = null;
+  /** The connection layer's object for this flow, from `FlowEvents.attach`; null until then. */
+  owner: StreamSink | null = null;
 
-  constructor(counters: ReassemblyCounters, limits: EngineLimits) {
-    this.dirs = [
-      new TcpDirection(0, counters, limits.maxOutOfOrderBytes, limits.maxOutOfOrderSegments),
-      new TcpDirection(1, counters, limits.maxOutOfOrderBytes, limits.maxOutOfOrderSegments),
-    ];
+  constructor(
+    /** Shared by every flow of a table: its caps, counters and events. */
+    private readonly env: FlowEnv,
+  ) {}
+
+  /** Direction `i` (0: A to B), made on first use. */
+  dir(i: number): TcpDirection {
+    if (i === 0) return this.d0 ?? (this.d0 = new TcpDirection(0, this.env.ctx, this));
+    return this.d1 ?? (this.d1 = new TcpDirection(1, this.env.ctx, this));
+  }
+
+  /** Direction `i` if anything made it yet: for questions a direction that never carried a packet answers with "no". */
+  peek(i: number): TcpDirection | null {
+    return i === 0 ? this.d0 : this.d1;
+  }
+
+  /** The connection object, made on first use. */
+  sink(ts: number): StreamSink {
+    return this.owner ?? (this.owner = this.env.events.attach(this, ts));
+  }
+
+  // The directions' sink: forwards to the connection object, made on the first byte.
+  data(dir: number, buf: Buffer, off: number, len: number, ts: number): void {
+    this.sink(ts).data(dir, buf, off, len, ts);
+  }
+
+  gap(dir: number, len: number, ts: number): void {
+    this.sink(ts).gap(dir, len, ts);
+  }
+
+  end(dir: number, ts: number): void {
+    this.owner?.end(dir, ts);
   }
 
   /** True when a handshake (SYN or SYN-ACK) was captured, so both streams are seen from their start. */
   get fromStart(): boolean {
-    return this.clientDir >= 0 && (this.dirs[0].isn !== -1 || this.dirs[1].isn !== -1);
+    return this.clientDir >= 0 && ((this.d0 !== null && this.d0.isn !== -1) || (this.d1 !== null && this.d1.isn !== -1));
   }
-}
-
-function mix(w0: number, w1: number, w2: number, w3: number, port: number): number {
-  let h = Math.imul(w0 ^ 0x9e3779b9, 0x85ebca6b);
-  h = Math.imul(h ^ w1 ^ (h >>> 15), 0xc2b2ae35);
-  h = Math.imul(h ^ w2 ^ (h >>> 13), 0x27d4eb2f);
-  h = Math.imul(h ^ w3 ^ (h >>> 16), 0x165667b1);
-  return Math.imul(h ^ port ^ (h >>> 15), 0x85ebca6b);
 }
 
 /** Doubly linked list of flows in order of last activity (oldest first). */
@@ -111,11 +148,26 @@ class FlowList {
   }
 }
 
+/** What all flows of one table share (one object, so each flow spends one field on it). */
+export interface FlowEnv {
+  readonly ctx: ReassemblyContext;
+  readonly events: FlowEvents;
+}
+
 export interface FlowCounters extends ReassemblyCounters {
   flowsCreated: number;
   flowsEvicted: number;
   synOnOpenFlow: number;
+  /** New flows not tracked because their hash chain was full (`flow_chain_full`). */
+  chainFull: number;
 }
+
+/**
+ * Flows whose 4-tuples hash to the same 32-bit value, at most. Under a random key honest traffic
+ * never comes close (100,000 flows give about one pair); only keys crafted with the key in hand
+ * could, and then a new flow is refused and counted rather than making every lookup slower.
+ */
+export const MAX_CHAIN = 8;
 
 export class FlowTable {
   private readonly buckets = new Map<number, TcpFlow>();
@@ -125,14 +177,40 @@ export class FlowTable {
   private readonly finished = new FlowList();
   private lastSweep = 0;
   readonly counters: FlowCounters = {
-    flowsCreated: 0, flowsEvicted: 0, synOnOpenFlow: 0,
-    gaps: 0, gapBytes: 0, retransmissions: 0, overflows: 0,
+    flowsCreated: 0, flowsEvicted: 0, synOnOpenFlow: 0, chainFull: 0,
+    gaps: 0, gapBytes: 0, retransmissions: 0, overflows: 0, budgetRefused: 0,
   };
+  readonly ctx: ReassemblyContext;
+  private readonly env: FlowEnv;
+  private readonly key: FlowHashKey;
 
   constructor(
     private readonly limits: EngineLimits,
     private readonly events: FlowEvents,
-  ) {}
+    /** The hash key; a fresh random one by default (tests pass their own to craft collisions). */
+    key?: FlowHashKey,
+  ) {
+    this.key = key ?? newFlowHashKey();
+    this.ctx = newReassemblyContext(this.counters, limits);
+    this.env = { ctx: this.ctx, events };
+  }
+
+  /** Longest hash chain and how many chains there are: what crafted keys would lengthen. */
+  chainStats(): { chains: number; longest: number } {
+    let longest = 0;
+    for (let f of this.buckets.values()) {
+      let n = 0;
+      for (let g: TcpFlow | null = f; g; g = g.nextInBucket) n++;
+      if (n > longest) longest = n;
+    }
+    return { chains: this.buckets.size, longest };
+  }
+
+  /** The table's hash of a 4-tuple: the same for both directions. */
+  hashOf(v: PacketView): number {
+    const k = this.key;
+    return (endpointHash(k, v.src0, v.src1, v.src2, v.src3, v.srcPort) + endpointHash(k, v.dst0, v.dst1, v.dst2, v.dst3, v.dstPort)) | 0;
+  }
 
   /** Flows tracked now (open and lingering). */
   get size(): number {
@@ -145,21 +223,26 @@ export class FlowTable {
 
   /** One decoded TCP segment. `buf` holds the payload at v.payloadOffset. */
   segment(v: PacketView, buf: Buffer, ts: number): void {
-    const h = (mix(v.src0, v.src1, v.src2, v.src3, v.srcPort) + mix(v.dst0, v.dst1, v.dst2, v.dst3, v.dstPort)) | 0;
+    const h = this.hashOf(v);
     let flow = this.buckets.get(h) ?? null;
     let dir = -1;
+    let chain = 0;
+    // Flows store their addresses as int32 (see TcpFlow); the view has them unsigned.
+    const s0 = v.src0 | 0, s1 = v.src1 | 0, s2 = v.src2 | 0, s3 = v.src3 | 0;
+    const d0 = v.dst0 | 0, d1 = v.dst1 | 0, d2 = v.dst2 | 0, d3 = v.dst3 | 0;
     while (flow) {
-      if (flow.aPort === v.srcPort && flow.bPort === v.dstPort && flow.a0 === v.src0 && flow.b0 === v.dst0 &&
-        flow.a1 === v.src1 && flow.a2 === v.src2 && flow.a3 === v.src3 && flow.b1 === v.dst1 && flow.b2 === v.dst2 && flow.b3 === v.dst3) {
+      if (flow.aPort === v.srcPort && flow.bPort === v.dstPort && flow.a0 === s0 && flow.b0 === d0 &&
+        flow.a1 === s1 && flow.a2 === s2 && flow.a3 === s3 && flow.b1 === d1 && flow.b2 === d2 && flow.b3 === d3) {
         dir = 0;
         break;
       }
-      if (flow.aPort === v.dstPort && flow.bPort === v.srcPort && flow.a0 === v.dst0 && flow.b0 === v.src0 &&
-        flow.a1 === v.dst1 && flow.a2 === v.dst2 && flow.a3 === v.dst3 && flow.b1 === v.src1 && flow.b2 === v.src2 && flow.b3 === v.src3) {
+      if (flow.aPort === v.dstPort && flow.bPort === v.srcPort && flow.a0 === d0 && flow.b0 === s0 &&
+        flow.a1 === d1 && flow.a2 === d2 && flow.a3 === d3 && flow.b1 === s1 && flow.b2 === s2 && flow.b3 === s3) {
         dir = 1;
         break;
       }
       flow = flow.nextInBucket;
+      chain++;
     }
     const flags = v.flags;
     const isSyn = (flags & (TCP_SYN | TCP_ACK)) === TCP_SYN;
@@ -168,7 +251,7 @@ export class FlowTable {
         if (!isSyn) return; // a late packet of a finished connection
         this.removeFlow(flow); // port reuse: a new connection on the same 4-tuple
         flow = null;
-      } else if (isSyn && (flow.dirs[dir].isn !== -1 ? flow.dirs[dir].isn !== v.seq : flow.dirs[0].bytes + flow.dirs[1].bytes > 0)) {
+      } else if (isSyn && (flow.dir(dir).isn !== -1 ? flow.dir(dir).isn !== v.seq : (flow.peek(0)?.bytes ?? 0) + (flow.peek(1)?.bytes ?? 0) > 0)) {
         // A new SYN on a 4-tuple whose connection we never saw close (its FIN/RST was not captured),
         // whether that connection began with a SYN of its own or was joined mid-stream with data.
         this.counters.synOnOpenFlow++;
@@ -179,6 +262,10 @@ export class FlowTable {
     }
     if (!flow) {
       if (flags & TCP_RST) return; // a stray reset does not start a connection
+      if (chain >= MAX_CHAIN) {
+        this.counters.chainFull++;
+        return;
+      }
       flow = this.createFlow(v, h, ts);
       dir = 0;
       if (flow.ignored) return;
@@ -194,8 +281,7 @@ export class FlowTable {
 
   private handle(flow: TcpFlow, dir: number, v: PacketView, buf: Buffer, ts: number): void {
     const flags = v.flags;
-    const d = flow.dirs[dir];
-    d.lastSeen = ts;
+    const d = flow.dir(dir);
     let dataSeq = v.seq;
     if (flags & TCP_SYN) {
       if (d.isn === -1) {
@@ -205,7 +291,7 @@ export class FlowTable {
           if (flow.clientDir < 0) {
             flow.clientDir = 1 - dir;
             // The client's SYN was not captured; its stream starts at what the server acknowledges.
-            const c = flow.dirs[flow.clientDir];
+            const c = flow.dir(flow.clientDir);
             if (!c.started) { c.nextSeq = v.ack; c.started = true; }
           }
         } else {
@@ -215,17 +301,20 @@ export class FlowTable {
       }
       dataSeq = (v.seq + 1) >>> 0; // data in a SYN (TCP Fast Open) follows the SYN's sequence number
     } else if (flags & TCP_ACK && flow.handshakeRtt < 0 && flow.synTime >= 0 && flow.synAckSeen && dir === flow.clientDir) {
-      const server = flow.dirs[1 - dir];
-      if (v.ack === ((server.isn + 1) >>> 0)) flow.handshakeRtt = ts - flow.synTime;
+      const server = flow.peek(1 - dir);
+      if (server && v.ack === ((server.isn + 1) >>> 0)) flow.handshakeRtt = ts - flow.synTime;
     }
     if (v.payloadLength > 0 || !d.started) d.segment(dataSeq, buf, v.payloadOffset, v.payloadCaptured, v.payloadLength, ts);
-    if (flags & TCP_ACK) flow.dirs[1 - dir].acked(v.ack, ts);
+    if (flags & TCP_ACK) flow.peek(1 - dir)?.acked(v.ack, ts);
     if (flags & TCP_RST) {
       if (!d.rstSeen) {
         d.rstSeen = true;
-        flow.dirs[0].flush(ts);
-        flow.dirs[1].flush(ts);
-        if (!d.finSeen) this.events.closing(flow, dir, true, ts); // only the first FIN or RST of a side
+        flow.peek(0)?.flush(ts);
+        flow.peek(1)?.flush(ts);
+        if (!d.finSeen) {
+          flow.sink(ts);
+          this.events.closing(flow, dir, true, ts); // only the first FIN or RST of a side
+        }
         this.finish(flow, 'closed', ts);
       }
       return;
@@ -234,17 +323,18 @@ export class FlowTable {
       d.fin(dataSeq, v.payloadLength, ts);
       // Data the FIN follows was acknowledged by the peer's view of the stream: no more will come.
       d.flush(ts);
+      flow.sink(ts);
       this.events.closing(flow, dir, false, ts);
-      if (flow.dirs[1 - dir].finSeen) this.finish(flow, 'closed', ts);
+      if (flow.peek(1 - dir)?.finSeen) this.finish(flow, 'closed', ts);
     }
   }
 
   private createFlow(v: PacketView, h: number, ts: number): TcpFlow {
     if (this.size >= this.limits.maxFlows) this.evictOne(ts);
-    const f = new TcpFlow(this.counters, this.limits);
+    const f = new TcpFlow(this.env);
     f.version = v.ipVersion;
-    f.a0 = v.src0; f.a1 = v.src1; f.a2 = v.src2; f.a3 = v.src3; f.aPort = v.srcPort;
-    f.b0 = v.dst0; f.b1 = v.dst1; f.b2 = v.dst2; f.b3 = v.dst3; f.bPort = v.dstPort;
+    f.a0 = v.src0 | 0; f.a1 = v.src1 | 0; f.a2 = v.src2 | 0; f.a3 = v.src3 | 0; f.aPort = v.srcPort;
+    f.b0 = v.dst0 | 0; f.b1 = v.dst1 | 0; f.b2 = v.dst2 | 0; f.b3 = v.dst3 | 0; f.bPort = v.dstPort;
     f.hash = h;
     f.firstSeen = f.lastSeen = ts;
     if (this.lastSweep === 0) this.lastSweep = ts;
@@ -255,12 +345,7 @@ export class FlowTable {
     // Roles known from the first packet let the owner decide on port filters before any bytes.
     const flags = v.flags;
     if (flags & TCP_SYN) f.clientDir = flags & TCP_ACK ? 1 : 0;
-    const sink = this.events.flowOpened(f, ts);
-    if (!sink) f.ignored = true;
-    else {
-      f.dirs[0].sink = sink;
-      f.dirs[1].sink = sink;
-    }
+    if (!this.events.flowOpened(f, ts)) f.ignored = true;
     // handle() sets roles itself from the SYN flags.
     if (flags & TCP_SYN) f.clientDir = -1;
     return f;
@@ -270,13 +355,15 @@ export class FlowTable {
   private finish(flow: TcpFlow, why: FinishReason, ts: number): void {
     if (flow.state === FlowState.Finished) return;
     if (!flow.ignored) {
-      flow.dirs[0].flush(ts);
-      flow.dirs[1].flush(ts);
+      flow.peek(0)?.flush(ts);
+      flow.peek(1)?.flush(ts);
       this.events.flowFinished(flow, why, ts);
     }
     flow.state = FlowState.Finished;
-    flow.finishedAt = ts;
+    flow.lastSeen = ts;
     flow.owner = null;
+    flow.peek(0)?.release();
+    flow.peek(1)?.release();
     this.active.remove(flow);
     this.finished.push(flow);
   }
@@ -311,14 +398,14 @@ export class FlowTable {
   sweep(ts: number): void {
     this.lastSweep = ts;
     const lim = this.limits;
-    for (let f = this.finished.head; f && ts - f.finishedAt >= lim.closedLingerSeconds; f = this.finished.head) {
+    for (let f = this.finished.head; f && ts - f.lastSeen >= lim.closedLingerSeconds; f = this.finished.head) {
       this.removeFlow(f);
     }
     // Every flow silent for the half-closed timeout is looked at: an open idle flow does not hide
     // a more recent half-closed one behind it.
     for (let f = this.active.head; f && ts - f.lastSeen >= lim.halfClosedTimeoutSeconds; ) {
       const next = f.next;
-      if (f.dirs[0].finSeen || f.dirs[1].finSeen) this.finish(f, 'half_closed', ts);
+      if (f.peek(0)?.finSeen || f.peek(1)?.finSeen) this.finish(f, 'half_closed', ts);
       else if (ts - f.lastSeen >= lim.flowIdleTimeoutSeconds) this.finish(f, 'idle', ts);
       f = next;
     }

@@ -31,40 +31,135 @@ export interface ReassemblyCounters {
   gapBytes: number;
   retransmissions: number;
   overflows: number;
+  /** Out-of-order segments not held because every flow together already held `maxBufferedBytes` (`buffer_budget_exceeded`). */
+  budgetRefused: number;
 }
 
+/**
+ * What every direction of one flow table shares: counters, caps, and the budget of bytes held
+ * out of order across all flows. Per-flow caps alone do not bound memory: 100,000 flows each
+ * holding its 256 KiB would be 25 GiB. With the shared budget spent, a new out-of-order segment
+ * is not held: the hole before it is skipped at once (a counted gap), as on a per-flow overflow.
+ */
+export interface ReassemblyContext {
+  readonly counters: ReassemblyCounters;
+  readonly maxHeldBytes: number;
+  readonly maxHeldSegments: number;
+  readonly maxBufferedBytes: number;
+  /** Bytes held out of order now, all flows together. */
+  heldBytes: number;
+}
+
+export function newReassemblyContext(
+  counters: ReassemblyCounters,
+  limits: { maxOutOfOrderBytes: number; maxOutOfOrderSegments: number; maxBufferedBytes: number },
+): ReassemblyContext {
+  return {
+    counters,
+    maxHeldBytes: limits.maxOutOfOrderBytes,
+    maxHeldSegments: limits.maxOutOfOrderSegments,
+    maxBufferedBytes: limits.maxBufferedBytes,
+    heldBytes: 0,
+  };
+}
+
+const STARTED = 1;
+const HAS_ISN = 2;
+const FIN_SEEN = 4;
+const END_DELIVERED = 8;
+const RST_SEEN = 16;
+
+/** `bytes` saturates here, so it stays a small integer in V8 (it is only ever compared with zero). */
+const BYTES_SATURATION = 0x3fffffff;
+
+/**
+ * Memory: two of these per tracked flow. Sequence numbers are kept as int32 (`| 0`, read back
+ * with `>>> 0`) so V8 keeps them as small integers inside the object instead of boxed doubles;
+ * caps and counters are in the shared context.
+ */
 export class TcpDirection {
-  /** Sequence number of the next byte to deliver; valid once `started`. */
-  nextSeq = 0;
-  started = false;
-  /** The initial sequence number from a SYN, or -1 when the handshake was not seen. */
-  isn = -1;
-  finSeen = false;
-  finSeq = 0;
-  finTime = 0;
-  endDelivered = false;
-  rstSeen = false;
-  /** Last time this side sent anything. */
-  lastSeen = 0;
-  /** Payload bytes delivered. */
+  private next = 0;
+  private isn32 = 0;
+  private fin32 = 0;
+  /** STARTED, HAS_ISN, FIN_SEEN, END_DELIVERED, RST_SEEN: five booleans in one small integer. */
+  private flags = 0;
+  /** Payload bytes delivered (saturating at 2^30). */
   bytes = 0;
   private held: HeldSegment[] | null = null;
   private heldBytes = 0;
 
-  /** Set by the connection layer when the flow is created. */
-  sink!: StreamSink;
-
   constructor(
     readonly dir: number,
-    private readonly counters: ReassemblyCounters,
-    private readonly maxHeldBytes: number,
-    private readonly maxHeldSegments: number,
+    private readonly ctx: ReassemblyContext,
+    /** Where the bytes go. */
+    public sink: StreamSink,
   ) {}
+
+  /** The stream's first sequence number is known (a SYN, or the first segment or FIN seen). */
+  get started(): boolean {
+    return (this.flags & STARTED) !== 0;
+  }
+
+  set started(on: boolean) {
+    this.flags = on ? this.flags | STARTED : this.flags & ~STARTED;
+  }
+
+  get finSeen(): boolean {
+    return (this.flags & FIN_SEEN) !== 0;
+  }
+
+  set finSeen(on: boolean) {
+    this.flags = on ? this.flags | FIN_SEEN : this.flags & ~FIN_SEEN;
+  }
+
+  /** `end` was delivered to the sink. */
+  get endDelivered(): boolean {
+    return (this.flags & END_DELIVERED) !== 0;
+  }
+
+  get rstSeen(): boolean {
+    return (this.flags & RST_SEEN) !== 0;
+  }
+
+  set rstSeen(on: boolean) {
+    this.flags = on ? this.flags | RST_SEEN : this.flags & ~RST_SEEN;
+  }
+
+  /** Sequence number of the next byte to deliver; valid once `started`. */
+  get nextSeq(): number {
+    return this.next >>> 0;
+  }
+
+  set nextSeq(seq: number) {
+    this.next = seq | 0;
+  }
+
+  /** The initial sequence number from a SYN, or -1 when the handshake was not seen. */
+  get isn(): number {
+    return this.flags & HAS_ISN ? this.isn32 >>> 0 : -1;
+  }
+
+  set isn(seq: number) {
+    this.flags = seq >= 0 ? this.flags | HAS_ISN : this.flags & ~HAS_ISN;
+    this.isn32 = seq | 0;
+  }
+
+  get finSeq(): number {
+    return this.fin32 >>> 0;
+  }
+
+  /** Drops whatever is held (the flow finished): the shared budget gets it back. */
+  release(): void {
+    if (!this.held) return;
+    this.ctx.heldBytes -= this.heldBytes;
+    this.heldBytes = 0;
+    this.held = null;
+  }
 
   /** A SYN from this side: the data stream starts at isn + 1. */
   syn(seq: number): void {
     this.isn = seq;
-    this.nextSeq = (seq + 1) >>> 0;
+    this.next = (seq + 1) | 0;
     this.started = true;
   }
 
@@ -75,22 +170,21 @@ export class TcpDirection {
   segment(seq: number, buf: Buffer, off: number, capLen: number, wireLen: number, ts: number): void {
     if (!this.started) {
       // Capture began mid-connection: the stream starts here.
-      this.nextSeq = seq;
+      this.next = seq | 0;
       this.started = true;
     }
     if (wireLen <= 0) return;
-    let d = seqDiff(seq, this.nextSeq);
+    const d = seqDiff(seq, this.next);
     if (d > 0) {
       this.hold(seq, buf, off, capLen, wireLen, ts);
       return;
     }
     if (d + wireLen <= 0) {
-      this.counters.retransmissions++;
+      this.ctx.counters.retransmissions++;
       return;
     }
     // Overlap with bytes already delivered: deliver only the new part.
-    let skip = -d;
-    this.deliver(buf, off, capLen, wireLen, skip, ts);
+    this.deliver(buf, off, capLen, wireLen, -d, ts);
     if (this.held) this.drain(ts);
     else if (this.finSeen) this.maybeEnd(ts); // the bytes a FIN was waiting for
   }
@@ -99,11 +193,10 @@ export class TcpDirection {
   fin(seq: number, wireLen: number, ts: number): void {
     if (!this.finSeen) {
       this.finSeen = true;
-      this.finSeq = (seq + wireLen) >>> 0;
-      this.finTime = ts;
+      this.fin32 = (seq + wireLen) | 0;
     }
     if (!this.started) {
-      this.nextSeq = this.finSeq;
+      this.next = this.fin32;
       this.started = true;
     }
     this.maybeEnd(ts);
@@ -121,27 +214,42 @@ export class TcpDirection {
   /** Deliver everything held, skipping holes, then the end of stream if a FIN was seen. */
   flush(ts: number): void {
     while (this.held && this.held.length > 0) this.skipTo(this.held[0].seq, ts);
-    if (this.finSeen && !this.endDelivered && seqDiff(this.finSeq, this.nextSeq) > 0) {
-      this.gapTo(this.finSeq, ts);
+    if (this.finSeen && !this.endDelivered && seqDiff(this.fin32, this.next) > 0) {
+      this.gapTo(this.fin32, ts);
     }
     this.maybeEnd(ts);
   }
 
   /** Holds (copies) an out-of-order segment; on overflow, skips the hole before the earliest one. */
   private hold(seq: number, buf: Buffer, off: number, capLen: number, wireLen: number, ts: number): void {
+    const ctx = this.ctx;
+    if (ctx.heldBytes + capLen > ctx.maxBufferedBytes) {
+      // Every flow together holds the budget: do not wait for the hole, skip it now. What is
+      // already held here comes first, in order; this segment then continues the stream.
+      ctx.counters.budgetRefused++;
+      while (this.held && seqDiff(this.held[0].seq, seq) < 0) this.skipTo(this.held[0].seq, ts);
+      this.gapTo(seq, ts);
+      const d = seqDiff(seq, this.next);
+      if (d + wireLen > 0) this.deliver(buf, off, capLen, wireLen, -d, ts);
+      else ctx.counters.retransmissions++;
+      if (this.held) this.drain(ts);
+      else if (this.finSeen) this.maybeEnd(ts);
+      return;
+    }
     const held = (this.held ??= []);
     // Insert in sequence order; most arrivals append.
     let i = held.length;
     while (i > 0 && seqDiff(held[i - 1].seq, seq) > 0) i--;
     if (i > 0 && held[i - 1].seq === seq && held[i - 1].data.length >= capLen) {
-      this.counters.retransmissions++;
+      ctx.counters.retransmissions++;
       return;
     }
     const copy = Buffer.from(buf.subarray(off, off + capLen));
     held.splice(i, 0, { seq, data: copy, wire: wireLen });
     this.heldBytes += capLen;
-    if (this.heldBytes > this.maxHeldBytes || held.length > this.maxHeldSegments) {
-      this.counters.overflows++;
+    ctx.heldBytes += capLen;
+    if (this.heldBytes > ctx.maxHeldBytes || held.length > ctx.maxHeldSegments) {
+      ctx.counters.overflows++;
       this.skipTo(held[0].seq, ts);
     }
   }
@@ -151,12 +259,13 @@ export class TcpDirection {
     const held = this.held!;
     while (held.length > 0) {
       const h = held[0];
-      const d = seqDiff(h.seq, this.nextSeq);
+      const d = seqDiff(h.seq, this.next);
       if (d > 0) break;
       held.shift();
       this.heldBytes -= h.data.length;
+      this.ctx.heldBytes -= h.data.length;
       if (d + h.wire > 0) this.deliver(h.data, 0, h.data.length, h.wire, -d, ts);
-      else this.counters.retransmissions++;
+      else this.ctx.counters.retransmissions++;
     }
     if (held.length === 0) this.held = null;
     this.maybeEnd(ts);
@@ -168,11 +277,11 @@ export class TcpDirection {
   }
 
   private gapTo(seq: number, ts: number): void {
-    const n = seqDiff(seq, this.nextSeq);
+    const n = seqDiff(seq, this.next);
     if (n <= 0) return;
-    this.counters.gaps++;
-    this.counters.gapBytes += n;
-    this.nextSeq = seq >>> 0;
+    this.ctx.counters.gaps++;
+    this.ctx.counters.gapBytes += n;
+    this.next = seq | 0;
     this.sink.gap(this.dir, n, ts);
   }
 
@@ -180,21 +289,21 @@ export class TcpDirection {
     if (skip < capLen) {
       const n = capLen - skip;
       this.sink.data(this.dir, buf, off + skip, n, ts);
-      this.bytes += n;
+      this.bytes = Math.min(BYTES_SATURATION, this.bytes + n);
     }
     const missing = wireLen - Math.max(skip, capLen);
-    this.nextSeq = (this.nextSeq + (wireLen - skip)) >>> 0;
+    this.next = (this.next + (wireLen - skip)) | 0;
     if (missing > 0) {
       // Cut by snaplen: the rest of the segment was on the wire but not in the capture.
-      this.counters.gaps++;
-      this.counters.gapBytes += missing;
+      this.ctx.counters.gaps++;
+      this.ctx.counters.gapBytes += missing;
       this.sink.gap(this.dir, missing, ts);
     }
   }
 
   private maybeEnd(ts: number): void {
-    if (this.finSeen && !this.endDelivered && seqDiff(this.finSeq, this.nextSeq) <= 0 && !this.held) {
-      this.endDelivered = true;
+    if (this.finSeen && !this.endDelivered && seqDiff(this.fin32, this.next) <= 0 && !this.held) {
+      this.flags |= END_DELIVERED;
       this.sink.end(this.dir, ts);
     }
   }

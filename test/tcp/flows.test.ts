@@ -18,11 +18,15 @@ class Events implements FlowEvents {
     return this.flows.indexOf(f) + 1;
   }
 
-  flowOpened(flow: TcpFlow, ts: number): StreamSink | null {
+  flowOpened(flow: TcpFlow, ts: number): boolean {
     this.flows.push(flow);
     const n = this.flows.length;
     this.log.push(`opened #${n} @${ts}`);
-    if (this.ignore.has(n)) return null;
+    return !this.ignore.has(n);
+  }
+
+  attach(flow: TcpFlow): StreamSink {
+    const n = this.id(flow);
     const log = this.log;
     return {
       data: (dir, buf, off, len) => log.push(`#${n} data ${dir} ${buf.toString('latin1', off, off + len)}`),
@@ -152,6 +156,7 @@ describe('FlowTable: handshake and roles', () => {
     const table = new FlowTable(DEFAULT_LIMITS, {
       ...events,
       flowOpened: (f, ts) => { seen = f.clientDir; return events.flowOpened(f, ts); },
+      attach: (f) => events.attach(f),
       closing: () => {},
       flowFinished: () => {},
     });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TcpDirection, seqDiff, type ReassemblyCounters, type StreamSink } from '../../src/tcp/stream.js';
+import { TcpDirection, newReassemblyContext, seqDiff, type ReassemblyCounters, type StreamSink } from '../../src/tcp/stream.js';
 
 /** Records what a direction delivers, as `data <text>`, `gap <n>`, `end`. */
 class Sink implements StreamSink {
@@ -19,11 +19,11 @@ class Sink implements StreamSink {
   }
 }
 
-function newDir(opts: { maxBytes?: number; maxSegments?: number } = {}) {
-  const counters: ReassemblyCounters = { gaps: 0, gapBytes: 0, retransmissions: 0, overflows: 0 };
-  const d = new TcpDirection(0, counters, opts.maxBytes ?? 1 << 20, opts.maxSegments ?? 64);
+function newDir(opts: { maxBytes?: number; maxSegments?: number; budget?: number } = {}) {
+  const counters: ReassemblyCounters = { gaps: 0, gapBytes: 0, retransmissions: 0, overflows: 0, budgetRefused: 0 };
+  const ctx = newReassemblyContext(counters, { maxOutOfOrderBytes: opts.maxBytes ?? 1 << 20, maxOutOfOrderSegments: opts.maxSegments ?? 64, maxBufferedBytes: opts.budget ?? 1 << 30 });
   const sink = new Sink();
-  d.sink = sink;
+  const d = new TcpDirection(0, ctx, sink);
   let ts = 0;
   /** A segment whose payload is `text`; `wire` is its length on the wire (snaplen cut when larger). */
   const seg = (seq: number, text: string, wire = text.length) => {
@@ -32,7 +32,7 @@ function newDir(opts: { maxBytes?: number; maxSegments?: number } = {}) {
     d.segment(seq >>> 0, buf, 2, text.length, wire, ++ts);
     return buf;
   };
-  return { d, sink, counters, seg, log: sink.log, tick: () => ++ts };
+  return { d, sink, counters, ctx, seg, log: sink.log, tick: () => ++ts };
 }
 
 const ISN = 1000;

@@ -1,0 +1,73 @@
+/**
+ * Raw IPv4 TCP packets (link type 101) for the memory and flood benchmarks, and a pcap writer.
+ * Client i is 10.x.y.z (from i), port 40000 + i % 20000; the server is 198.18.0.2:80.
+ */
+export const LINKTYPE_RAW = 101;
+export const SYN = 0x02, ACK = 0x10, PSH = 0x08;
+
+export function packet(i, toServer, seq, ack, flags, payload = Buffer.alloc(0)) {
+  const b = Buffer.alloc(40 + payload.length);
+  b[0] = 0x45;
+  b.writeUInt16BE(b.length, 2);
+  b[8] = 64;
+  b[9] = 6;
+  const client = [10, (i >>> 16) & 255, (i >>> 8) & 255, i & 255];
+  const server = [198, 18, 0, 2];
+  const cport = 40000 + (i % 20000);
+  const [src, dst, sport, dport] = toServer ? [client, server, cport, 80] : [server, client, 80, cport];
+  b.set(src, 12);
+  b.set(dst, 16);
+  b.writeUInt16BE(sport, 20);
+  b.writeUInt16BE(dport, 22);
+  b.writeUInt32BE(seq >>> 0, 24);
+  b.writeUInt32BE(ack >>> 0, 28);
+  b[32] = 5 << 4;
+  b[33] = flags;
+  b.writeUInt16BE(65535, 34);
+  payload.copy(b, 40);
+  return b;
+}
+
+export const REQUEST = Buffer.from('GET / HTTP/1.1\r\nHost: bench\r\n\r\n');
+export const RESPONSE = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nKeep-Alive: timeout=5\r\n\r\nok');
+
+/** A SYN that is never answered (a SYN flood). */
+export const synOnly = (i) => [packet(i, true, 1000, 0, SYN)];
+
+/** A keep-alive connection that served one request and stays open. */
+export const idleConnection = (i) => [
+  packet(i, true, 1000, 0, SYN),
+  packet(i, false, 5000, 1001, SYN | ACK),
+  packet(i, true, 1001, 5001, ACK),
+  packet(i, true, 1001, 5001, ACK | PSH, REQUEST),
+  packet(i, false, 5001, 1001 + REQUEST.length, ACK | PSH, RESPONSE),
+  packet(i, true, 1001 + REQUEST.length, 5001 + RESPONSE.length, ACK),
+];
+
+/** A connection holding 1 KiB out of order: the 100 bytes before it were never captured. */
+export const heldOutOfOrder = (i) => [
+  packet(i, true, 1000, 0, SYN),
+  packet(i, false, 5000, 1001, SYN | ACK),
+  packet(i, true, 1001, 5001, ACK),
+  packet(i, true, 1101, 5001, ACK | PSH, Buffer.alloc(1024, 0x41)),
+];
+
+export function pcapHeader() {
+  const h = Buffer.alloc(24);
+  h.writeUInt32LE(0xa1b2c3d4, 0);
+  h.writeUInt16LE(2, 4);
+  h.writeUInt16LE(4, 6);
+  h.writeUInt32LE(262144, 16);
+  h.writeUInt32LE(LINKTYPE_RAW, 20);
+  return h;
+}
+
+export function pcapRecord(pkt, ts) {
+  const r = Buffer.alloc(16);
+  const sec = Math.floor(ts);
+  r.writeUInt32LE(sec, 0);
+  r.writeUInt32LE(Math.round((ts - sec) * 1e6), 4);
+  r.writeUInt32LE(pkt.length, 8);
+  r.writeUInt32LE(pkt.length, 12);
+  return [r, pkt];
+}
