@@ -892,18 +892,21 @@ interface Refused {
   /** The socket's error: ECONNRESET for a reset (also when the reset beat the connect). */
   error: NodeJS.ErrnoException | null;
   received: number;
+  open: boolean;
 }
 
-/** A client the relay is expected to refuse: connects, sends a request, resolves once closed. */
+/** A client the relay is expected to refuse: connects, sends a request, resolves once closed
+ * (or after 5 s, still open: `open` true). */
 function connectRefused(port: number): Promise<Refused> {
   return new Promise((resolve) => {
     const sock = net.connect({ host: HOST, port, noDelay: true });
     cleanups.push(() => { sock.destroy(); });
-    const r: Refused = { error: null, received: 0 };
+    const r: Refused = { error: null, received: 0, open: false };
+    const timer = setTimeout(() => { r.open = true; resolve(r); }, 5000);
     sock.on('connect', () => sock.write(GET));
     sock.on('data', (b: Buffer) => { r.received += b.length; });
     sock.on('error', (e) => { r.error = e; });
-    sock.on('close', () => resolve(r));
+    sock.on('close', () => { clearTimeout(timer); resolve(r); });
   });
 }
 
@@ -919,6 +922,7 @@ describe('ProxyRelay: refuses visibly at maxConnections', () => {
     // The 4th alone, then 20 at once (bounded): every one reset, none relayed.
     const refused = [await connectRefused(tap.port), ...await Promise.all(Array.from({ length: 20 }, () => connectRefused(tap.port)))];
     for (const r of refused) {
+      expect(r.open).toBe(false);
       expect(r.received).toBe(0);
       expect(r.error?.code).toBe('ECONNRESET');
     }
@@ -964,8 +968,8 @@ describe('ProxyRelay: refuses visibly at maxConnections', () => {
     ca.sock.write(GET);
     cb.sock.write(GET);
     await until('both responses', () => ca.received().length > 0 && cb.received().length > 0);
-    for (let i = 0; i < 3; i++) expect((await connectRefused(a.port)).received).toBe(0);
-    expect((await connectRefused(b.port)).received).toBe(0);
+    for (let i = 0; i < 3; i++) expect(await connectRefused(a.port)).toMatchObject({ open: false, received: 0 });
+    expect(await connectRefused(b.port)).toMatchObject({ open: false, received: 0 });
     expect(a.relay.refused.limit).toBe(3);
     expect(b.relay.refused.limit).toBe(1);
     expect(a.warnings).toHaveLength(1);
