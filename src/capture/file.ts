@@ -2,8 +2,9 @@
  * Reading a capture from a file path or `-` (stdin), gzip-compressed or not.
  * Compression is recognised by its magic number, not the file name.
  */
-import { createReadStream } from 'node:fs';
+import { createReadStream, open as openFd, closeSync } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
+import { Socket } from 'node:net';
 import { createGunzip } from 'node:zlib';
 import { Readable, pipeline } from 'node:stream';
 import { CaptureDecoder, type CaptureFormat, type CaptureProblem, type PacketSink } from './reader.js';
@@ -30,6 +31,12 @@ export interface ReadOptions {
    * that paces packets (replay at capture speed). The sink must copy what it keeps.
    */
   afterChunk?: () => Promise<void>;
+  /**
+   * Aborting destroys the input stream, so a read waiting on a FIFO or stdin that stays open
+   * and silent ends at once (the daemon's SIGTERM). The read then returns what it had, with a
+   * `truncated` problem; the caller checks the signal.
+   */
+  signal?: AbortSignal;
 }
 
 /** Thrown (as the only exception of this module) when the file cannot be opened at all: a user error. */
@@ -38,6 +45,7 @@ export class CaptureOpenError extends Error {}
 export async function readCapture(path: string, sink: PacketSink, opts: ReadOptions = {}): Promise<CaptureSummary> {
   let total = 0;
   let regular = false;
+  let fifo = false;
   let input: Readable;
   if (path === '-') {
     input = process.stdin;
@@ -47,6 +55,7 @@ export async function readCapture(path: string, sink: PacketSink, opts: ReadOpti
       if (st.isDirectory()) throw new CaptureOpenError(`${path} is a directory, not a capture file`);
       total = st.size;
       regular = st.isFile();
+      fifo = st.isFIFO();
     } catch (err) {
       if (err instanceof CaptureOpenError) throw err;
       throw new CaptureOpenError(describeOpenError(path, err as NodeJS.ErrnoException));
@@ -54,7 +63,7 @@ export async function readCapture(path: string, sink: PacketSink, opts: ReadOpti
     // Positioned reads need a regular file: a FIFO, <(process substitution) or /dev/stdin cannot seek.
     const plain = regular ? await readPlainFile(path, sink, total, opts) : null;
     if (plain) return plain;
-    input = createReadStream(path, { highWaterMark: READ_CHUNK });
+    input = fifo ? await openFifo(path) : createReadStream(path, { highWaterMark: READ_CHUNK });
   }
   return readCaptureStream(input, sink, { ...opts, totalBytes: total, name: path });
 }
@@ -120,6 +129,27 @@ async function readPlainFile(path: string, sink: PacketSink, total: number, opts
   };
 }
 
+/**
+ * A FIFO (or a pipe named by path: <(...), /dev/stdin) read as a socket: fs streams read it on
+ * a libuv thread, blocked until data comes, and such a read cannot be cancelled (it held the
+ * daemon up after SIGTERM while the writer stayed silent). A socket reads it in the event loop
+ * and closes at once. The open itself still waits for a writer, as a FIFO open does.
+ */
+async function openFifo(path: string): Promise<Readable> {
+  let fd: number;
+  try {
+    fd = await new Promise<number>((resolve, reject) => openFd(path, 'r', (err, n) => (err ? reject(err) : resolve(n))));
+  } catch (err) {
+    throw new CaptureOpenError(describeOpenError(path, err as NodeJS.ErrnoException));
+  }
+  try {
+    return new Socket({ fd, readable: true, writable: false });
+  } catch (err) {
+    closeSync(fd);
+    throw new CaptureOpenError(`cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
 export async function readCaptureStream(
   input: Readable,
   sink: PacketSink,
@@ -129,6 +159,9 @@ export async function readCaptureStream(
   let compressed = false;
   let raw = 0;
   let streamError: CaptureProblem | null = null;
+  const onAbort = (): void => { input.destroy(); };
+  if (opts.signal?.aborted) onAbort();
+  else opts.signal?.addEventListener('abort', onAbort, { once: true });
   const source = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   // Count compressed bytes as they are read, for progress.
   async function* counted(first: Buffer): AsyncGenerator<Buffer> {
@@ -175,6 +208,7 @@ export async function readCaptureStream(
         : `read error after byte offset ${decoder.offset}: ${e.message}`,
     };
   } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
     if (input !== process.stdin) input.destroy();
   }
   const problem = decoder.problem ?? streamError ?? decoder.end();

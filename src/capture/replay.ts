@@ -4,7 +4,8 @@
  * reaches their capture time; the reader waits while the queue is full.
  *
  * An abort signal stops a replay at its next chunk or timer tick (the daemon's SIGTERM must not
- * wait for a long capture to play out): the promise then rejects with the signal's reason.
+ * wait for a long capture to play out), and destroys the input stream, so a FIFO or stdin that
+ * stays open and silent ends too: the promise then rejects with the signal's reason.
  */
 import { readCapture, type CaptureSummary } from './file.js';
 import type { PacketSink } from './reader.js';
@@ -29,7 +30,7 @@ export async function replayFile(path: string, sink: PacketSink, mode: ReplayMod
   const { signal } = opts;
   signal?.throwIfAborted();
   if (mode === 'fast') {
-    const summary = await readCapture(path, sink, signal ? { afterChunk: () => (signal.aborted ? Promise.reject(signal.reason) : Promise.resolve()) } : {});
+    const summary = await readCapture(path, sink, signal ? { signal, afterChunk: () => (signal.aborted ? Promise.reject(signal.reason) : Promise.resolve()) } : {});
     signal?.throwIfAborted();
     return summary;
   }
@@ -75,6 +76,7 @@ export async function replayFile(path: string, sink: PacketSink, mode: ReplayMod
         queue.push({ linkType, data: Buffer.from(data.subarray(offset, offset + capLen)), origLen, ts });
       },
     }, {
+      signal,
       afterChunk: async () => {
         signal?.throwIfAborted();
         if (queue.length - head >= MAX_QUEUED_PACKETS) await new Promise<void>((r) => { wake = r; });

@@ -32,6 +32,8 @@ export interface SourceStatus {
   /** A file source that reached its end (it stays "ready"). */
   done: boolean;
   restarts: number;
+  /** tcpdumps killed because they stopped answering (live only; each is also a restart). */
+  stalls?: number;
   /** Packets the kernel dropped, as tcpdump reports them (live only). */
   kernelDrops: number;
   /** Packets the interface or filter dropped (tcpdump's "dropped by interface"). */
@@ -128,6 +130,7 @@ export class Exporter implements EngineConsumer {
       for (const [k, v] of Object.entries(t)) this.inc({ protocol: k }, v);
     } });
     new Counter({ name: 'keepalive_source_restarts_total', help: 'Times a capture source (tcpdump) was restarted after it stopped.', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) this.inc({ source: s.name }, s.restarts); } });
+    new Counter({ name: 'keepalive_source_stalls_total', help: 'Times a live capture (tcpdump) was killed because it neither wrote packets nor answered SIGUSR1 (each is also a restart).', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) if (s.kind === 'live') this.inc({ source: s.name }, s.stalls ?? 0); } });
     new Gauge({ name: 'keepalive_source_up', help: '1 while the source is running (a file source that finished reads 0 and is done).', labelNames: ['source', 'kind'], registers, collect() { this.reset(); for (const s of sources()) this.set({ source: s.name, kind: s.kind }, s.up ? 1 : 0); } });
     new Counter({ name: 'keepalive_proxy_connections_total', help: 'Client connections the proxy tap accepted.', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) if (s.proxy) this.inc({ source: s.name }, s.proxy.accepted); } });
     new Gauge({ name: 'keepalive_proxy_connections_active', help: 'Client connections the proxy tap is relaying now.', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) if (s.proxy) this.set({ source: s.name }, s.proxy.active); } });

@@ -5,15 +5,17 @@
  *    packets of a local HTTP server reach the engine; tcpdump killed from outside is restarted
  *    and traffic keeps arriving; stop() ends it for good;
  *  - with a fake tcpdump (a shell script, no root needed): start errors explained in one line,
- *    drop counts read from its stderr and added up across restarts.
+ *    drop counts read from its stderr and added up across restarts;
+ *  - supervision: a tcpdump that stops answering (SIGSTOP) is marked down, killed and restarted,
+ *    an idle one that still answers SIGUSR1 is not; tcpdump runs under setpriv --pdeathsig.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, Agent, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LiveCapture, CaptureStartError, bpfFilter, type LiveLog } from '../../src/capture/live.js';
+import { LiveCapture, CaptureStartError, bpfFilter, findSetpriv, type LiveLog } from '../../src/capture/live.js';
 import { Engine } from '../../src/conn/engine.js';
 import type { ConnectionRecord } from '../../src/conn/records.js';
 
@@ -185,6 +187,139 @@ while :; do sleep 1 >/dev/null 2>&1 & wait $!; done`);
   }, 10_000);
 });
 
+/** A fake tcpdump that captures nothing (an idle network) and answers SIGUSR1 with its stats, like tcpdump. */
+function idleTcpdump(): string {
+  return fakeTcpdump(`
+printf '${PCAP_HEADER}'
+echo "tcpdump: listening on fake0, link-type EN10MB (Ethernet), snapshot length 262144 bytes" >&2
+stats() { printf '0 packets captured\\n0 packets received by filter\\n0 packets dropped by kernel\\n' >&2; }
+trap stats USR1
+trap 'stats; exit 0' INT TERM
+while :; do sleep 1 >/dev/null 2>&1 & wait $!; done`);
+}
+
+/** State of a process from /proc (R, S, T for stopped, Z), or null when it is gone. */
+function procState(pid: number): string | null {
+  try {
+    return /^\d+ \(.*\) (\S)/.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+describe('supervision (fake tcpdump)', () => {
+  // Short intervals so the tests take a second, not the defaults' 15 s.
+  const fast = { statsIntervalMs: 100, stallAfterMs: 400 };
+
+  it('a stopped tcpdump (SIGSTOP) is marked down, killed, counted as a stall and a restart, and a new run resumes', async () => {
+    const log = logger();
+    const c = new LiveCapture({ interface: 'fake0', ports: [80], tcpdump: idleTcpdump(), bufferKiB: 1024, ...fast }, new Engine(), log);
+    await c.start();
+    let first = 0;
+    try {
+      first = child(c)!.pid!;
+      process.kill(first, 'SIGSTOP');
+      await waitFor('the stopped tcpdump to be marked down', 5000, () => !c.up);
+      expect(c.stalls).toBe(1);
+      await waitFor('the restart', 5000, () => c.up);
+      expect(c.restarts).toBe(1);
+      expect(child(c)!.pid).not.toBe(first);
+      // Killed, not left stopped: gone (or a zombie waiting for its reaper).
+      await waitFor('the stalled tcpdump to be gone', 5000, () => procState(first) === null || procState(first) === 'Z');
+      const stalled = log.lines.filter((l) => /stalled: no packets and no answer to SIGUSR1/.test(l));
+      expect(stalled, log.lines.join('\n')).toHaveLength(1);
+      expect(stalled[0]).toMatch(/^warn: tcpdump \(pid \d+\) stalled: .*killed it with SIGKILL; restarting in 1 s$/);
+      // The new run answers: it stays up over several stall thresholds.
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(c.up).toBe(true);
+      expect(c.stalls).toBe(1);
+    } finally {
+      await c.stop();
+      if (first && procState(first) === 'T') process.kill(first, 'SIGKILL');
+    }
+    expect(c.up).toBe(false);
+  }, 20_000);
+
+  it('an idle tcpdump that answers SIGUSR1 stays up (no packets is not a stall)', async () => {
+    const c = new LiveCapture({ interface: 'fake0', ports: [80], tcpdump: idleTcpdump(), bufferKiB: 1024, ...fast }, new Engine(), logger());
+    await c.start();
+    try {
+      const pid = child(c)!.pid!;
+      // Five stall thresholds without a single packet.
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(c.up).toBe(true);
+      expect(c.stalls).toBe(0);
+      expect(c.restarts).toBe(0);
+      expect(child(c)!.pid).toBe(pid);
+    } finally {
+      await c.stop();
+    }
+  }, 10_000);
+
+  it('stop() of a stalled (stopped) tcpdump does not wait for SIGINT to be heard', async () => {
+    const c = new LiveCapture({ interface: 'fake0', ports: [80], tcpdump: idleTcpdump(), bufferKiB: 1024, statsIntervalMs: 100, stallAfterMs: 60_000, stopTimeoutMs: 300 }, new Engine(), logger());
+    await c.start();
+    const pid = child(c)!.pid!;
+    process.kill(pid, 'SIGSTOP');
+    // SIGINT is held by the stopped process; stop() escalates to SIGKILL after stopTimeoutMs.
+    await c.stop();
+    expect(child(c)).toBeNull();
+    expect(procState(pid) === null || procState(pid) === 'Z').toBe(true);
+  }, 10_000);
+});
+
+const setpriv = findSetpriv();
+
+describe('the parent-death signal', () => {
+  it.runIf(setpriv !== null)('tcpdump runs under setpriv --pdeathsig KILL; the log line still shows the tcpdump command', async () => {
+    const log = logger();
+    const c = new LiveCapture({ interface: 'fake0', ports: [80], tcpdump: idleTcpdump(), bufferKiB: 1024 }, new Engine(), log);
+    const cmd = c.command();
+    expect(cmd.file).toBe(setpriv);
+    expect(cmd.argv.slice(0, 4)).toEqual(['--pdeathsig', 'KILL', '--', c['opts'].tcpdump]);
+    expect(cmd.argv.slice(-c.args().length)).toEqual(c.args());
+    await c.start();
+    try {
+      // setpriv exec'd the (fake) tcpdump in place: the daemon's child is tcpdump itself.
+      const pid = child(c)!.pid!;
+      expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8')).toContain('fake-tcpdump');
+      expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8')).not.toContain('setpriv');
+      expect(log.lines.filter((l) => l.startsWith('info: capturing on fake0: tcpdump -i fake0 '))).toHaveLength(1);
+      expect(log.lines.some((l) => l.includes('setpriv'))).toBe(false);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('without setpriv: tcpdump runs directly, and that is logged once', async () => {
+    const log = logger();
+    const c = new LiveCapture({ interface: 'fake0', ports: [80], tcpdump: idleTcpdump(), bufferKiB: 1024, setpriv: null }, new Engine(), log);
+    expect(c.command().argv).toEqual(c.args());
+    await c.start();
+    try {
+      expect(c.up).toBe(true);
+      expect(c.command().file).toBe(c['opts'].tcpdump);
+      expect(log.lines.filter((l) => l.includes('setpriv'))).toEqual(['warn: setpriv (util-linux) not found: tcpdump runs without a parent-death signal and may outlive a SIGKILLed daemon']);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it.runIf(setpriv !== null)('setpriv failing to execute tcpdump gives the same start errors as a direct spawn', async () => {
+    const missing = new LiveCapture({ interface: 'any', ports: [80], tcpdump: join(dir, 'no-such-tcpdump'), bufferKiB: 1024 }, new Engine(), logger());
+    const err = (await missing.start().then(() => null, (e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(CaptureStartError);
+    expect(err.message).toBe(`tcpdump not found (${join(dir, 'no-such-tcpdump')}): install it (Debian/Ubuntu: apt-get install tcpdump) or name it with --tcpdump PATH`);
+    // Not executable: EACCES, named as such.
+    const notExec = join(dir, 'not-executable-tcpdump');
+    writeFileSync(notExec, '#!/bin/sh\n', { mode: 0o644 });
+    const c = new LiveCapture({ interface: 'any', ports: [80], tcpdump: notExec, bufferKiB: 1024 }, new Engine(), logger());
+    const err2 = (await c.start().then(() => null, (e: unknown) => e)) as Error;
+    expect(err2).toBeInstanceOf(CaptureStartError);
+    expect(err2.message).toBe(`cannot run ${notExec}: Permission denied`);
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // The real tcpdump
 
@@ -273,6 +408,44 @@ describe.runIf(canCapture)('the real tcpdump on lo (root)', () => {
     expect(child(c)).toBeNull();
     engine.finish();
     expect(engine.stats().packets).toBeGreaterThan(10);
+  }, 40_000);
+
+  it('a SIGSTOPped tcpdump: down within the stall threshold, killed, restarted and counted; traffic after it arrives', async () => {
+    const engine = new Engine({ ports: [port] });
+    let requests = 0;
+    engine.subscribe({ request: () => { requests++; } });
+    const log = logger();
+    const c = new LiveCapture({ interface: 'lo', ports: [port], tcpdump: 'tcpdump', bufferKiB: 1024, statsIntervalMs: 200, stallAfterMs: 1000 }, engine, log);
+    await c.start();
+    let first = 0;
+    try {
+      // Idle lo traffic for the port: tcpdump answers SIGUSR1, so it stays up.
+      await new Promise((r) => setTimeout(r, 2500));
+      expect(c.up).toBe(true);
+      expect(c.stalls).toBe(0);
+      await get('/before');
+      await waitFor('the request before the stop', 10_000, () => requests >= 1);
+
+      first = child(c)!.pid!;
+      process.kill(first, 'SIGSTOP');
+      await waitFor('the stopped tcpdump to be marked down', 10_000, () => !c.up);
+      expect(c.stalls).toBe(1);
+      await waitFor('the restart', 10_000, () => c.up);
+      expect(log.lines.filter((l) => /stalled: no packets and no answer to SIGUSR1/.test(l)), log.lines.join('\n')).toHaveLength(1);
+      expect(c.restarts).toBe(1);
+      expect(child(c)!.pid).not.toBe(first);
+      expect(procState(first) === null || procState(first) === 'Z').toBe(true);
+
+      await get('/after');
+      await waitFor('the request after the restart', 10_000, () => requests >= 2);
+      expect(requests).toBe(2);
+    } finally {
+      await c.stop();
+      if (first && procState(first) === 'T') process.kill(first, 'SIGKILL');
+      agent.destroy();
+    }
+    expect(c.up).toBe(false);
+    expect(c.stalls).toBe(1);
   }, 40_000);
 
   it('no such interface: CaptureStartError naming it', async () => {
