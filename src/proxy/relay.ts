@@ -57,7 +57,9 @@ export type RefusalReason = 'limit' | 'fd_limit';
  * with EMFILE, libuv closes a reserve fd, accepts and closes every pending connection with it,
  * and reports nothing to Node when that succeeds (uv__emfile_trick in src/unix/stream.c): the
  * clients are dropped, and no 'error', no callback, no count. Measured on Node 20.20 under
- * `prlimit --nofile=64:64`: 22 connections relayed, 28 more closed, `accepted` stayed 22.
+ * `prlimit --nofile=64:64` (before this budget), 50 clients at once: 22 relayed, the other 28
+ * closed by libuv, `accepted` 22, nothing logged. (With the last free fd at the upstream's
+ * socket() instead, the same run gave EMFILE there, counted as upstream failures.)
  * So a connection is refused (and counted) while FD_RESERVE fds are still free, by two lower
  * bounds on the fds in use, either of which is enough to refuse:
  * - the count: fds open when the last listener started (`baseline`, its own listener included)
@@ -76,6 +78,8 @@ class FdBudget {
   relayFds = 0;
   /** Fds the listeners' max-connections may take (2 × max each). */
   committed = 0;
+  /** Listeners started and not stopped. */
+  listeners = 0;
   warned = false;
 
   /**
@@ -180,7 +184,10 @@ export class ProxyRelay {
     this.up = false;
     const server = this.server;
     this.server = null;
-    if (server) FDS.committed -= 2 * this.maxConnections;
+    if (server) {
+      FDS.committed -= 2 * this.maxConnections;
+      FDS.listeners--;
+    }
     for (const s of this.sockets) s.destroy();
     if (server) await new Promise<void>((r) => server.close(() => r()));
   }
@@ -192,11 +199,12 @@ export class ProxyRelay {
   private checkFdBudget(): void {
     FDS.baseline = countOpenFds() - FDS.relayFds;
     FDS.committed += 2 * this.maxConnections;
+    FDS.listeners++;
     const limit = FDS.limit;
     if (limit === null || FDS.warned || FDS.baseline + FDS.committed + FD_RESERVE <= limit) return;
     FDS.warned = true;
     const fits = Math.max(0, Math.floor((limit - FDS.baseline - FD_RESERVE) / 2));
-    this.log.warn(`proxy: --proxy.max-connections allows ${FDS.committed / 2} connections at once in all (two file descriptors each), `
+    this.log.warn(`proxy: --proxy.max-connections allows ${FDS.committed / 2} connections at once${FDS.listeners > 1 ? ` on ${FDS.listeners} listeners` : ''} (two file descriptors each), `
       + `but the fd soft limit is ${limit} ("Max open files"; ${FDS.baseline} open now, ${FD_RESERVE} kept for the rest): `
       + `beyond about ${fits} the tap refuses connections (reason="fd_limit"); raise the limit (LimitNOFILE= in the systemd unit, ulimit -n) `
       + `to at least ${FDS.baseline + FDS.committed + FD_RESERVE}, or lower --proxy.max-connections`);
