@@ -38,6 +38,7 @@ export async function runDaemon(argv: string[]): Promise<number> {
     version: VERSION,
     // JSON lines on stderr, as --help says: stdout stays free for a pipe.
     logger: { level: cfg.logLevel, stream: process.stderr },
+    webMaxRequests: cfg.webMaxRequests,
   });
   const log = app.log;
   const newEngine = (ports: number[] | null, source: string): Engine => {

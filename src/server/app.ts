@@ -1,6 +1,7 @@
 /**
  * The HTTP side of the daemon, built apart from `listen` so tests use `app.inject`.
- *   /metrics          Prometheus text, or OpenMetrics when the scraper asks for it
+ *   /metrics          Prometheus text, or OpenMetrics when the scraper asks for it; at most
+ *                     `webMaxRequests` at once, concurrent ones sharing one render
  *   /healthz          the process is up
  *   /readyz           every source is running (or, for a file, has been read to its end)
  *   /api/connections  open connections, busiest first (?limit=, at most 1000)
@@ -8,13 +9,22 @@
  */
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Exporter, SourceStatus } from '../metrics/exporter.js';
+import { CONTENT_TYPES, negotiate } from '../metrics/exposition.js';
 
 export interface AppOptions {
   exporter: Exporter;
   sources: () => SourceStatus[];
   logger?: FastifyServerOptions['logger'];
   version: string;
+  /**
+   * --web.max-requests: scrapes of /metrics in flight at once (waiting for the shared render or
+   * still sending), as promhttp's MaxRequestsInFlight and node_exporter's --web.max-requests.
+   * One more is answered 503 at once and counted. 0: no limit. Default 40, as the flag.
+   */
+  webMaxRequests?: number;
 }
+
+const DEFAULT_MAX_SCRAPES = 40;
 
 const MAX_CONNECTIONS_LISTED = 1000;
 
@@ -24,11 +34,34 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   const quiet = { logLevel: 'warn' as const };
   const { exporter } = opts;
 
+  // A scrape storm (many Prometheus replicas, a retry loop) must not grow memory or starve the
+  // probes: past the cap it is refused before any work; below it, scrapes share renders.
+  const maxScrapes = opts.webMaxRequests ?? DEFAULT_MAX_SCRAPES;
+  let scrapesInFlight = 0;
   app.get('/metrics', quiet, async (req, reply) => {
-    const accept = String(req.headers.accept ?? '');
-    const registry = accept.includes('application/openmetrics-text') ? exporter.openMetrics : exporter.text;
-    const body = await registry.metrics();
-    return reply.header('content-type', registry.contentType).send(body);
+    if (maxScrapes > 0 && scrapesInFlight >= maxScrapes) {
+      exporter.countScrape('rejected');
+      return reply.code(503).type('text/plain; charset=utf-8')
+        .send(`too many concurrent scrapes (--web.max-requests ${maxScrapes}), try again later\n`);
+    }
+    scrapesInFlight++;
+    // Released when the response is done or the client went away ('close' fires for both), so a
+    // slow reader still counts: it holds a body.
+    let held = true;
+    const release = (): void => {
+      if (held) scrapesInFlight--;
+      held = false;
+    };
+    reply.raw.once('close', release);
+    try {
+      const format = negotiate(req.headers.accept);
+      const body = await exporter.scrape(format);
+      exporter.countScrape(format);
+      return reply.header('content-type', CONTENT_TYPES[format]).send(body);
+    } catch (err) {
+      release();
+      throw err;
+    }
   });
 
   app.get('/healthz', quiet, async () => ({ status: 'ok' }));

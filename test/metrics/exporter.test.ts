@@ -49,7 +49,7 @@ function rig(maxServers = 1_000_000, engineOpts: EngineOptions = {}, keepConnect
   const report = new AnalyzeReport(keepConnections);
   engine.subscribe(report);
   engine.subscribe(exporter);
-  return { engine, exporter, report, source, scrape: async () => parseProm(await exporter.text.metrics()) };
+  return { engine, exporter, report, source, scrape: async () => parseProm((await exporter.scrape('text')).toString()) };
 }
 
 /** What `analyze --json` computes, from the same engine (the same code path as src/cli/analyze.ts). */
@@ -164,7 +164,7 @@ describe('scraped metrics equal the analyze report of the same capture', () => {
     await readCapture(FIXTURE, r.engine);
     r.engine.finish();
     const text = await r.scrape();
-    const om = parseProm(await r.exporter.openMetrics.metrics());
+    const om = parseProm((await r.exporter.scrape('openmetrics')).toString());
     for (const name of ['keepalive_connections_opened_total', 'keepalive_requests_total', 'keepalive_handshakes_saved_total', 'keepalive_connections_untracked_total']) {
       expect(total(om, name), name).toBe(total(text, name));
     }
@@ -329,9 +329,9 @@ describe('labels never carry request content or client addresses', () => {
     o.handshake(0.001).clientSends(httpRequest('GET', `${secrets.path}?${secrets.query}`, { Host: secrets.host, Cookie: secrets.cookie }), 0.001);
     o.feed(r.engine);
 
-    const texts = [await r.exporter.text.metrics(), await r.exporter.openMetrics.metrics()];
+    const texts = [(await r.exporter.scrape('text')).toString(), (await r.exporter.scrape('openmetrics')).toString()];
     r.engine.finish();
-    texts.push(await r.exporter.text.metrics(), await r.exporter.openMetrics.metrics());
+    texts.push((await r.exporter.scrape('text')).toString(), (await r.exporter.scrape('openmetrics')).toString());
     const s = parseProm(texts[0]);
     expect(total(s, 'keepalive_requests_total')).toBe(4);
     for (const text of texts) {
@@ -339,7 +339,7 @@ describe('labels never carry request content or client addresses', () => {
       expect(text).not.toContain('SECRET');
     }
     // The only labels of the project's metrics, all bounded.
-    const allowed = new Set(['server', 'reused', 'reason', 'closed_by', 'le', 'source', 'kind', 'where', 'protocol']);
+    const allowed = new Set(['server', 'reused', 'reason', 'closed_by', 'le', 'source', 'kind', 'where', 'protocol', 'format']);
     for (const x of s.filter((y) => y.name.startsWith('keepalive_'))) {
       for (const k of Object.keys(x.labels)) expect(allowed.has(k), `${x.name}{${k}}`).toBe(true);
     }
