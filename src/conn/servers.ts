@@ -14,7 +14,11 @@ export class ServerState {
   /** Server-ended connections on a success response, by request count: the evidence for inference. */
   readonly candidateCounts = new Map<number, number>();
 
-  constructor(private readonly maxSamples: number) {}
+  constructor(
+    private readonly maxSamples: number,
+    /** The server's "ip:port": one string shared by all its connection records. */
+    readonly name = '',
+  ) {}
 
   addRtt(rtt: number): void {
     if (this.rtts.length < this.maxSamples) this.rtts.push(rtt);

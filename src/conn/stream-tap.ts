@@ -33,7 +33,7 @@ export class StreamTap {
     /** The handshake round trip as the tap sees it (for the proxy: the upstream connect time). */
     handshakeRtt: number,
   ) {
-    const f = new TcpFlow({ ctx, events: tracker });
+    const f = new TcpFlow({ ctx, events: tracker, spareDirections: [] });
     const s = addressWords(server.address);
     let c = addressWords(client.address);
     // A flow has one address family, and the server's is the one labels show. An IPv4 client of

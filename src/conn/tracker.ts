@@ -94,7 +94,7 @@ export class ConnectionTracker implements FlowEvents {
     let s = this.servers.get(server);
     if (!s) {
       if (this.servers.size >= this.limits.maxServers) return null;
-      s = new ServerState(this.limits.rttSamplesPerServer);
+      s = new ServerState(this.limits.rttSamplesPerServer, server);
       this.servers.set(server, s);
     }
     return s;
@@ -178,6 +178,9 @@ export class ConnectionTracker implements FlowEvents {
   }
 }
 
+/** The empty request queue every connection starts with (never written: `enqueue` replaces it). */
+const NO_REQUESTS: RequestRecord[] = [];
+
 const enum Confirmed {
   Unknown = 0,
   Http = 1,
@@ -185,10 +188,14 @@ const enum Confirmed {
 }
 
 class HttpConnection implements StreamSink, HttpEvents {
-  private readonly parsers: [HttpStreamParser | null, HttpStreamParser | null] = [null, null];
+  // Memory: one of these per HTTP connection tracked, so nothing is allocated before it is used
+  // (the request queue starts as a one-slot array; the two parsers are fields, not an array).
+  private p0: HttpStreamParser | null = null;
+  private p1: HttpStreamParser | null = null;
   private record: ConnectionRecord | null = null;
   private confirmed = Confirmed.Unknown;
-  private readonly pending: RequestRecord[] = [];
+  /** Requests awaiting their response, oldest first (pipelining). */
+  private pending: RequestRecord[] = NO_REQUESTS;
   /** Request whose head was seen and whose body may still be in progress. */
   private lastExchange: RequestRecord | null = null;
   private previousMax = -1;
@@ -196,7 +203,6 @@ class HttpConnection implements StreamSink, HttpEvents {
   private requests = 0;
   private lastHttpTime = -1;
   private first: { dir: number; rst: boolean; time: number; pending: number } | null = null;
-  private readonly unanswered: RequestRecord[] = [];
   private server: ServerState | null = null;
   /** Capture time of a gap that made the response parser resynchronise; -1 if none pending. */
   private respResyncTime = -1;
@@ -210,7 +216,7 @@ class HttpConnection implements StreamSink, HttpEvents {
 
   data(dir: number, buf: Buffer, off: number, len: number, ts: number): void {
     if (this.confirmed === Confirmed.NotHttp) return;
-    const p = this.parsers[dir] ?? this.createParser(dir);
+    const p = this.parser(dir) ?? this.createParser(dir);
     if (p.state === State.Dead) return;
     // Tunnel bytes are activity too: idle-before-close counts from the last byte either way.
     this.lastHttpTime = ts;
@@ -219,7 +225,7 @@ class HttpConnection implements StreamSink, HttpEvents {
 
   gap(dir: number, len: number, ts: number): void {
     if (this.confirmed === Confirmed.NotHttp) return;
-    let p = this.parsers[dir];
+    let p = this.parser(dir);
     if (p) p.gap(len, ts);
     else p = this.createParser(dir, false);
     // Framing of the responses was lost: the next response found may not answer the oldest request.
@@ -227,7 +233,7 @@ class HttpConnection implements StreamSink, HttpEvents {
   }
 
   end(dir: number, ts: number): void {
-    this.parsers[dir]?.end(ts);
+    this.parser(dir)?.end(ts);
   }
 
   // --- HTTP events (from http/) ---
@@ -243,7 +249,7 @@ class HttpConnection implements StreamSink, HttpEvents {
         this.ignore();
         return;
       }
-      const other = this.parsers[1 - dir];
+      const other = this.parser(1 - dir);
       if (other) other.mode = h.isRequest ? Mode.Response : Mode.Request;
     }
     if (h.isRequest) this.onRequest(h, ts);
@@ -275,7 +281,7 @@ class HttpConnection implements StreamSink, HttpEvents {
     if (this.confirmed === Confirmed.NotHttp) return;
     this.confirmed = Confirmed.NotHttp;
     this.t.counters.nonHttp[kind]++;
-    const other = this.parsers[1 - dir];
+    const other = this.parser(1 - dir);
     if (other) other.state = State.Dead;
   }
 
@@ -293,8 +299,8 @@ class HttpConnection implements StreamSink, HttpEvents {
   finished(_why: FinishReason, ts: number): void {
     const flow = this.flow;
     // End of both streams: close-delimited bodies end with the connection.
-    this.parsers[0]?.end(ts);
-    this.parsers[1]?.end(ts);
+    this.p0?.end(ts);
+    this.p1?.end(ts);
     if (this.confirmed === Confirmed.Unknown) {
       // No HTTP message: an unused connection, if it went to a port that carries HTTP.
       if (!this.first || flow.clientDir < 0 || !flow.fromStart) return;
@@ -304,7 +310,7 @@ class HttpConnection implements StreamSink, HttpEvents {
     }
     if (this.confirmed !== Confirmed.Http || !this.record) return;
     const rec = this.record;
-    for (const r of this.pending) if (!r.responseStarted) this.unanswered.push(r);
+    const unanswered = this.pending.filter((r) => !r.responseStarted);
     if (!this.first) {
       // Tracking ended (capture end, idle expiry, eviction) before any FIN or RST.
       rec.closeReason = 'open';
@@ -324,7 +330,7 @@ class HttpConnection implements StreamSink, HttpEvents {
       rst: first.rst,
       time: first.time,
       pendingAtClose: first.pending,
-      unanswered: this.unanswered,
+      unanswered,
       lastExchange: this.lastExchange,
       previousMax: this.previousMax,
       idleBeforeClose: idle,
@@ -343,10 +349,21 @@ class HttpConnection implements StreamSink, HttpEvents {
 
   // --- internals ---
 
+  private parser(dir: number): HttpStreamParser | null {
+    return dir === 0 ? this.p0 : this.p1;
+  }
+
+  /** Queues a request; the queue is a one-slot array until pipelining needs more. */
+  private enqueue(r: RequestRecord): void {
+    if (this.pending.length === 0) this.pending = [r];
+    else this.pending.push(r);
+  }
+
   /** Not a flow to analyse after all (outside --ports): drop it quietly, as flowOpened would have. */
   private ignore(): void {
     this.confirmed = Confirmed.NotHttp;
-    for (const p of this.parsers) if (p) p.state = State.Dead;
+    if (this.p0) this.p0.state = State.Dead;
+    if (this.p1) this.p1.state = State.Dead;
     this.flow.ignored = true;
   }
 
@@ -356,23 +373,27 @@ class HttpConnection implements StreamSink, HttpEvents {
     const fromStart = withData && flow.fromStart && (flow.peek(dir)?.bytes ?? 0) === 0;
     const p = new HttpStreamParser(dir, mode, this, this.t.limits.maxHeaderBytes, this.t.limits.maxResyncBytes, fromStart);
     p.established = this.confirmed === Confirmed.Http;
-    this.parsers[dir] = p;
+    if (dir === 0) this.p0 = p;
+    else this.p1 = p;
     return p;
   }
 
   private confirm(ts: number): void {
     const flow = this.flow;
     this.confirmed = Confirmed.Http;
-    for (const p of this.parsers) if (p) p.established = true;
+    if (this.p0) this.p0.established = true;
+    if (this.p1) this.p1.established = true;
     const cd = flow.clientDir;
     const client = cd === 1
       ? formatEndpoint(flow.version, flow.b0, flow.b1, flow.b2, flow.b3, flow.bPort)
       : formatEndpoint(flow.version, flow.a0, flow.a1, flow.a2, flow.a3, flow.aPort);
-    const server = cd === 1
+    const address = cd === 1
       ? formatEndpoint(flow.version, flow.a0, flow.a1, flow.a2, flow.a3, flow.aPort)
       : formatEndpoint(flow.version, flow.b0, flow.b1, flow.b2, flow.b3, flow.bPort);
     this.t.httpPorts[cd === 1 ? flow.aPort : flow.bPort] = 1;
-    this.server = this.t.serverState(server);
+    this.server = this.t.serverState(address);
+    // Every record of a server shares its one string.
+    const server = this.server?.name ?? address;
     const rtt = flow.handshakeRtt >= 0 ? flow.handshakeRtt : null;
     if (rtt !== null) this.server?.addRtt(rtt);
     this.record = {
@@ -449,7 +470,7 @@ class HttpConnection implements StreamSink, HttpEvents {
       this.t.anomaly('pipeline_overflow');
       this.pending.shift();
     }
-    this.pending.push(r);
+    this.enqueue(r);
     this.t.emitRequest(rec, r);
   }
 
@@ -461,7 +482,7 @@ class HttpConnection implements StreamSink, HttpEvents {
       this.t.anomaly('http_unexpected_response');
       // Answering a request sent before the capture started: consume it as a phantom exchange.
       const phantom = this.phantomRequest(ts);
-      this.pending.push(phantom);
+      this.enqueue(phantom);
       return this.onResponse(h, ts);
     }
     r.responseStarted = true;
@@ -484,11 +505,11 @@ class HttpConnection implements StreamSink, HttpEvents {
         rec.advertisedMax = h.kaMax;
       }
     }
-    const reqParser = this.parsers[this.flow.clientDir];
+    const reqParser = this.parser(this.flow.clientDir);
     if (h.status === 101 || (r.method === 'CONNECT' && h.status >= 200 && h.status < 300)) {
       if (rec) rec.tunneled = true;
       reqParser?.enterTunnel();
-      this.parsers[1 - this.flow.clientDir]?.enterTunnel();
+      this.parser(1 - this.flow.clientDir)?.enterTunnel();
       this.complete(1 - this.flow.clientDir, ts);
       return;
     }

@@ -85,10 +85,39 @@ export class TcpFlow implements StreamSink {
     private readonly env: FlowEnv,
   ) {}
 
-  /** Direction `i` (0: A to B), made on first use. */
+  /** Direction `i` (0: A to B), made on first use (from the table's spares when it has one). */
   dir(i: number): TcpDirection {
-    if (i === 0) return this.d0 ?? (this.d0 = new TcpDirection(0, this.env.ctx, this));
-    return this.d1 ?? (this.d1 = new TcpDirection(1, this.env.ctx, this));
+    const d = i === 0 ? this.d0 : this.d1;
+    if (d) return d;
+    const made = this.env.spareDirections.pop()?.reuse(i, this) ?? new TcpDirection(i, this.env.ctx, this);
+    if (i === 0) this.d0 = made;
+    else this.d1 = made;
+    return made;
+  }
+
+  /**
+   * Back to the state of a new flow, its directions handed to the table's spares: the table
+   * reuses flows it removed instead of leaving them to the garbage collector. Under a SYN flood
+   * every new flow evicts an old one, and without reuse each SYN left about 430 bytes of garbage:
+   * 1M SYNs made 390 MB of it, and the heap grew to hold it (332 MB RSS for 43 MB of live flows).
+   */
+  recycle(): void {
+    const spares = this.env.spareDirections;
+    for (const d of [this.d0, this.d1]) if (d && spares.length < MAX_SPARES) spares.push(d);
+    this.d0 = this.d1 = null;
+    this.version = 4;
+    this.a0 = this.a1 = this.a2 = this.a3 = this.aPort = 0;
+    this.b0 = this.b1 = this.b2 = this.b3 = this.bPort = 0;
+    this.hash = 0;
+    this.nextInBucket = this.prev = this.next = null;
+    this.clientDir = -1;
+    this.synTime = -1;
+    this.synAckSeen = false;
+    this.handshakeRtt = -1;
+    this.firstSeen = this.lastSeen = 0;
+    this.state = FlowState.Open;
+    this.ignored = false;
+    this.owner = null;
   }
 
   /** Direction `i` if anything made it yet: for questions a direction that never carried a packet answers with "no". */
@@ -152,7 +181,15 @@ class FlowList {
 export interface FlowEnv {
   readonly ctx: ReassemblyContext;
   readonly events: FlowEvents;
+  /** Directions of removed flows, for reuse (at most `MAX_SPARES`). */
+  readonly spareDirections: TcpDirection[];
 }
+
+/**
+ * Removed flows (and directions) kept for reuse. In steady state a full table removes one flow
+ * for each it creates, so a small stock absorbs the churn of any flood; it is a cap, not a size.
+ */
+export const MAX_SPARES = 1024;
 
 export interface FlowCounters extends ReassemblyCounters {
   flowsCreated: number;
@@ -171,6 +208,8 @@ export const MAX_CHAIN = 8;
 
 export class FlowTable {
   private readonly buckets = new Map<number, TcpFlow>();
+  /** Removed flows ready for reuse (see `TcpFlow.recycle`). */
+  private readonly spareFlows: TcpFlow[] = [];
   /** Open flows, least recently active first. */
   private readonly active = new FlowList();
   /** Finished flows (tombstones), oldest first. */
@@ -192,7 +231,7 @@ export class FlowTable {
   ) {
     this.key = key ?? newFlowHashKey();
     this.ctx = newReassemblyContext(this.counters, limits);
-    this.env = { ctx: this.ctx, events };
+    this.env = { ctx: this.ctx, events, spareDirections: [] };
   }
 
   /** Longest hash chain and how many chains there are: what crafted keys would lengthen. */
@@ -331,7 +370,7 @@ export class FlowTable {
 
   private createFlow(v: PacketView, h: number, ts: number): TcpFlow {
     if (this.size >= this.limits.maxFlows) this.evictOne(ts);
-    const f = new TcpFlow(this.env);
+    const f = this.spareFlows.pop() ?? new TcpFlow(this.env);
     f.version = v.ipVersion;
     f.a0 = v.src0 | 0; f.a1 = v.src1 | 0; f.a2 = v.src2 | 0; f.a3 = v.src3 | 0; f.aPort = v.srcPort;
     f.b0 = v.dst0 | 0; f.b1 = v.dst1 | 0; f.b2 = v.dst2 | 0; f.b3 = v.dst3 | 0; f.bPort = v.dstPort;
@@ -379,6 +418,12 @@ export class FlowTable {
     else if (f.nextInBucket) this.buckets.set(flow.hash, f.nextInBucket);
     else this.buckets.delete(flow.hash);
     f.nextInBucket = null;
+    // Nothing refers to a removed flow but its old connection object, which reads it no more
+    // (a connection waiting for an inferred max only reports its record).
+    if (this.spareFlows.length < MAX_SPARES) {
+      f.recycle();
+      this.spareFlows.push(f);
+    }
   }
 
   private evictOne(ts: number): void {

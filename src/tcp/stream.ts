@@ -89,11 +89,20 @@ export class TcpDirection {
   private heldBytes = 0;
 
   constructor(
-    readonly dir: number,
+    public dir: number,
     private readonly ctx: ReassemblyContext,
     /** Where the bytes go. */
     public sink: StreamSink,
   ) {}
+
+  /** The state of a new direction, for another flow (the flow table reuses them). */
+  reuse(dir: number, sink: StreamSink): this {
+    this.release();
+    this.dir = dir;
+    this.sink = sink;
+    this.next = this.isn32 = this.fin32 = this.flags = this.bytes = 0;
+    return this;
+  }
 
   /** The stream's first sequence number is known (a SYN, or the first segment or FIN seen). */
   get started(): boolean {
