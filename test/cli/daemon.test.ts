@@ -7,8 +7,8 @@
  * unless the test is about the port.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { OPTIONS, envName } from '../../src/config/daemon.js';
@@ -16,6 +16,7 @@ import { parseProm, total } from '../helpers/prom.js';
 import { Conversation, httpRequest, httpResponse, merge } from '../helpers/conversation.js';
 import { LINKTYPE, pcapFile } from '../helpers/packets.js';
 import { buildCli } from '../helpers/cli.js';
+import { start as startProc, stop as stopProc, tail as tailProc, waitFor as pollFor, type Proc } from '../helpers/procs.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const FIXTURE = join(ROOT, 'test/fixtures/real/real-servers.pcap');
@@ -332,4 +333,96 @@ describe('serving a capture file', () => {
       d.child.kill('SIGKILL');
     }
   }, 30_000);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Shutdown however it comes: tcpdump dies with a SIGKILLed daemon; SIGTERM ends a daemon whose
+// file sources are a silent FIFO or stdin pipe. Processes run in their own group (procs.start)
+// and every wait is bounded; the bounds are failure bounds, not timings.
+
+/** State of a process from /proc (S, T, Z...), or null when it is gone. */
+function procState(pid: number): string | null {
+  try {
+    return /^\d+ \(.*\) (\S)/.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}
+/** Gone, or a zombie waiting for its reaper: no longer running. */
+const ended = (pid: number): boolean => procState(pid) === null || procState(pid) === 'Z';
+
+function childPids(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((t) => readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+  } catch {
+    return [];
+  }
+}
+
+function logUrl(p: Proc): string | null {
+  let text = '';
+  try { text = readFileSync(p.log, 'utf8'); } catch { return null; }
+  return /listening on (http:\/\/[^\s"]+)\/metrics/.exec(text)?.[1] ?? null;
+}
+
+describe('shutdown, however it comes', () => {
+  const procs: Proc[] = [];
+  let strays: number[] = [];
+  afterAll(async () => {
+    for (const p of procs) await stopProc(p, 'SIGKILL', 2000);
+    for (const pid of strays) if (!ended(pid)) process.kill(pid, 'SIGKILL');
+  });
+
+  it.runIf(canCaptureLive)('SIGKILL of a daemon capturing live on lo (root) leaves no tcpdump running', async () => {
+    const d = startProc('daemon-sigkill', process.execPath, [MAIN, '--interface', 'lo', '--ports', '1', '--web.listen-address', LOCAL], join(dir, 'sigkill.log'), ENV);
+    procs.push(d);
+    const base = await pollFor('the daemon to listen', 15_000, () => logUrl(d));
+    await pollFor('the live source up', 15_000, async () => ((await fetch(`${base}/readyz`)).status === 200 ? true : null));
+    const tcpdump = childPids(d.child.pid!).filter((c) => /tcpdump/.test(readFileSync(`/proc/${c}/cmdline`, 'utf8')));
+    expect(tcpdump, tailProc(d)).toHaveLength(1);
+    strays = tcpdump;
+    // Spawned from the main thread, which lives as long as the daemon: the parent-death signal
+    // has not fired while the daemon runs.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(ended(tcpdump[0])).toBe(false);
+    process.kill(d.child.pid!, 'SIGKILL');
+    expect((await d.exited).signal).toBe('SIGKILL');
+    await pollFor(`tcpdump (pid ${tcpdump[0]}) to die with the daemon`, 5000, () => (ended(tcpdump[0]) ? true : null));
+  }, 40_000);
+
+  it('SIGTERM with --pcap FIFO held open by a silent writer: exits 0', async () => {
+    const fifo = join(dir, 'silent.fifo');
+    execFileSync('mkfifo', [fifo]);
+    // Opens the FIFO for writing (blocking until the daemon opens it to read) and writes nothing.
+    const writer = startProc('fifo-writer', 'sh', ['-c', 'exec 3>"$1"; sleep 60', 'sh', fifo], join(dir, 'fifo-writer.log'));
+    procs.push(writer);
+    const d = startProc('daemon-fifo', process.execPath, [MAIN, '--pcap', fifo, '--web.listen-address', LOCAL], join(dir, 'fifo.log'), ENV);
+    procs.push(d);
+    const base = await pollFor('the daemon to listen', 15_000, () => logUrl(d));
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    // The writer holds the FIFO open: the read is under way (the writer's open returned).
+    await pollFor('the writer to hold the FIFO open', 10_000, () => (readdirSync(`/proc/${writer.child.pid}/fd`).includes('3') ? true : null));
+    const r = await stopProc(d, 'SIGTERM', 10_000);
+    expect({ code: r.code, killed: r.killed }, tailProc(d)).toEqual({ code: 0, killed: false });
+    expect(readFileSync(d.log, 'utf8')).toContain('stopped on SIGTERM');
+  }, 40_000);
+
+  it('SIGTERM with --pcap - and stdin a pipe held open by a silent writer: exits 0', async () => {
+    // The test holds the write end of the daemon's stdin open and writes nothing.
+    const child = spawn(process.execPath, [MAIN, '--pcap', '-', '--web.listen-address', LOCAL], { env: ENV, stdio: ['pipe', 'ignore', 'pipe'], detached: true });
+    let err = '';
+    child.stderr!.on('data', (b: Buffer) => { err += b.toString('utf8'); });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    try {
+      const base = await pollFor('the daemon to listen', 15_000, () => /listening on (http:\/\/[^\s"]+)\/metrics/.exec(err)?.[1] ?? null);
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+      child.kill('SIGTERM');
+      const bound = new Promise<'still running'>((r) => setTimeout(() => r('still running'), 10_000).unref());
+      expect(await Promise.race([exited, bound]), err).toEqual({ code: 0, signal: null });
+      expect(err).toContain('stopped on SIGTERM');
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
+      child.stdin!.destroy();
+    }
+  }, 40_000);
 });
