@@ -87,6 +87,8 @@ async function serve() {
       process.send({ maxBlockMs: delay.max / 1e6, maxRssMB: process.resourceUsage().maxRSS / 1024 });
     }
   });
+  // A clean exit, so `node --cpu-prof bench/scrape.mjs` writes the server's profile too.
+  process.once('SIGTERM', () => { void app.close().then(() => process.exit(0)); });
   process.send({ address });
 }
 
