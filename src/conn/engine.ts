@@ -28,6 +28,8 @@ export interface EngineStats {
   tcpPackets: number;
   streams: number;
   flowsTracked: number;
+  /** Out-of-order bytes held now by all flows together (at most `maxBufferedBytes`). */
+  bufferedBytes: number;
   flowsCreated: number;
   flowsEvicted: number;
   gaps: number;
@@ -152,6 +154,7 @@ export class Engine implements PacketSink {
       tcpPackets: this.tcpPackets,
       streams: this.streams,
       flowsTracked: this.flows.size,
+      bufferedBytes: this.flows.ctx.heldBytes,
       flowsCreated: fc.flowsCreated,
       flowsEvicted: fc.flowsEvicted,
       gaps: fc.gaps,

@@ -1,7 +1,7 @@
 /**
- * The flow table's hash: HalfSipHash-1-3 (Aumasson and Bernstein's SipHash on 32-bit words, the
- * variant the Linux kernel uses for its own hash tables on 32-bit machines) under a per-process
- * random key.
+ * The flow table's hash: the HalfSipHash-1-3 construction (Aumasson and Bernstein's SipHash on
+ * 32-bit words, the variant the Linux kernel uses for its hash tables on 32-bit machines) over
+ * five words, under a per-process random key.
  *
  * Why keyed: the addresses and ports are chosen by whoever sends the packets. With an unkeyed
  * hash every step can be inverted, and 100,000 SYNs from one IPv6 /64 crafted to share one hash
@@ -23,6 +23,14 @@ export interface FlowHashKey {
 export function newFlowHashKey(): FlowHashKey {
   const b = randomBytes(8);
   return { k0: b.readInt32LE(0), k1: b.readInt32LE(4) };
+}
+
+/** A hash of one endpoint (four address words and the port) to 32 bits. */
+export type EndpointHash = (w0: number, w1: number, w2: number, w3: number, port: number) => number;
+
+/** `endpointHash` under `key` (a fresh random one by default). */
+export function keyedEndpointHash(key: FlowHashKey = newFlowHashKey()): EndpointHash {
+  return (w0, w1, w2, w3, port) => endpointHash(key, w0, w1, w2, w3, port);
 }
 
 /** The four state words, in one preallocated array: no allocation per packet. */

@@ -16,7 +16,7 @@
 import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type PacketView } from '../decode/packet.js';
 import { TcpDirection, newReassemblyContext, seqDiff, type ReassemblyContext, type ReassemblyCounters, type StreamSink } from './stream.js';
 import type { EngineLimits } from '../config/limits.js';
-import { endpointHash, newFlowHashKey, type FlowHashKey } from './flow-hash.js';
+import { keyedEndpointHash, type EndpointHash } from './flow-hash.js';
 
 export type FinishReason =
   /** RST, or FIN from both sides */
@@ -221,15 +221,13 @@ export class FlowTable {
   };
   readonly ctx: ReassemblyContext;
   private readonly env: FlowEnv;
-  private readonly key: FlowHashKey;
 
   constructor(
     private readonly limits: EngineLimits,
     private readonly events: FlowEvents,
-    /** The hash key; a fresh random one by default (tests pass their own to craft collisions). */
-    key?: FlowHashKey,
+    /** The endpoint hash: keyed with a fresh random key by default (tests pass one they can collide). */
+    private readonly endpointHash: EndpointHash = keyedEndpointHash(),
   ) {
-    this.key = key ?? newFlowHashKey();
     this.ctx = newReassemblyContext(this.counters, limits);
     this.env = { ctx: this.ctx, events, spareDirections: [] };
   }
@@ -247,8 +245,8 @@ export class FlowTable {
 
   /** The table's hash of a 4-tuple: the same for both directions. */
   hashOf(v: PacketView): number {
-    const k = this.key;
-    return (endpointHash(k, v.src0, v.src1, v.src2, v.src3, v.srcPort) + endpointHash(k, v.dst0, v.dst1, v.dst2, v.dst3, v.dstPort)) | 0;
+    const h = this.endpointHash;
+    return (h(v.src0, v.src1, v.src2, v.src3, v.srcPort) + h(v.dst0, v.dst1, v.dst2, v.dst3, v.dstPort)) | 0;
   }
 
   /** Flows tracked now (open and lingering). */
