@@ -139,7 +139,7 @@ export class Exporter implements EngineConsumer {
     new Counter({ name: 'keepalive_proxy_idle_closed_total', help: 'Relayed connections closed by the proxy idle timeout.', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) if (s.proxy) this.inc({ source: s.name }, s.proxy.idleClosed); } });
     new Gauge({ name: 'keepalive_servers_tracked', help: 'Distinct server label values in use (at most --max-servers; the rest are server="other").', registers, collect() { this.set(self.servers.size); } });
     // The scrapes themselves (promhttp's promhttp_metric_handler_requests_total, split in two).
-    this.scrapes = new Counter({ name: 'keepalive_scrapes_total', help: 'Scrapes of /metrics answered with the metrics, by format ("text" or "openmetrics").', labelNames: ['format'], registers });
+    this.scrapes = new Counter({ name: 'keepalive_scrapes_total', help: 'Scrapes of /metrics answered with the metrics, by format (text or openmetrics).', labelNames: ['format'], registers });
     this.scrapesRejected = new Counter({ name: 'keepalive_scrapes_rejected_total', help: 'Scrapes of /metrics answered 503 at once because --web.max-requests scrapes were in flight.', registers });
     for (const format of ['text', 'openmetrics'] as const) this.scrapes.inc({ format }, 0);
   }
