@@ -301,6 +301,8 @@ class HttpConnection implements StreamSink, HttpEvents {
     // End of both streams: close-delimited bodies end with the connection.
     this.p0?.end(ts);
     this.p1?.end(ts);
+    this.p0?.release();
+    this.p1?.release();
     if (this.confirmed === Confirmed.Unknown) {
       // No HTTP message: an unused connection, if it went to a port that carries HTTP.
       if (!this.first || flow.clientDir < 0 || !flow.fromStart) return;
@@ -371,7 +373,7 @@ class HttpConnection implements StreamSink, HttpEvents {
     const flow = this.flow;
     const mode = flow.clientDir < 0 ? Mode.Detect : dir === flow.clientDir ? Mode.Request : Mode.Response;
     const fromStart = withData && flow.fromStart && (flow.peek(dir)?.bytes ?? 0) === 0;
-    const p = new HttpStreamParser(dir, mode, this, this.t.limits.maxHeaderBytes, this.t.limits.maxResyncBytes, fromStart);
+    const p = new HttpStreamParser(dir, mode, this, this.t.limits.maxHeaderBytes, this.t.limits.maxResyncBytes, fromStart, flow.budget);
     p.established = this.confirmed === Confirmed.Http;
     if (dir === 0) this.p0 = p;
     else this.p1 = p;

@@ -49,7 +49,17 @@ export interface HttpEvents {
   /** The stream turned out not to be HTTP/1.x. */
   notHttp(dir: number, kind: NotHttpKind): void;
   /** A counted anomaly by name (see config/anomalies.ts). */
-  anomaly(name: 'http_malformed_head' | 'header_too_large' | 'http_bad_content_length' | 'http_bad_chunk' | 'http_resync' | 'resync_failed'): void;
+  anomaly(name: 'http_malformed_head' | 'header_too_large' | 'http_bad_content_length' | 'http_bad_chunk' | 'http_resync' | 'resync_failed' | 'buffer_budget_exceeded'): void;
+}
+
+/**
+ * Bytes that all parsers (and the reassembly) of one source may hold together: a head cut
+ * across segments is copied, up to `maxHeaderBytes` per direction, and 100,000 connections
+ * each holding 64 KiB of head would be 6 GiB. The flow table's `ReassemblyContext` is one.
+ */
+export interface BufferBudget {
+  heldBytes: number;
+  readonly maxBufferedBytes: number;
 }
 
 /** A start line is known to be plausible or not within this many bytes (see startsWithMethod). */
@@ -82,6 +92,8 @@ export class HttpStreamParser {
     private readonly maxResyncBytes: number,
     /** A stream seen from its first byte: garbage there means "not HTTP", not "lost framing". */
     private fromStart: boolean,
+    /** Shared with every other parser and reassembly buffer of the source; null: no shared cap. */
+    private readonly budget: BufferBudget | null = null,
   ) {
     if (!fromStart) this.state = State.Resync;
   }
@@ -287,6 +299,7 @@ export class HttpStreamParser {
     const used = headEnd - prev;
     this.headLen = 0;
     this.onHead(hb, 0, headEnd, ts);
+    this.releaseHead();
     return p + used;
   }
 
@@ -297,8 +310,10 @@ export class HttpStreamParser {
     if (this.fromStart && this.messages === 0) {
       this.state = State.Dead;
       this.events.notHttp(this.dir, sniffProtocol(this.headBuf!, 0, n));
+      this.releaseHead();
       return end;
     }
+    this.releaseHead();
     this.events.anomaly('http_resync');
     this.state = State.Resync;
     this.scanned = 0;
@@ -309,8 +324,22 @@ export class HttpStreamParser {
     const n = end - p;
     if (this.headLen + n > this.maxHeaderBytes) return this.headTooLarge(end);
     if (!this.headBuf || this.headBuf.length < this.headLen + n) {
-      const grown = Buffer.allocUnsafe(Math.min(this.maxHeaderBytes, Math.max(1024, (this.headLen + n) * 2)));
+      const size = Math.min(this.maxHeaderBytes, Math.max(1024, (this.headLen + n) * 2));
+      const budget = this.budget;
+      const had = this.headBuf?.length ?? 0;
+      if (budget && budget.heldBytes + size - had > budget.maxBufferedBytes) {
+        // Every connection together holds the budget: report the message from what arrived
+        // (as when the capture loses the rest of a head) instead of waiting for more of it.
+        this.events.anomaly('buffer_budget_exceeded');
+        if (this.headLen > 0) this.salvageHead(this.headTs);
+        else this.salvage(buf, p, end, this.headTs);
+        this.state = State.Resync;
+        this.scanned = 0;
+        return end;
+      }
+      const grown = Buffer.allocUnsafe(size);
       if (this.headBuf) this.headBuf.copy(grown, 0, 0, this.headLen);
+      if (budget) budget.heldBytes += size - had;
       this.headBuf = grown;
     }
     buf.copy(this.headBuf, this.headLen, p, end);
@@ -324,8 +353,15 @@ export class HttpStreamParser {
    * response is taken as complete and the parser resynchronises on the next message.
    */
   private salvageHead(ts: number): void {
-    const h = this.headLen > 0 && this.headBuf ? parseTruncatedHead(this.headBuf, 0, this.headLen) : null;
+    const n = this.headLen;
     this.headLen = 0;
+    if (n > 0 && this.headBuf) this.salvage(this.headBuf, 0, n, ts);
+    this.releaseHead();
+  }
+
+  /** `salvageHead` for the head bytes at buf[start, end). */
+  private salvage(buf: Buffer, start: number, end: number, ts: number): void {
+    const h = parseTruncatedHead(buf, start, end);
     if (!h || (this.mode === Mode.Request && !h.isRequest) || (this.mode === Mode.Response && h.isRequest)) return;
     if (this.mode === Mode.Detect) this.mode = h.isRequest ? Mode.Request : Mode.Response;
     const ts0 = this.headTs || ts;
@@ -341,9 +377,26 @@ export class HttpStreamParser {
   private headTooLarge(resume: number): number {
     this.events.anomaly('header_too_large');
     this.headLen = 0;
+    this.releaseHead();
     this.state = State.Resync;
     this.scanned = 0;
     return resume;
+  }
+
+  /**
+   * Lets go of the copy of a head that spanned segments (most heads fit in one and are parsed in
+   * place): an idle connection holds no buffer, and the shared budget gets the bytes back.
+   */
+  private releaseHead(): void {
+    if (!this.headBuf) return;
+    if (this.budget) this.budget.heldBytes -= this.headBuf.length;
+    this.headBuf = null;
+  }
+
+  /** The parser will see no more bytes (its connection ended): whatever it holds goes back. */
+  release(): void {
+    this.headLen = 0;
+    this.releaseHead();
   }
 
   private onHead(buf: Buffer, start: number, end: number, ts: number): void {

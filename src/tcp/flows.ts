@@ -125,6 +125,11 @@ export class TcpFlow implements StreamSink {
     return i === 0 ? this.d0 : this.d1;
   }
 
+  /** The memory budget the flow's table shares between its reassembly and the parsers above it. */
+  get budget(): ReassemblyContext {
+    return this.env.ctx;
+  }
+
   /** The connection object, made on first use. */
   sink(ts: number): StreamSink {
     return this.owner ?? (this.owner = this.env.events.attach(this, ts));

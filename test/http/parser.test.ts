@@ -838,3 +838,42 @@ describe('HttpStreamParser: a start cut by a segment end', () => {
     expect(feed(RES, [bytes('HTT'), bytes('P/1.1 200 OK\r\nContent-Length: 0\r\n\r\n')]).log).toEqual(['head res 200', 'complete res']);
   });
 });
+
+describe('heads across segments within a shared memory budget', () => {
+  const partial = Buffer.from('GET /a HTTP/1.1\r\nHost: example\r\nUser-Agent: t', 'latin1');
+  const rest = Buffer.from('est\r\n\r\n', 'latin1');
+
+  it('copies a cut head only while every parser together holds less than the budget', () => {
+    const budget = { heldBytes: 0, maxBufferedBytes: 4096 };
+    const recs = Array.from({ length: 6 }, () => new Recorder());
+    const parsers = recs.map((r) => new HttpStreamParser(0, Mode.Request, r, 64 * 1024, 64 * 1024, true, budget));
+    parsers.forEach((p, i) => p.data(partial, 0, partial.length, i));
+    // 1 KiB copies: four fit in 4 KiB; the fifth and sixth report the request from what arrived.
+    expect(budget.heldBytes).toBe(4096);
+    expect(recs.slice(0, 4).map((r) => r.log)).toEqual([[], [], [], []]);
+    for (const r of recs.slice(4)) expect(r.log).toEqual(['anomaly buffer_budget_exceeded', 'head req GET']);
+    // The rest of the head completes the four that waited, and their copies go back to the budget.
+    parsers.forEach((p, i) => p.data(rest, 0, rest.length, 10 + i));
+    for (const r of recs.slice(0, 4)) expect(r.log).toEqual(['head req GET', 'complete req']);
+    expect(budget.heldBytes).toBe(0);
+  });
+
+  it('a connection that ends with half a head gives its copy back', () => {
+    const budget = { heldBytes: 0, maxBufferedBytes: 1 << 20 };
+    const p = new HttpStreamParser(0, Mode.Request, new Recorder(), 64 * 1024, 64 * 1024, true, budget);
+    p.data(partial, 0, partial.length, 1);
+    expect(budget.heldBytes).toBeGreaterThan(0);
+    p.release();
+    expect(budget.heldBytes).toBe(0);
+  });
+
+  it('keeps no buffer for heads that fit one segment', () => {
+    const budget = { heldBytes: 0, maxBufferedBytes: 1 << 20 };
+    const rec = new Recorder();
+    const p = new HttpStreamParser(0, Mode.Request, rec, 64 * 1024, 64 * 1024, true, budget);
+    const whole = Buffer.concat([partial, rest]);
+    for (let i = 0; i < 10; i++) p.data(whole, 0, whole.length, i);
+    expect(rec.log.filter((e) => e === 'complete req')).toHaveLength(10);
+    expect(budget.heldBytes).toBe(0);
+  });
+});
