@@ -5,6 +5,7 @@ import { readCapture, CaptureOpenError, type CaptureSummary } from '../capture/f
 import { AnalyzeReport, findWarnings } from '../report/summary.js';
 import { renderText } from '../report/text.js';
 import { DEFAULT_LIMITS } from '../config/limits.js';
+import { capsForMemory, memoryLimit } from '../config/memory.js';
 import { UsageError, parsePorts, parsePositiveInt } from './common.js';
 
 export const ANALYZE_HELP = `Options for analyze:
@@ -15,7 +16,8 @@ export const ANALYZE_HELP = `Options for analyze:
                        where HTTP/1.x is seen; HTTP is recognised by content, not by port)
   --top N              servers shown in the text report (default 10; --json lists all)
   --max-flows N        TCP flows tracked at once; the least recently active is evicted
-                       beyond it (default ${DEFAULT_LIMITS.maxFlows})
+                       beyond it (default ${DEFAULT_LIMITS.maxFlows}, or fewer where the memory
+                       limit, the cgroup's or V8's heap limit, would not hold them)
   --no-progress        no progress line on stderr (it is shown only on a terminal)
   -h, --help           this help
 
@@ -58,7 +60,9 @@ export async function runAnalyze(args: string[]): Promise<number> {
   const top = parsePositiveInt(o.top!, '--top');
   const maxFlows = o['max-flows'] !== undefined ? parsePositiveInt(o['max-flows'], '--max-flows') : undefined;
 
-  const engine = new Engine({ ports, limits: maxFlows ? { maxFlows } : {} });
+  // The tables at their caps must fit the memory the process may use (a flood fills them).
+  const caps = capsForMemory(memoryLimit().bytes, 1);
+  const engine = new Engine({ ports, limits: { ...caps, ...(maxFlows ? { maxFlows } : {}) } });
   const report = new AnalyzeReport(o.connections!);
   engine.subscribe(report);
 

@@ -13,6 +13,8 @@ import { buildApp } from '../server/app.js';
 import { ProxyRelay } from '../proxy/relay.js';
 import { loadConfig, ConfigError, daemonHelp, type DaemonConfig } from '../config/daemon.js';
 import { UsageError, VERSION } from './common.js';
+import { capsForMemory, memoryLimit } from '../config/memory.js';
+import { DEFAULT_LIMITS } from '../config/limits.js';
 
 export const DAEMON_HELP = `Options of the daemon (flags, or environment variables, or a --config JSON file):
 ${daemonHelp()}`;
@@ -41,8 +43,16 @@ export async function runDaemon(argv: string[]): Promise<number> {
     webMaxRequests: cfg.webMaxRequests,
   });
   const log = app.log;
+  // Every source's tables at their caps must fit the memory the process may use (a flood fills
+  // them): the caps are derived from it unless --max-flows is given.
+  const memory = memoryLimit();
+  const caps = capsForMemory(memory.bytes, (cfg.interface !== null ? 1 : 0) + cfg.proxy.length + cfg.pcap.length);
+  if (cfg.maxFlows === null && caps.maxFlows < DEFAULT_LIMITS.maxFlows) {
+    log.info(`tracking at most ${caps.maxFlows} flows per source (--max-flows auto): ${memory.from} is ${Math.round(memory.bytes / 2 ** 20)} MiB`);
+  }
+  const limits = { maxFlows: cfg.maxFlows ?? caps.maxFlows, maxBufferedBytes: caps.maxBufferedBytes };
   const newEngine = (ports: number[] | null, source: string): Engine => {
-    const e = new Engine({ ports, limits: { maxFlows: cfg.maxFlows } });
+    const e = new Engine({ ports, limits });
     e.subscribe(exporter.forSource(source));
     return e;
   };

@@ -30,7 +30,8 @@ export interface DaemonConfig {
   /** Scrapes of /metrics served at once; more get 503 (promhttp's and node_exporter's --web.max-requests). */
   webMaxRequests: number;
   maxServers: number;
-  maxFlows: number;
+  /** null: derived from the memory limit (`config/memory.ts`). */
+  maxFlows: number | null;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   tcpdump: string;
   captureBufferKiB: number;
@@ -61,7 +62,7 @@ export const OPTIONS: OptionDef[] = [
   { flag: 'web.listen-address', value: 'HOST:PORT', def: DEFAULT_LISTEN, help: 'HOST:PORT to serve /metrics and the API on' },
   { flag: 'web.max-requests', value: 'N', def: '40', help: 'scrapes of /metrics served at once; more are answered 503 at once (0 for no limit). Concurrent scrapes share one rendering' },
   { flag: 'max-servers', value: 'N', def: '500', help: 'distinct server label values; more servers are reported as server="other"' },
-  { flag: 'max-flows', value: 'N', def: String(DEFAULT_LIMITS.maxFlows), help: 'TCP flows tracked per source; the least recently active is evicted beyond it' },
+  { flag: 'max-flows', value: 'N', def: 'auto', help: `TCP flows tracked per source; the least recently active is evicted beyond it. auto: ${DEFAULT_LIMITS.maxFlows}, or fewer where the memory limit (the cgroup's, or V8's heap limit) would not hold them` },
   { flag: 'log.level', value: 'LEVEL', def: 'info', help: 'debug, info, warn or error (logs are JSON lines on stderr)' },
   { flag: 'tcpdump', value: 'PATH', def: 'tcpdump', help: 'the tcpdump binary to run for live capture' },
   { flag: 'capture.buffer-kib', value: 'KIB', def: '32768', help: 'kernel capture buffer for tcpdump (-B), KiB' },
@@ -168,7 +169,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     listenPort: port,
     webMaxRequests: int('web.max-requests', 0, 100_000),
     maxServers: int('max-servers', 1, 1_000_000),
-    maxFlows: int('max-flows', 1, 100_000_000),
+    maxFlows: one('max-flows').value === 'auto' ? null : int('max-flows', 1, 100_000_000),
     logLevel: level.value as DaemonConfig['logLevel'],
     tcpdump: one('tcpdump').value,
     captureBufferKiB: int('capture.buffer-kib', 64, 4_194_304),

@@ -54,7 +54,7 @@ describe('defaults', () => {
       listenPort: 10842,
       webMaxRequests: 40,
       maxServers: 500,
-      maxFlows: DEFAULT_LIMITS.maxFlows,
+      maxFlows: null,
       logLevel: 'info',
       tcpdump: 'tcpdump',
       captureBufferKiB: 32768,
@@ -139,7 +139,7 @@ describe('precedence: flag, then environment, then the config file, then the def
     expect(c.ports).toEqual([82]); // environment over file
     expect(c.replay).toBe('realtime'); // file over default
     expect(c.logLevel).toBe('warn');
-    expect(c.maxFlows).toBe(DEFAULT_LIMITS.maxFlows); // default
+    expect(c.maxFlows).toBe(null); // default: derived from the memory limit
     expect(c.config).toBe(file);
   });
 
