@@ -2,7 +2,7 @@
  * Reading a capture from a file path or `-` (stdin), gzip-compressed or not.
  * Compression is recognised by its magic number, not the file name.
  */
-import { createReadStream, open as openFd, closeSync } from 'node:fs';
+import { createReadStream, open as openFd, closeSync, constants as fsConstants } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { createGunzip } from 'node:zlib';
@@ -133,12 +133,15 @@ async function readPlainFile(path: string, sink: PacketSink, total: number, opts
  * A FIFO (or a pipe named by path: <(...), /dev/stdin) read as a socket: fs streams read it on
  * a libuv thread, blocked until data comes, and such a read cannot be cancelled (it held the
  * daemon up after SIGTERM while the writer stayed silent). A socket reads it in the event loop
- * and closes at once. The open itself still waits for a writer, as a FIFO open does.
+ * and closes at once.
  */
 async function openFifo(path: string): Promise<Readable> {
   let fd: number;
   try {
-    fd = await new Promise<number>((resolve, reject) => openFd(path, 'r', (err, n) => (err ? reject(err) : resolve(n))));
+    // O_NONBLOCK: the open returns at once, and epoll reports nothing until a writer came (Linux
+    // remembers the writer count at open), so the read still waits for a writer. A blocking open
+    // would wait in a thread that no abort, not even process.exit (it joins the threads), ends.
+    fd = await new Promise<number>((resolve, reject) => openFd(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK, (err, n) => (err ? reject(err) : resolve(n))));
   } catch (err) {
     throw new CaptureOpenError(describeOpenError(path, err as NodeJS.ErrnoException));
   }

@@ -367,7 +367,7 @@ function logUrl(p: Proc): string | null {
 
 describe('shutdown, however it comes', () => {
   const procs: Proc[] = [];
-  let strays: number[] = [];
+  const strays: number[] = [];
   afterAll(async () => {
     for (const p of procs) await stopProc(p, 'SIGKILL', 2000);
     for (const pid of strays) if (!ended(pid)) process.kill(pid, 'SIGKILL');
@@ -380,7 +380,7 @@ describe('shutdown, however it comes', () => {
     await pollFor('the live source up', 15_000, async () => ((await fetch(`${base}/readyz`)).status === 200 ? true : null));
     const tcpdump = childPids(d.child.pid!).filter((c) => /tcpdump/.test(readFileSync(`/proc/${c}/cmdline`, 'utf8')));
     expect(tcpdump, tailProc(d)).toHaveLength(1);
-    strays = tcpdump;
+    strays.push(...tcpdump);
     // Spawned from the main thread, which lives as long as the daemon: the parent-death signal
     // has not fired while the daemon runs.
     await new Promise((r) => setTimeout(r, 500));
@@ -405,6 +405,38 @@ describe('shutdown, however it comes', () => {
     const r = await stopProc(d, 'SIGTERM', 10_000);
     expect({ code: r.code, killed: r.killed }, tailProc(d)).toEqual({ code: 0, killed: false });
     expect(readFileSync(d.log, 'utf8')).toContain('stopped on SIGTERM');
+  }, 40_000);
+
+  it('SIGTERM with --pcap FIFO that no writer opened yet: exits 0', async () => {
+    const fifo = join(dir, 'no-writer.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const d = startProc('daemon-no-writer', process.execPath, [MAIN, '--pcap', fifo, '--web.listen-address', LOCAL], join(dir, 'no-writer.log'), ENV);
+    procs.push(d);
+    const base = await pollFor('the daemon to listen', 15_000, () => logUrl(d));
+    // Still waiting for a writer: the file source is neither done nor failed.
+    const ready = (await (await fetch(`${base}/readyz`)).json()) as { sources: Array<{ done: boolean }> };
+    expect(ready.sources).toEqual([expect.objectContaining({ done: false })]);
+    const r = await stopProc(d, 'SIGTERM', 10_000);
+    expect({ code: r.code, killed: r.killed }, tailProc(d)).toEqual({ code: 0, killed: false });
+    expect(readFileSync(d.log, 'utf8')).toContain('stopped on SIGTERM');
+  }, 40_000);
+
+  it.runIf(canCaptureLive)('a second SIGTERM while stopping (tcpdump SIGSTOPped, so its stop waits) exits at once with 1, and tcpdump dies with it', async () => {
+    const d = startProc('daemon-twice', process.execPath, [MAIN, '--interface', 'lo', '--ports', '1', '--web.listen-address', LOCAL], join(dir, 'twice.log'), ENV);
+    procs.push(d);
+    const base = await pollFor('the daemon to listen', 15_000, () => logUrl(d));
+    await pollFor('the live source up', 15_000, async () => ((await fetch(`${base}/readyz`)).status === 200 ? true : null));
+    const tcpdump = childPids(d.child.pid!).filter((c) => /tcpdump/.test(readFileSync(`/proc/${c}/cmdline`, 'utf8')));
+    expect(tcpdump, tailProc(d)).toHaveLength(1);
+    strays.push(...tcpdump);
+    // A stopped tcpdump holds the SIGINT of the stop until the daemon's SIGKILL 2 s later.
+    process.kill(tcpdump[0], 'SIGSTOP');
+    process.kill(d.child.pid!, 'SIGTERM');
+    await pollFor('the stop to begin', 10_000, () => (readFileSync(d.log, 'utf8').includes('stopping on SIGTERM') ? true : null), 20);
+    const r = await stopProc(d, 'SIGTERM', 10_000);
+    expect({ code: r.code, killed: r.killed }, tailProc(d)).toEqual({ code: 1, killed: false });
+    expect(readFileSync(d.log, 'utf8')).toContain('SIGTERM while stopping: exiting now, without waiting for tcpdump (live:lo)');
+    await pollFor(`tcpdump (pid ${tcpdump[0]}) to die with the daemon`, 5000, () => (ended(tcpdump[0]) ? true : null));
   }, 40_000);
 
   it('SIGTERM with --pcap - and stdin a pipe held open by a silent writer: exits 0', async () => {
