@@ -9,7 +9,7 @@ import { LiveCapture, CaptureStartError } from '../capture/live.js';
 import { replayFile } from '../capture/replay.js';
 import { CaptureOpenError } from '../capture/file.js';
 import { Exporter, type SourceStatus } from '../metrics/exporter.js';
-import { buildApp } from '../server/app.js';
+import { buildApp, LISTEN_BACKLOG } from '../server/app.js';
 import { ProxyRelay } from '../proxy/relay.js';
 import { loadConfig, ConfigError, daemonHelp, type DaemonConfig } from '../config/daemon.js';
 import { UsageError, VERSION } from './common.js';
@@ -61,7 +61,7 @@ export async function runDaemon(argv: string[]): Promise<number> {
 
   let address: string;
   try {
-    address = await app.listen({ host: cfg.listenHost, port: cfg.listenPort });
+    address = await app.listen({ host: cfg.listenHost, port: cfg.listenPort, backlog: LISTEN_BACKLOG });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const why = e.code === 'EADDRINUSE' ? 'the address is in use (another exporter?): choose another with --web.listen-address'

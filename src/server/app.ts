@@ -27,6 +27,14 @@ export interface AppOptions {
 
 const DEFAULT_MAX_SCRAPES = 40;
 /**
+ * The listen backlog to pass to `app.listen`: Node's default of 511 overflowed when 1,000
+ * scrapers connected at once (the kernel dropped the SYNs past it: clients waited for SYN
+ * retransmits, 1 s then 3 s, and some were reset), measured with test/server/scrape-load.test.ts.
+ * Go's net.Listen uses net.core.somaxconn, so promhttp exporters queue that many; the kernel
+ * caps this value at somaxconn as well (4096 by default since Linux 5.4).
+ */
+export const LISTEN_BACKLOG = 4096;
+/**
  * A shared body is written to each scraper one slice of this size per event-loop turn. Written
  * whole, the ~2.3 MB of 25,000 series went into every waiting socket in the turn the render
  * finished: on loopback (and any fast link) the kernel takes megabytes per write and each write
