@@ -126,7 +126,7 @@ describe('text, OpenMetrics, text: the same names', () => {
     // (prom-client's text is rendered after ours: one more text scrape counted.)
     expect(withoutScrapeCounts(withoutDefaults(ours))).toBe(withoutScrapeCounts(withoutDefaults(theirs)));
     // And the metric objects kept their names (prom-client's OpenMetrics rendering renamed them).
-    const counters = exporter.registry.getMetricsAsArray().filter((m) => m.type === 'counter' && m.name.startsWith('keepalive_'));
+    const counters = exporter.registry.getMetricsAsArray().filter((m) => String(m.type) === 'counter' && m.name.startsWith('keepalive_'));
     expect(counters.length).toBeGreaterThan(10);
     for (const m of counters) expect(m.name, m.name).toMatch(/_total$/);
   });
