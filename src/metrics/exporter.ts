@@ -10,7 +10,7 @@
  * cookie, Host header or client address.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { ConnectionRecord, EngineConsumer, RequestRecord } from '../conn/records.js';
+import { CLOSE_REASONS, type ConnectionRecord, type EngineConsumer, type RequestRecord } from '../conn/records.js';
 import type { Engine } from '../conn/engine.js';
 import type { ServerState } from '../conn/servers.js';
 import { ANOMALIES } from '../config/anomalies.js';
@@ -23,6 +23,33 @@ export const IDLE_BUCKETS = [0.1, 0.25, 0.5, 1, 1.5, 2, 3, 4, 5, 6, 10, 15, 20, 
 const RTT_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 3];
 const REQUESTS_BUCKETS = [0, 1, 2, 3, 4, 5, 10, 20, 50, 100, 200, 500, 1000, 10000];
 const DURATION_BUCKETS = [0.01, 0.1, 0.5, 1, 2, 5, 10, 15, 30, 60, 75, 120, 300, 600, 1800, 3600, 14400];
+
+const CLOSED_BY = ['client', 'server', 'unknown'] as const;
+
+/**
+ * The counts of one (source, server) pair, kept as plain numbers and handed to prom-client only
+ * at scrape time (the counters' `collect`). prom-client hashes a label object on every `inc`:
+ * per request that was 3.7 of the proxy tap's 24.5 µs (bench/README.md) and a stream of garbage
+ * strings, which let the heap grow by a fifth under a connection flood (bench/flood.mjs).
+ */
+class SeriesTally {
+  opened = 0;
+  open = 0;
+  untracked = 0;
+  requestsFresh = 0;
+  requestsReused = 0;
+  savedTime = 0;
+  /** By close reason x closed_by (CLOSE_REASONS order, then CLOSED_BY order). */
+  readonly closed = new Float64Array(CLOSE_REASONS.length * CLOSED_BY.length);
+  readonly labels: { server: string; source?: string };
+
+  constructor(readonly server: string, source: string) {
+    this.labels = source ? { server, source } : { server };
+  }
+}
+
+const REASON_INDEX = new Map<string, number>(CLOSE_REASONS.map((r, i) => [r, i]));
+const CLOSED_BY_INDEX = new Map<string, number>(CLOSED_BY.map((b, i) => [b, i]));
 
 /** A source of packets (live capture, a file): its state as the exporter shows it. */
 export interface SourceStatus {
@@ -61,15 +88,11 @@ export class Exporter implements EngineConsumer {
   private readonly scrapes: Counter<'format'>;
   private readonly scrapesRejected: Counter;
   private readonly servers = new Set<string>();
-  readonly openByConnection = new Map<ConnectionRecord, string>();
+  /** Open connections and the tally they count in. */
+  readonly openByConnection = new Map<ConnectionRecord, SeriesTally>();
+  /** Per (source, server) counts, in order of first appearance. */
+  private readonly tallies = new Map<string, SeriesTally>();
 
-  private readonly openedTotal: Counter<'server' | 'source'>;
-  private readonly closedTotal: Counter<'server' | 'source' | 'reason' | 'closed_by'>;
-  private readonly endedOpen: Counter<'server' | 'source'>;
-  private readonly requests: Counter<'server' | 'source' | 'reused'>;
-  private readonly saved: Counter<'server' | 'source'>;
-  private readonly savedTime: Counter<'server' | 'source'>;
-  private readonly open: Gauge<'server' | 'source'>;
   private readonly rtt: Histogram;
   private readonly perConnection: Histogram<'server'>;
   private readonly duration: Histogram;
@@ -82,13 +105,30 @@ export class Exporter implements EngineConsumer {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
 
-    this.openedTotal = new Counter({ name: 'keepalive_connections_opened_total', help: 'HTTP/1.x connections seen opening (or first seen, for connections open before the capture).', labelNames: ['server', 'source'], registers });
-    this.closedTotal = new Counter({ name: 'keepalive_connections_closed_total', help: 'Connections closed, by close reason and the side that closed first.', labelNames: ['server', 'source', 'reason', 'closed_by'], registers });
-    this.endedOpen = new Counter({ name: 'keepalive_connections_untracked_total', help: 'Connections still open when tracking ended: their source ended, or they were idle past the flow timeout or evicted.', labelNames: ['server', 'source'], registers });
-    this.requests = new Counter({ name: 'keepalive_requests_total', help: 'HTTP requests; reused="true" for every request after the first on its connection.', labelNames: ['server', 'source', 'reused'], registers });
-    this.saved = new Counter({ name: 'keepalive_handshakes_saved_total', help: 'TCP handshakes saved by connection reuse (one per reused request).', labelNames: ['server', 'source'], registers });
-    this.savedTime = new Counter({ name: 'keepalive_handshake_time_saved_seconds_total', help: 'Estimated handshake time saved by reuse: the connection handshake RTT, or the server median RTT.', labelNames: ['server', 'source'], registers });
-    this.open = new Gauge({ name: 'keepalive_open_connections', help: 'HTTP/1.x connections open now.', labelNames: ['server', 'source'], registers });
+    // The connection counters, written from the tallies at scrape time (see SeriesTally). A series
+    // appears once it has counted something, as it would with inc().
+    const tallies = this.tallies;
+    const fromTallies = (each: (m: { inc(l: Record<string, string>, v: number): void }, t: SeriesTally) => void) => function collect(this: Counter<string>) {
+      this.reset();
+      for (const t of tallies.values()) each(this, t);
+    };
+    new Counter({ name: 'keepalive_connections_opened_total', help: 'HTTP/1.x connections seen opening (or first seen, for connections open before the capture).', labelNames: ['server', 'source'], registers, collect: fromTallies((m, t) => m.inc(t.labels, t.opened)) });
+    new Counter({ name: 'keepalive_connections_closed_total', help: 'Connections closed, by close reason and the side that closed first.', labelNames: ['server', 'source', 'reason', 'closed_by'], registers, collect: fromTallies((m, t) => {
+      t.closed.forEach((n, i) => {
+        if (n > 0) m.inc({ ...t.labels, reason: CLOSE_REASONS[Math.floor(i / CLOSED_BY.length)], closed_by: CLOSED_BY[i % CLOSED_BY.length] }, n);
+      });
+    }) });
+    new Counter({ name: 'keepalive_connections_untracked_total', help: 'Connections still open when tracking ended: their source ended, or they were idle past the flow timeout or evicted.', labelNames: ['server', 'source'], registers, collect: fromTallies((m, t) => { if (t.untracked > 0) m.inc(t.labels, t.untracked); }) });
+    new Counter({ name: 'keepalive_requests_total', help: 'HTTP requests; reused="true" for every request after the first on its connection.', labelNames: ['server', 'source', 'reused'], registers, collect: fromTallies((m, t) => {
+      if (t.requestsFresh > 0) m.inc({ ...t.labels, reused: 'false' }, t.requestsFresh);
+      if (t.requestsReused > 0) m.inc({ ...t.labels, reused: 'true' }, t.requestsReused);
+    }) });
+    new Counter({ name: 'keepalive_handshakes_saved_total', help: 'TCP handshakes saved by connection reuse (one per reused request).', labelNames: ['server', 'source'], registers, collect: fromTallies((m, t) => { if (t.requestsReused > 0) m.inc(t.labels, t.requestsReused); }) });
+    new Counter({ name: 'keepalive_handshake_time_saved_seconds_total', help: 'Estimated handshake time saved by reuse: the connection handshake RTT, or the server median RTT.', labelNames: ['server', 'source'], registers, collect: fromTallies((m, t) => { if (t.savedTime > 0) m.inc(t.labels, t.savedTime); }) });
+    new Gauge({ name: 'keepalive_open_connections', help: 'HTTP/1.x connections open now.', labelNames: ['server', 'source'], registers, collect() {
+      this.reset();
+      for (const t of tallies.values()) this.set(t.labels, t.open);
+    } });
     this.rtt = new Histogram({ name: 'keepalive_handshake_rtt_seconds', help: 'TCP handshake round trip: client SYN to the client ACK of the SYN-ACK.', buckets: RTT_BUCKETS, registers });
     this.perConnection = new Histogram({ name: 'keepalive_requests_per_connection', help: 'Requests carried by each connection, observed when it closes.', labelNames: ['server'], buckets: REQUESTS_BUCKETS, registers });
     this.duration = new Histogram({ name: 'keepalive_connection_duration_seconds', help: 'From the connection opening to its first FIN or RST.', buckets: DURATION_BUCKETS, registers });
@@ -182,8 +222,19 @@ export class Exporter implements EngineConsumer {
     return OTHER_SERVER;
   }
 
-  private serverOf(c: ConnectionRecord): string {
-    return this.openByConnection.get(c) ?? this.label(c.server);
+  /** The tally of a (source, server label) pair, made on first use. */
+  private tally(server: string, source: string): SeriesTally {
+    const key = `${source}\u0000${server}`;
+    let t = this.tallies.get(key);
+    if (!t) {
+      t = new SeriesTally(server, source);
+      this.tallies.set(key, t);
+    }
+    return t;
+  }
+
+  private tallyOf(c: ConnectionRecord, source: string): SeriesTally {
+    return this.openByConnection.get(c) ?? this.tally(this.label(c.server), source);
   }
 
   /**
@@ -212,35 +263,35 @@ export class Exporter implements EngineConsumer {
   }
 
   private onOpened(c: ConnectionRecord, source: string): void {
-    const server = this.label(c.server);
-    this.openByConnection.set(c, server);
-    const l = labels(server, source);
-    this.openedTotal.inc(l);
-    this.open.inc(l);
+    const t = this.tally(this.label(c.server), source);
+    this.openByConnection.set(c, t);
+    t.opened++;
+    t.open++;
     if (c.handshakeRtt !== null) this.rtt.observe(c.handshakeRtt);
   }
 
   private onRequest(c: ConnectionRecord, r: RequestRecord, source: string): void {
-    const l = labels(this.serverOf(c), source);
-    this.requests.inc({ ...l, reused: r.reused ? 'true' : 'false' });
-    if (r.reused) {
-      this.saved.inc(l);
-      if (r.savedSeconds > 0) this.savedTime.inc(l, r.savedSeconds);
+    const t = this.tallyOf(c, source);
+    if (!r.reused) t.requestsFresh++;
+    else {
+      t.requestsReused++;
+      if (r.savedSeconds > 0) t.savedTime += r.savedSeconds;
     }
   }
 
   private onClosed(c: ConnectionRecord, source: string): void {
-    const l = labels(this.serverOf(c), source);
+    const t = this.tallyOf(c, source);
     this.openByConnection.delete(c);
-    this.open.dec(l);
+    t.open--;
     if (c.closeReason === 'open') {
-      this.endedOpen.inc(l);
+      t.untracked++;
       return;
     }
-    this.closedTotal.inc({ ...l, reason: c.closeReason, closed_by: c.closedBy ?? 'unknown' });
-    this.perConnection.observe({ server: l.server }, c.requests);
+    const by = c.closedBy ?? 'unknown';
+    t.closed[REASON_INDEX.get(c.closeReason)! * CLOSED_BY.length + CLOSED_BY_INDEX.get(by)!]++;
+    this.perConnection.observe({ server: t.server }, c.requests);
     if (c.closedAt !== null) this.duration.observe(Math.max(0, c.closedAt - c.openedAt));
-    if (c.idleBeforeClose !== null) this.idle.observe({ server: l.server, closed_by: c.closedBy ?? 'unknown' }, c.idleBeforeClose);
+    if (c.idleBeforeClose !== null) this.idle.observe({ server: t.server, closed_by: by }, c.idleBeforeClose);
   }
 
   /** Open connections, busiest first, at most `limit`. */
@@ -259,9 +310,4 @@ export class Exporter implements EngineConsumer {
       midstream: c.midstream,
     }));
   }
-}
-
-/** `source` only when set: the exporter subscribed directly has no source label. */
-function labels(server: string, source: string): { server: string; source?: string } {
-  return source ? { server, source } : { server };
 }
