@@ -35,8 +35,9 @@
 #   RUN_SECONDS    5     length of each replay (loops sized from RATE)
 #   MAX_PPS_GUESS  300000  rate assumed for sizing --topspeed runs
 #   IFACES         "veth-b any"
-#   VARIANTS       "imm;v3U"  flag variants (names below, or NAME=FLAGS;...) for
-#                  tcpdump alone and the daemon
+#   VARIANTS       "imm;v3U128M"  flag variants for tcpdump alone and the daemon
+#                  (names below, or NAME=FLAGS, ;-separated): the daemon's
+#                  default today and the measured best
 #   TCPDUMP_ALONE  1     also run tcpdump alone for each variant
 #   LATENCY        1     latency phase, LATENCY_VARIANTS (default: VARIANTS + v3)
 #   LOOPBACK       1     loopback ab phase, LOOPBACK_VARIANTS (default VARIANTS)
@@ -73,7 +74,7 @@ RATES="${RATES:-50000 100000 150000 200000 250000 max}"
 RUN_SECONDS="${RUN_SECONDS:-5}"
 MAX_PPS_GUESS="${MAX_PPS_GUESS:-300000}"
 IFACES="${IFACES:-veth-b any}"
-VARIANTS="${VARIANTS:-imm;v3U}"
+VARIANTS="${VARIANTS:-imm;v3U128M}"
 TCPDUMP_ALONE="${TCPDUMP_ALONE:-1}"
 LATENCY="${LATENCY:-1}"
 LATENCY_VARIANTS="${LATENCY_VARIANTS:-$VARIANTS;v3}"
@@ -185,6 +186,8 @@ sampler() {
     n=$((n + 1))
     case "$s" in R*) run=$((run + 1)) ;; esac
     case "$st" in *pipe_write*) pw=$((pw + 1)) ;; esac
+    # (also written every 50 samples: a TERM that lands mid-builtin still leaves counts)
+    [ $((n % 50)) -ne 0 ] || printf "%s %s %s\n" "$n" "$pw" "$run" > "$out"
     read -r -t 0.01 -u "$fd" _ || true
   done
   printf "%s %s %s\n" "$n" "$pw" "$run" > "$out"
