@@ -1,11 +1,26 @@
 /**
  * Live capture: tcpdump writing pcap to a pipe, read by the same reader as files.
  *
- * tcpdump runs with --immediate-mode and -U so each packet reaches the pipe at once (without
- * them it hands packets over in blocks and loses the block in progress when stopped: shared
- * reference section 7). Its drop counts, the only drop accounting a pipe has, are read from
- * its stderr: asked for with SIGUSR1 while it runs, and printed when it exits. When tcpdump
- * dies it is restarted with exponential backoff and the restarts are counted.
+ * tcpdump's mode is chosen by measurement (`npm run bench:live`, bench/README.md): `-s 0 -B
+ * 131072 -U`, without --immediate-mode.
+ *  - Not immediate mode: there libpcap uses a ring of fixed frames as large as the snapshot
+ *    length (256 KiB on `any`), so 32 MiB held 128 packets; with nginx under `ab -k -c 4` on
+ *    loopback the daemon counted 17,358 of 20,000 requests, and even tcpdump alone dropped.
+ *    Without it, TPACKET_V3 packs packets at their own size into blocks, handed over when full
+ *    or after libpcap's 1 s timeout: up to about a second of delivery latency (measured 0.5 to
+ *    0.85 s for a lone request on an idle link), nothing for a 15 s scrape interval.
+ *  - `-U`: each packet is written to the pipe as it is read from a block. Without it a request on
+ *    a quiet link waited in tcpdump's stdio buffer until later traffic pushed it out (over 3 s).
+ *  - 128 MiB (`--capture.buffer-kib`): -U costs tcpdump a write per packet, and the ring must
+ *    cover the moments tcpdump is not scheduled. At 32 MiB the daemon lost 6-20% from 200,000
+ *    packets/s up; at 128 MiB nothing, up to 345,000 packets/s (what tcpreplay reached on 2
+ *    cores), on `any` and on a named interface, the same rates tcpdump alone kept up with.
+ * The reader never makes tcpdump wait: sampled 100 times a second, tcpdump was never blocked
+ * in pipe_write. When tcpdump stops, the block in progress is lost (up to a second of traffic).
+ *
+ * Its drop counts, the only drop accounting a pipe has, are read from its stderr: asked for with
+ * SIGUSR1 while it runs, and printed when it exits. When tcpdump dies it is restarted with
+ * exponential backoff and the restarts are counted.
  *
  * Supervision:
  *  - a tcpdump that neither writes packets nor answers SIGUSR1 (stopped with SIGSTOP, hung) for
@@ -138,7 +153,7 @@ export class LiveCapture {
 
   /** tcpdump's own arguments (what the "capturing on" line shows). */
   args(): string[] {
-    return ['-i', this.opts.interface, '-n', '-s', '0', '-B', String(this.opts.bufferKiB), '--immediate-mode', '-U', '-w', '-', bpfFilter(this.opts.ports)];
+    return ['-i', this.opts.interface, '-n', '-s', '0', '-B', String(this.opts.bufferKiB), '-U', '-w', '-', bpfFilter(this.opts.ports)];
   }
 
   /** The program spawned and its arguments: tcpdump, under setpriv when there is one. */

