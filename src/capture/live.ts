@@ -130,6 +130,7 @@ export class LiveCapture {
   private child: ChildProcessByStdio<null, Readable, Readable> | null = null;
   private current: Run | null = null;
   private warnedNoSetpriv = false;
+  private warnedDrops = false;
   private stopping = false;
   private backoff = BACKOFF_MIN_MS;
   private statsTimer: NodeJS.Timeout | null = null;
@@ -285,6 +286,11 @@ export class LiveCapture {
     const i = [...stderr.matchAll(/(\d+) packets? dropped by interface/g)].pop();
     if (k) this.kernelDrops = this.dropsBefore.kernel + Number(k[1]);
     if (i) this.interfaceDrops = this.dropsBefore.iface + Number(i[1]);
+    if (this.kernelDrops > 0 && !this.warnedDrops) {
+      // Once per process: the counter (keepalive_capture_dropped_packets_total) tells the rest.
+      this.warnedDrops = true;
+      this.log.warn(`tcpdump on ${this.opts.interface} reports ${this.kernelDrops} packets dropped by the kernel: its ring (--capture.buffer-kib ${this.opts.bufferKiB}) filled faster than tcpdump read it, so requests and close reasons are missing; raise --capture.buffer-kib, narrow --ports, or give the daemon more CPU (keepalive_capture_dropped_packets_total counts them)`);
+    }
   }
 
   private epermMessage(): string {

@@ -166,6 +166,10 @@ while :; do sleep 1 >/dev/null 2>&1 & wait $!; done`);
       child(c)!.kill('SIGUSR1');
       await waitFor('the statistics of run 2', 5000, () => c.kernelDrops === 5);
       expect(c.interfaceDrops).toBe(1);
+      // Drops are logged once, with what to change; the counter says the rest.
+      const dropLines = log.lines.filter((l) => /dropped by the kernel/.test(l));
+      expect(dropLines).toHaveLength(1);
+      expect(dropLines[0]).toMatch(/^warn: tcpdump on fake0 reports 3 packets dropped by the kernel: .*raise --capture.buffer-kib/);
     } finally {
       await c.stop();
     }

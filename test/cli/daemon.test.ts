@@ -373,14 +373,20 @@ describe('shutdown, however it comes', () => {
     for (const pid of strays) if (!ended(pid)) process.kill(pid, 'SIGKILL');
   });
 
-  it.runIf(canCaptureLive)('SIGKILL of a daemon capturing live on lo (root) leaves no tcpdump running', async () => {
-    const d = startProc('daemon-sigkill', process.execPath, [MAIN, '--interface', 'lo', '--ports', '1', '--web.listen-address', LOCAL], join(dir, 'sigkill.log'), ENV);
+  /** A daemon capturing live on lo, up and ready, and the pid of its one tcpdump. */
+  async function liveDaemon(name: string): Promise<{ d: (typeof procs)[number]; tcpdump: number[] }> {
+    const d = startProc(name, process.execPath, [MAIN, '--interface', 'lo', '--ports', '1', '--web.listen-address', LOCAL], join(dir, `${name}.log`), ENV);
     procs.push(d);
     const base = await pollFor('the daemon to listen', 15_000, () => logUrl(d));
     await pollFor('the live source up', 15_000, async () => ((await fetch(`${base}/readyz`)).status === 200 ? true : null));
     const tcpdump = childPids(d.child.pid!).filter((c) => /tcpdump/.test(readFileSync(`/proc/${c}/cmdline`, 'utf8')));
     expect(tcpdump, tailProc(d)).toHaveLength(1);
     strays.push(...tcpdump);
+    return { d, tcpdump };
+  }
+
+  it.runIf(canCaptureLive)('SIGKILL of a daemon capturing live on lo (root) leaves no tcpdump running', async () => {
+    const { d, tcpdump } = await liveDaemon('daemon-sigkill');
     // Spawned from the main thread, which lives as long as the daemon: the parent-death signal
     // has not fired while the daemon runs.
     await new Promise((r) => setTimeout(r, 500));
@@ -422,13 +428,7 @@ describe('shutdown, however it comes', () => {
   }, 40_000);
 
   it.runIf(canCaptureLive)('a second SIGTERM while stopping (tcpdump SIGSTOPped, so its stop waits) exits at once with 1, and tcpdump dies with it', async () => {
-    const d = startProc('daemon-twice', process.execPath, [MAIN, '--interface', 'lo', '--ports', '1', '--web.listen-address', LOCAL], join(dir, 'twice.log'), ENV);
-    procs.push(d);
-    const base = await pollFor('the daemon to listen', 15_000, () => logUrl(d));
-    await pollFor('the live source up', 15_000, async () => ((await fetch(`${base}/readyz`)).status === 200 ? true : null));
-    const tcpdump = childPids(d.child.pid!).filter((c) => /tcpdump/.test(readFileSync(`/proc/${c}/cmdline`, 'utf8')));
-    expect(tcpdump, tailProc(d)).toHaveLength(1);
-    strays.push(...tcpdump);
+    const { d, tcpdump } = await liveDaemon('daemon-twice');
     // A stopped tcpdump holds the SIGINT of the stop until the daemon's SIGKILL 2 s later.
     process.kill(tcpdump[0], 'SIGSTOP');
     process.kill(d.child.pid!, 'SIGTERM');
