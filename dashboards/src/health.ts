@@ -106,15 +106,19 @@ const sources: PanelSpec[] = [
   {
     type: 'timeseries', title: 'Source restarts', unit: 'short', w: 8, h: 8,
     thresholds: [{ color: 'green', value: null }, { color: 'red', value: 1 }],
-    description: 'tcpdump restarts in the time window (it is restarted with backoff when it exits). Steady restarts mean the interface is going away or tcpdump lacks permission: see the daemon log.',
-    targets: [{ expr: `sum by (instance, source) (increase(keepalive_source_restarts_total{${SEL}}[$__rate_interval]))`, legendFormat: '{{instance}} {{source}}' }],
+    description: 'tcpdump restarts in the time window (it is restarted with backoff when it exits), and the stalls among them: tcpdumps killed because they neither wrote packets nor answered SIGUSR1 for 15 s (stopped, hung). Steady restarts mean the interface is going away or tcpdump lacks permission: see the daemon log.',
+    targets: [
+      { expr: `sum by (instance, source) (increase(keepalive_source_restarts_total{${SEL}}[$__rate_interval]))`, legendFormat: '{{instance}} {{source}}' },
+      { expr: `sum by (instance, source) (increase(keepalive_source_stalls_total{${SEL}}[$__rate_interval]))`, legendFormat: '{{instance}} {{source}} stalled' },
+    ],
   },
   {
     type: 'timeseries', title: 'Proxy tap connections', unit: 'short', w: 8, h: 8,
-    description: 'Proxy taps: client connections being relayed now, and upstream failures per second (refused, unreachable or timed out upstream).',
+    description: 'Proxy taps: client connections being relayed now, upstream failures per second (refused, unreachable or timed out upstream), and client connections the tap reset without relaying them (at --proxy.max-connections, or near the file descriptor limit).',
     targets: [
       { expr: `sum by (instance, source) (keepalive_proxy_connections_active{${SEL}})`, legendFormat: '{{instance}} {{source}} active' },
       { expr: `sum by (instance, source) (${rate('keepalive_proxy_upstream_failures_total')})`, legendFormat: '{{instance}} {{source}} upstream failures/s' },
+      { expr: `sum by (instance, source, reason) (${rate('keepalive_proxy_connections_refused_total')})`, legendFormat: '{{instance}} {{source}} refused ({{reason}})/s' },
     ],
   },
 ];
