@@ -103,7 +103,8 @@ export class TcpFlow implements StreamSink {
    */
   recycle(): void {
     const spares = this.env.spareDirections;
-    for (const d of [this.d0, this.d1]) if (d && spares.length < MAX_SPARES) spares.push(d);
+    if (this.d0 && spares.length < MAX_SPARES) spares.push(this.d0);
+    if (this.d1 && spares.length < MAX_SPARES) spares.push(this.d1);
     this.d0 = this.d1 = null;
     this.version = 4;
     this.a0 = this.a1 = this.a2 = this.a3 = this.aPort = 0;
