@@ -29,6 +29,12 @@ export interface DaemonConfig {
   listenPort: number;
   /** Scrapes of /metrics served at once; more get 503 (promhttp's and node_exporter's --web.max-requests). */
   webMaxRequests: number;
+  /** The metrics path (node_exporter's --web.telemetry-path). */
+  webTelemetryPath: string;
+  /** exporter-toolkit web config (TLS, basic auth); null: plain HTTP, no auth. */
+  webConfigFile: string | null;
+  /** Leave out prom-client's process_* and nodejs_* metrics (node_exporter's --web.disable-exporter-metrics). */
+  webDisableExporterMetrics: boolean;
   maxServers: number;
   /** null: derived from the memory limit (`config/memory.ts`). */
   maxFlows: number | null;
@@ -61,6 +67,9 @@ export const OPTIONS: OptionDef[] = [
   { flag: 'replay', value: 'MODE', def: 'fast', help: 'how to replay --pcap files: fast (as fast as they read) or realtime (at capture pace)' },
   { flag: 'web.listen-address', value: 'HOST:PORT', def: DEFAULT_LISTEN, help: 'HOST:PORT to serve /metrics and the API on' },
   { flag: 'web.max-requests', value: 'N', def: '40', help: 'scrapes of /metrics served at once; more are answered 503 at once (0 for no limit). Concurrent scrapes share one rendering' },
+  { flag: 'web.telemetry-path', value: 'PATH', def: '/metrics', help: 'the path that serves the metrics' },
+  { flag: 'web.config.file', value: 'FILE', def: '', help: 'a web config file in the exporter-toolkit format (tls_server_config, basic_auth_users); every endpoint but /healthz and /readyz then needs it' },
+  { flag: 'web.disable-exporter-metrics', value: 'BOOL', def: 'false', help: "leave out the process_* and nodejs_* metrics about the daemon itself (true or false)" },
   { flag: 'max-servers', value: 'N', def: '500', help: 'distinct server label values; more servers are reported as server="other"' },
   { flag: 'max-flows', value: 'N', def: 'auto', help: `TCP flows tracked per source; the least recently active is evicted beyond it. auto: ${DEFAULT_LIMITS.maxFlows}, or fewer where the memory limit (the cgroup's, or V8's heap limit) would not hold them` },
   { flag: 'log.level', value: 'LEVEL', def: 'info', help: 'debug, info, warn or error (logs are JSON lines on stderr)' },
@@ -168,6 +177,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     listenHost: host,
     listenPort: port,
     webMaxRequests: int('web.max-requests', 0, 100_000),
+    webTelemetryPath: telemetryPath(one('web.telemetry-path')),
+    webConfigFile: one('web.config.file').value || null,
+    webDisableExporterMetrics: bool(one('web.disable-exporter-metrics')),
     maxServers: int('max-servers', 1, 1_000_000),
     maxFlows: one('max-flows').value === 'auto' ? null : int('max-flows', 1, 100_000_000),
     logLevel: level.value as DaemonConfig['logLevel'],
@@ -175,6 +187,19 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     captureBufferKiB: int('capture.buffer-kib', 64, 4_194_304),
     config: configPath,
   };
+}
+
+function telemetryPath({ value, from }: { value: string; from: string }): string {
+  if (!/^\/[A-Za-z0-9._~\/-]*$/.test(value) || ['/healthz', '/readyz', '/'].includes(value)) {
+    throw new ConfigError(`${from}: "${value}" is not a path for the metrics (e.g. /metrics; not /, /healthz or /readyz)`);
+  }
+  return value;
+}
+
+function bool({ value, from }: { value: string; from: string }): boolean {
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  throw new ConfigError(`${from}: "${value}" must be true or false`);
 }
 
 /** "[HOST]:PORT=HOST:PORT"; an empty listen host means every address. */

@@ -53,6 +53,9 @@ describe('defaults', () => {
       listenHost: '0.0.0.0',
       listenPort: 10842,
       webMaxRequests: 40,
+      webTelemetryPath: '/metrics',
+      webConfigFile: null,
+      webDisableExporterMetrics: false,
       maxServers: 500,
       maxFlows: null,
       logLevel: 'info',
@@ -93,6 +96,9 @@ describe('environment names', () => {
       [envName('proxy.idle-timeout')]: '60',
       [envName('proxy.max-connections')]: '50',
       [envName('web.max-requests')]: '3',
+      [envName('web.telemetry-path')]: '/m',
+      [envName('web.config.file')]: 'web.yml',
+      [envName('web.disable-exporter-metrics')]: 'true',
     };
     expect(Object.keys(env).length + 1).toBe(OPTIONS.length); // all but --config, tested below
     expect(loadConfig([], env)).toEqual<DaemonConfig>({
@@ -105,6 +111,9 @@ describe('environment names', () => {
       proxyIdleTimeoutSeconds: 60,
       proxyMaxConnections: 50,
       webMaxRequests: 3,
+      webTelemetryPath: '/m',
+      webConfigFile: 'web.yml',
+      webDisableExporterMetrics: true,
       maxServers: 7, maxFlows: 77, logLevel: 'debug', tcpdump: '/opt/tcpdump', captureBufferKiB: 1024, config: null,
     });
   });
