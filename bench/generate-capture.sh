@@ -107,35 +107,7 @@ chmod 755 "$WORK" "$WORK/www"
 # Deterministic content: ~600 B, ~8 KB, ~200 KB.
 # (head reads from a process substitution so that yes' SIGPIPE does not trip
 # pipefail.)
-{ printf '<!doctype html><title>small</title><p>'; head -c 540 < <(yes 'keep-alive bench small page.'); printf '</p>\n'; } > "$WORK/www/small.html"
-{ printf '<!doctype html><title>medium</title><pre>\n'; head -c 8100 < <(yes 'keep-alive benchmark medium response line 0123456789'); printf '</pre>\n'; } > "$WORK/www/medium.html"
-head -c 204800 < <(yes 'keep-alive benchmark large body, spans several TCP segments on loopback 0123456789abcdef') > "$WORK/www/large.bin"
-chmod 644 "$WORK/www/"*
-
-cat > "$WORK/nginx.conf" <<EOF
-worker_processes 1;
-pid $WORK/nginx.pid;
-error_log $WORK/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/tmp/client_body;
-  proxy_temp_path $WORK/tmp/proxy;
-  fastcgi_temp_path $WORK/tmp/fastcgi;
-  uwsgi_temp_path $WORK/tmp/uwsgi;
-  scgi_temp_path $WORK/tmp/scgi;
-  types { text/html html; application/octet-stream bin; }
-  default_type application/octet-stream;
-  sendfile on;
-  keepalive_timeout 5s 5;
-  keepalive_requests 100;
-  server {
-    listen 127.0.0.1:$PORT;
-    server_name localhost;
-    root $WORK/www;
-  }
-}
-EOF
+bench_site "$WORK" "$WORK/error.log" warn "127.0.0.1:$PORT"
 
 nginx -t -q -p "$WORK/" -e "$WORK/error.log" -c "$WORK/nginx.conf"
 "${LOAD_RUN[@]}" nginx -p "$WORK/" -e "$WORK/error.log" -c "$WORK/nginx.conf" -g 'daemon off;' &

@@ -28,3 +28,41 @@ count_packets() {
   [ -s "$f" ] || return 0
   capinfos -c -M "$f" 2>/dev/null | awk -F: '/Number of packets/ { gsub(/[^0-9]/, "", $2); print $2; exit }'
 }
+
+# bench_site WORK ERROR_LOG LEVEL LISTEN...: the benchmark's pages (small 0.5 KiB,
+# medium 8 KiB, large 200 KiB, spanning several TCP segments) under WORK/www, and
+# WORK/nginx.conf for a private nginx serving them with keep-alive (timeout 5 s,
+# 100 requests per connection) on each LISTEN address; its temp files stay in WORK.
+bench_site() {
+  local work="$1" error_log="$2" level="$3" listen="" a
+  shift 3
+  for a in "$@"; do listen+="    listen $a;"$'\n'; done
+  mkdir -p "$work/www" "$work/tmp"
+  { printf '<!doctype html><title>small</title><p>'; head -c 540 < <(yes 'keep-alive bench small page.'); printf '</p>\n'; } > "$work/www/small.html"
+  { printf '<!doctype html><title>medium</title><pre>\n'; head -c 8100 < <(yes 'keep-alive benchmark medium response line 0123456789'); printf '</pre>\n'; } > "$work/www/medium.html"
+  head -c 204800 < <(yes 'keep-alive benchmark large body, spans several TCP segments 0123456789abcdef') > "$work/www/large.bin"
+  chmod 755 "$work/www"; chmod 644 "$work/www/"*
+  cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $error_log $level;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/tmp/client_body;
+  proxy_temp_path $work/tmp/proxy;
+  fastcgi_temp_path $work/tmp/fastcgi;
+  uwsgi_temp_path $work/tmp/uwsgi;
+  scgi_temp_path $work/tmp/scgi;
+  types { text/html html; application/octet-stream bin; }
+  default_type application/octet-stream;
+  sendfile on;
+  keepalive_timeout 5s 5;
+  keepalive_requests 100;
+  server {
+${listen}    server_name localhost;
+    root $work/www;
+  }
+}
+CONF
+}

@@ -231,36 +231,7 @@ in_a ethtool -K veth-a tso off gso off gro off tx off rx off > /dev/null 2>&1 ||
 in_b ethtool -K veth-b tso off gso off gro off tx off rx off > /dev/null 2>&1 || true
 
 # --- private nginx in B -----------------------------------------------------------
-mkdir -p "$WORK/www" "$WORK/tmp"
-{ printf '<!doctype html><title>small</title><p>'; head -c 540 < <(yes 'keep-alive bench small page.'); printf '</p>\n'; } > "$WORK/www/small.html"
-{ printf '<!doctype html><title>medium</title><pre>\n'; head -c 8100 < <(yes 'keep-alive benchmark medium response line 0123456789'); printf '</pre>\n'; } > "$WORK/www/medium.html"
-head -c 204800 < <(yes 'keep-alive benchmark large body, spans several TCP segments 0123456789abcdef') > "$WORK/www/large.bin"
-chmod 755 "$WORK/www"; chmod 644 "$WORK/www/"*
-cat > "$WORK/nginx.conf" <<EOF
-worker_processes 1;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log crit;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/tmp/client_body;
-  proxy_temp_path $WORK/tmp/proxy;
-  fastcgi_temp_path $WORK/tmp/fastcgi;
-  uwsgi_temp_path $WORK/tmp/uwsgi;
-  scgi_temp_path $WORK/tmp/scgi;
-  types { text/html html; application/octet-stream bin; }
-  default_type application/octet-stream;
-  sendfile on;
-  keepalive_timeout 5s 5;
-  keepalive_requests 100;
-  server {
-    listen 198.18.0.2:80;
-    listen 127.0.0.1:80;
-    server_name localhost;
-    root $WORK/www;
-  }
-}
-EOF
+bench_site "$WORK" "$WORK/nginx-error.log" crit 198.18.0.2:80 127.0.0.1:80
 in_b nginx -t -q -p "$WORK/" -e "$WORK/nginx-error.log" -c "$WORK/nginx.conf"
 ip netns exec "$NS_B" nginx -p "$WORK/" -e "$WORK/nginx-error.log" -c "$WORK/nginx.conf" -g 'daemon off;' &
 for _ in $(seq 1 100); do
