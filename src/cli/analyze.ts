@@ -6,25 +6,23 @@ import { AnalyzeReport, findWarnings } from '../report/summary.js';
 import { renderText } from '../report/text.js';
 import { DEFAULT_LIMITS } from '../config/limits.js';
 import { capsForMemory, memoryLimit } from '../config/memory.js';
-import { UsageError, parsePorts, parsePositiveInt } from './common.js';
+import { UsageError, helpEntry, parsePorts, parsePositiveInt, unknownFlag, wrap } from './common.js';
+
+const ANALYZE_OPTIONS: Array<[string, string]> = [
+  ['--json', 'print one JSON object (the stable interface described in the README)'],
+  ['--connections', 'with --json: include every connection (client, server, times, requests, close reason, who closed, handshake RTT, idle before close)'],
+  ['--ports LIST', 'only analyse these server ports, comma-separated (default: any port where HTTP/1.x is seen; HTTP is recognised by content, not by port)'],
+  ['--top N', 'servers shown in the text report (default 10; --json lists all)'],
+  ['--max-flows N', `TCP flows tracked at once; the least recently active is evicted beyond it (default ${DEFAULT_LIMITS.maxFlows}, or fewer where the memory limit, the cgroup's or V8's heap limit, would not hold them)`],
+  ['--no-progress', 'no progress line on stderr (it is shown only on a terminal)'],
+  ['-h, --help', 'this help'],
+];
 
 export const ANALYZE_HELP = `Options for analyze:
-  --json               print one JSON object (the stable interface described in the README)
-  --connections        with --json: include every connection (client, server, times,
-                       requests, close reason, who closed, handshake RTT, idle before close)
-  --ports LIST         only analyse these server ports, comma-separated (default: any port
-                       where HTTP/1.x is seen; HTTP is recognised by content, not by port)
-  --top N              servers shown in the text report (default 10; --json lists all)
-  --max-flows N        TCP flows tracked at once; the least recently active is evicted
-                       beyond it (default ${DEFAULT_LIMITS.maxFlows}, or fewer where the memory
-                       limit, the cgroup's or V8's heap limit, would not hold them)
-  --no-progress        no progress line on stderr (it is shown only on a terminal)
-  -h, --help           this help
+${ANALYZE_OPTIONS.map(([left, text]) => helpEntry(left, text)).join('\n')}
 
-Exit status: 0 when the whole capture was read; 1 when it was damaged (results cover what
-could be read and a message names the byte offset); 2 for a usage error or unreadable file.
+${wrap('Exit status: 0 when the whole capture was read; 1 when it was damaged (results cover what could be read and a message names the byte offset); 2 for a usage error or unreadable file.', 0).join('\n')}
 `;
-
 export async function runAnalyze(args: string[]): Promise<number> {
   let parsed;
   try {
@@ -42,6 +40,9 @@ export async function runAnalyze(args: string[]): Promise<number> {
       },
     });
   } catch (err) {
+    // node's parseArgs says "Unknown option '--bogus'. To specify a positional argument...": the one wording instead.
+    const unknown = (err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'([^']+)'/.exec((err as Error).message)?.[1] : undefined;
+    if (unknown) throw new UsageError(unknownFlag(unknown, 'keepalive-exporter analyze --help'));
     throw new UsageError(`analyze: ${(err as Error).message.replace(/\. To specify.*$/s, '')} (see keepalive-exporter analyze --help)`);
   }
   const o = parsed.values;

@@ -10,6 +10,7 @@ import { replayFile } from '../capture/replay.js';
 import { CaptureOpenError } from '../capture/file.js';
 import { Exporter, type SourceStatus } from '../metrics/exporter.js';
 import { buildApp, LISTEN_BACKLOG } from '../server/app.js';
+import { loadWebConfig, WebConfigError, type WebConfig } from '../server/web-config.js';
 import { ProxyRelay } from '../proxy/relay.js';
 import { loadConfig, ConfigError, daemonHelp, type DaemonConfig } from '../config/daemon.js';
 import { UsageError, VERSION } from './common.js';
@@ -34,6 +35,16 @@ export async function runDaemon(argv: string[]): Promise<number> {
     if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
   }
+  // Before anything listens: a mistake in the web config (or its certificate files) is one line and exit 2.
+  let webConfig: WebConfig | null = null;
+  if (cfg.webConfigFile !== null) {
+    try {
+      webConfig = loadWebConfig(cfg.webConfigFile);
+    } catch (err) {
+      if (err instanceof WebConfigError) throw new UsageError(err.message);
+      throw err;
+    }
+  }
   const sources: SourceStatus[] = [];
   const exporter = new Exporter({ maxServers: cfg.maxServers, sources: () => sources });
   const app = buildApp({
@@ -43,6 +54,7 @@ export async function runDaemon(argv: string[]): Promise<number> {
     // JSON lines on stderr, as --help says: stdout stays free for a pipe.
     logger: { level: cfg.logLevel, stream: process.stderr },
     webMaxRequests: cfg.webMaxRequests,
+    webConfig,
   });
   const log = app.log;
   // Every source's tables at their caps must fit the memory the process may use (a flood fills

@@ -5,20 +5,24 @@
  */
 import { runAnalyze, ANALYZE_HELP } from './analyze.js';
 import { daemonHelp } from '../config/daemon.js';
-import { UsageError, VERSION } from './common.js';
+import { UsageError, VERSION, unknownFlag } from './common.js';
+import { versionText } from './build-info.js';
 
 const HELP = `keepalive-exporter ${VERSION}: measures HTTP keep-alive (persistent connection) reuse
 and explains why connections close.
 
 Usage:
-  keepalive-exporter [run] [options]          the daemon: capture, serve Prometheus metrics
-  keepalive-exporter analyze FILE [options]   report on a capture file (pcap, pcapng, .gz, - for stdin)
+  keepalive-exporter [run] [options]
+      the daemon: capture, serve Prometheus metrics
+  keepalive-exporter analyze FILE [options]
+      report on a capture file (pcap, pcapng, .gz, - for stdin)
   keepalive-exporter --help | --version
 
-Options of the daemon (flags, or environment variables, or a --config JSON file):
+Options of the daemon (flags, environment variables, or a --config JSON file):
 ${daemonHelp()}
 
-Endpoints: /metrics (Prometheus text or OpenMetrics), /healthz, /readyz, /api/connections, /
+Endpoints: /metrics (Prometheus text or OpenMetrics; see --web.telemetry-path),
+/healthz, /readyz, /api/connections, /
 
 ${ANALYZE_HELP}`;
 
@@ -29,12 +33,14 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (cmd === '--version' || cmd === '-V') {
-    process.stdout.write(`${VERSION}\n`);
+    process.stdout.write(versionText());
     return 0;
   }
   if (cmd === 'analyze') return runAnalyze(rest);
   // The daemon's modules (fastify, prom-client) load only when the daemon runs: analyze starts faster.
   if (cmd === undefined || cmd === 'run') return (await import('./daemon.js')).runDaemon(rest);
+  // A single-dash word is a flag the CLI does not have (-v, -p), not a command name.
+  if (/^-[^-]/.test(cmd)) throw new UsageError(unknownFlag(cmd));
   if (cmd.startsWith('--')) return (await import('./daemon.js')).runDaemon(argv);
   throw new UsageError(`unknown command "${cmd}" (try: keepalive-exporter analyze FILE, or --help)`);
 }

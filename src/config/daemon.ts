@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { DEFAULT_LIMITS } from './limits.js';
+import { helpEntry, unknownFlag } from '../cli/common.js';
 
 /** Ports captured by default: the usual HTTP ports of servers, proxies and app servers. */
 export const DEFAULT_PORTS = [80, 8000, 8008, 8080, 8081, 8088, 8888, 3000, 5000, 9000];
@@ -82,13 +83,9 @@ export function envName(flag: string): string {
   return `KEEPALIVE_EXPORTER_${flag.toUpperCase().replace(/[.-]/g, '_')}`;
 }
 
+/** Every option: `--flag VALUE`, its help wrapped at 80 columns with `[default: ...]`, then `env NAME`. */
 export function daemonHelp(): string {
-  const lines = OPTIONS.map((o) => {
-    const left = `  --${o.flag} ${o.value}`;
-    const def = o.def ? ` [default: ${o.def}]` : '';
-    return `${left.padEnd(32)}${o.help}${def}\n${''.padEnd(32)}env ${envName(o.flag)}`;
-  });
-  return lines.join('\n');
+  return OPTIONS.map((o) => helpEntry(`--${o.flag} ${o.value}`, `${o.help}${o.def ? ` [default: ${o.def}]` : ''}`, [`env ${envName(o.flag)}`])).join('\n');
 }
 
 /** Parses argv (after the command) and the environment into settings. */
@@ -105,7 +102,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
       name = name.slice(0, eq);
     }
     const def = OPTIONS.find((o) => o.flag === name);
-    if (!def) throw new ConfigError(`unknown flag --${name} (see keepalive-exporter --help)`);
+    if (!def) throw new ConfigError(unknownFlag(`--${name}`));
     if (value === undefined) {
       value = argv[++i];
       if (value === undefined) throw new ConfigError(`--${name} needs a value`);

@@ -15,6 +15,22 @@ import type { Engine } from '../conn/engine.js';
 import type { ServerState } from '../conn/servers.js';
 import { ANOMALIES } from '../config/anomalies.js';
 import { render, type ExpositionFormat } from './exposition.js';
+import { gzip } from 'node:zlib';
+import { promisify } from 'node:util';
+import { buildInfo, type BuildInfo } from '../cli/build-info.js';
+
+const gzipAsync = promisify(gzip);
+/**
+ * zlib level of the gzipped scrape. Measured on a 25,000-series text scrape (bench/gzip-level.mjs
+ * style measurement in the issue 11 report): level 1 is several times faster than 6 for a
+ * body only slightly larger; the render, not the bytes, is what a scrape waits for.
+ */
+export const GZIP_LEVEL = 1;
+/**
+ * prom-client's default gauges that promtool rejects (a gauge named `_total`): each is the sum of
+ * its by-type gauge (nodejs_active_handles{type}, ...), which stays, so nothing is lost.
+ */
+const DEFAULT_METRICS_DROPPED = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
 export const OTHER_SERVER = 'other';
 
@@ -74,6 +90,16 @@ export interface ExporterOptions {
   maxServers: number;
   /** Sources whose engines feed this exporter; read at scrape time for health metrics. */
   sources: () => SourceStatus[];
+  /** --web.disable-exporter-metrics: leave out prom-client's process_* and nodejs_* metrics. */
+  disableDefaultMetrics?: boolean;
+  /** keepalive_exporter_build_info's labels; the running build's (cli/build-info.ts) by default. */
+  build?: BuildInfo;
+}
+
+/** One render shared by the scrapes that arrive while it runs, and its gzip, made once when asked. */
+interface SharedRender {
+  body: Promise<Buffer>;
+  gzipped: Promise<Buffer> | null;
 }
 
 export class Exporter implements EngineConsumer {
@@ -84,7 +110,9 @@ export class Exporter implements EngineConsumer {
   readonly registry = new Registry();
   /** Renders started by `scrape()`: concurrent scrapes of one format share a render. */
   renders = 0;
-  private readonly rendering = new Map<ExpositionFormat, Promise<Buffer>>();
+  /** Gzips made by `scrape()`: one per render at most, whatever the number of gzip scrapers. */
+  compressions = 0;
+  private readonly rendering = new Map<ExpositionFormat, SharedRender>();
   private readonly scrapes: Counter<'format'>;
   private readonly scrapesRejected: Counter;
   private readonly servers = new Set<string>();
@@ -103,7 +131,14 @@ export class Exporter implements EngineConsumer {
 
   constructor(private readonly opts: ExporterOptions) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry });
+    if (!opts.disableDefaultMetrics) {
+      collectDefaultMetrics({ register: this.registry });
+      for (const name of DEFAULT_METRICS_DROPPED) this.registry.removeSingleMetric(name);
+    }
+    // node_exporter's node_exporter_build_info, Go exporters' <name>_build_info: 1, the build in labels.
+    const build = opts.build ?? buildInfo();
+    new Gauge({ name: 'keepalive_exporter_build_info', help: 'A metric with a constant 1 value labeled by version, revision and nodeversion from which keepalive-exporter was built.', labelNames: ['version', 'revision', 'nodeversion'], registers })
+      .set({ version: build.version, revision: build.revision, nodeversion: build.nodeVersion }, 1);
 
     // The connection counters, written from the tallies at scrape time (see SeriesTally). A series
     // appears once it has counted something, as it would with inc().
@@ -194,16 +229,36 @@ export class Exporter implements EngineConsumer {
    * format is in progress gets that render's result (at most one render old, like a scrape that
    * started a moment earlier), so N concurrent scrapes cost one render and one buffer, not N.
    */
-  scrape(format: ExpositionFormat): Promise<Buffer> {
-    let body = this.rendering.get(format);
-    if (body === undefined) {
+  scrape(format: ExpositionFormat, encoding: 'identity' | 'gzip' = 'identity'): Promise<Buffer> {
+    let shared = this.rendering.get(format);
+    if (shared === undefined) {
       this.renders++;
-      body = render(this.registry, format)
+      const entry: SharedRender = { body: Promise.resolve(Buffer.alloc(0)), gzipped: null };
+      // Shared until the render, and its gzip if one was asked for, is done.
+      const done = (): void => {
+        if (this.rendering.get(format) === entry) this.rendering.delete(format);
+      };
+      entry.body = render(this.registry, format)
         .then((text) => Buffer.from(text, 'utf8'))
-        .finally(() => this.rendering.delete(format));
-      this.rendering.set(format, body);
+        .finally(() => { if (entry.gzipped === null) done(); });
+      this.rendering.set(format, entry);
+      shared = entry;
     }
-    return body;
+    if (encoding === 'identity') return shared.body;
+    let gzipped = shared.gzipped;
+    if (gzipped === null) {
+      const entry = shared;
+      // Async zlib: on the threadpool, so probes and the capture run while it compresses.
+      gzipped = entry.gzipped = entry.body
+        .then((body) => {
+          this.compressions++;
+          return gzipAsync(body, { level: GZIP_LEVEL });
+        })
+        .finally(() => {
+          if (this.rendering.get(format) === entry) this.rendering.delete(format);
+        });
+    }
+    return gzipped;
   }
 
   /** Counts a scrape: answered with the metrics (in `format`), or rejected at the concurrency cap. */

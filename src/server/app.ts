@@ -11,6 +11,7 @@ import { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Exporter, SourceStatus } from '../metrics/exporter.js';
 import { CONTENT_TYPES, negotiate } from '../metrics/exposition.js';
+import { basicAuth, httpsOptions, watchCertificates, type WebConfig } from './web-config.js';
 
 export interface AppOptions {
   exporter: Exporter;
@@ -23,6 +24,11 @@ export interface AppOptions {
    * One more is answered 503 at once and counted. 0: no limit. Default 40, as the flag.
    */
   webMaxRequests?: number;
+  /**
+   * --web.config.file, from loadWebConfig: TLS (an https server whose certificate is re-read
+   * when its files change) and basic auth on every endpoint but the probes. Null: plain HTTP.
+   */
+  webConfig?: WebConfig | null;
 }
 
 const DEFAULT_MAX_SCRAPES = 40;
@@ -47,10 +53,29 @@ const BODY_SLICE = 64 * 1024;
 const MAX_CONNECTIONS_LISTED = 1000;
 
 export function buildApp(opts: AppOptions): FastifyInstance {
-  const app = Fastify({ logger: opts.logger ?? false });
+  const tls = opts.webConfig?.tls ?? null;
+  const app = Fastify({ logger: opts.logger ?? false, ...(tls ? { https: httpsOptions(tls) } : {}) });
+  if (tls) watchCertificates(app.server as import('node:https').Server, tls, (m) => app.log.warn(m));
   // Scrapes and probes are not worth a log line each: request logs only at warn and above.
   const quiet = { logLevel: 'warn' as const };
   const { exporter } = opts;
+
+  // Basic auth (--web.config.file basic_auth_users) on every route but the probes: a kubelet or
+  // load balancer probing /healthz and /readyz has no credentials, and they tell nothing secret.
+  const users = opts.webConfig?.users ?? null;
+  if (users) {
+    const auth = basicAuth(users);
+    const open = new Set(['/healthz', '/readyz']);
+    app.addHook('onRequest', async (req, reply) => {
+      if (req.routeOptions.url !== undefined && open.has(req.routeOptions.url)) return;
+      const verdict = await auth.check(req.headers.authorization);
+      if (verdict === 'ok') return;
+      if (verdict === 'busy') return reply.code(503).header('retry-after', '1').type('text/plain; charset=utf-8').send('too many authentication attempts in progress, try again later\n');
+      return reply.code(401).header('www-authenticate', 'Basic realm="keepalive-exporter"').type('text/plain; charset=utf-8').send('Unauthorized\n');
+    });
+  }
+  // fastify's own 404 body names the method and URL ("Route GET:/x not found"): never reflect input.
+  app.setNotFoundHandler((_req, reply) => reply.code(404).type('text/plain; charset=utf-8').send('not found\n'));
 
   // A scrape storm (many Prometheus replicas, a retry loop) must not grow memory or starve the
   // probes: past the cap it is refused before any work; below it, scrapes share renders.
@@ -100,6 +125,9 @@ export function buildApp(opts: AppOptions): FastifyInstance {
 
   app.get('/', quiet, async (_req, reply) => {
     const sources = opts.sources().map((s) => `<li>${escapeHtml(s.name)} (${s.kind}): ${s.up ? 'running' : s.done ? 'done' : 'down'}</li>`).join('');
+    // The only HTML: nothing to load, nothing to frame, no referrer to leak (the page is static).
+    reply.header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'")
+      .header('x-content-type-options', 'nosniff').header('x-frame-options', 'DENY').header('referrer-policy', 'no-referrer');
     return reply.type('text/html; charset=utf-8').send(`<!doctype html>
 <html><head><title>keepalive-exporter</title></head>
 <body>
