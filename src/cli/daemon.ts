@@ -13,7 +13,7 @@ import { buildApp, LISTEN_BACKLOG } from '../server/app.js';
 import { loadWebConfig, WebConfigError, type WebConfig } from '../server/web-config.js';
 import { ProxyRelay } from '../proxy/relay.js';
 import { loadConfig, ConfigError, daemonHelp, type DaemonConfig } from '../config/daemon.js';
-import { UsageError, VERSION } from './common.js';
+import { UsageError, VERSION, boundUrl, hostPort } from './common.js';
 import { capsForMemory, memoryLimit } from '../config/memory.js';
 import { DEFAULT_LIMITS } from '../config/limits.js';
 
@@ -46,14 +46,14 @@ export async function runDaemon(argv: string[]): Promise<number> {
     }
   }
   const sources: SourceStatus[] = [];
-  const exporter = new Exporter({ maxServers: cfg.maxServers, sources: () => sources });
+  const exporter = new Exporter({ maxServers: cfg.maxServers, sources: () => sources, disableDefaultMetrics: cfg.webDisableExporterMetrics });
   const app = buildApp({
     exporter,
     sources: () => sources,
     version: VERSION,
     // JSON lines on stderr, as --help says: stdout stays free for a pipe.
     logger: { level: cfg.logLevel, stream: process.stderr },
-    webMaxRequests: cfg.webMaxRequests,
+    webMaxRequests: cfg.webMaxRequests, telemetryPath: cfg.webTelemetryPath,
     webConfig,
   });
   const log = app.log;
@@ -73,13 +73,14 @@ export async function runDaemon(argv: string[]): Promise<number> {
 
   let address: string;
   try {
-    address = await app.listen({ host: cfg.listenHost, port: cfg.listenPort, backlog: LISTEN_BACKLOG });
+    // fastify logs one line per reachable address (127.0.0.1 first for 0.0.0.0): "reachable at"; the "listening" line below names what was bound.
+    address = await app.listen({ host: cfg.listenHost, port: cfg.listenPort, backlog: LISTEN_BACKLOG, listenTextResolver: (a) => `reachable at ${a}` });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const why = e.code === 'EADDRINUSE' ? 'the address is in use (another exporter?): choose another with --web.listen-address'
       : e.code === 'EACCES' ? 'permission denied (ports below 1024 need root): choose another with --web.listen-address'
       : e.message;
-    throw new UsageError(`cannot listen on ${cfg.listenHost}:${cfg.listenPort}: ${why}`);
+    throw new UsageError(`cannot listen on ${hostPort(cfg.listenHost, cfg.listenPort)}: ${why}`);
   }
 
   let live: LiveCapture | null = null;
@@ -169,7 +170,7 @@ export async function runDaemon(argv: string[]): Promise<number> {
   const fileFailure = Promise.all(files).then(() => null, (err: unknown) => err);
 
   // The address bound, not the one asked for: with port 0 the OS picks it.
-  log.info(`keepalive-exporter ${VERSION} listening on ${address}/metrics`);
+  log.info(`keepalive-exporter ${VERSION} listening on ${boundUrl(app.server, address.split('://')[0])}${cfg.webTelemetryPath}`);
 
   let onSignal: (sig: NodeJS.Signals) => void = () => {};
   const stop = await new Promise<unknown>((resolve) => {

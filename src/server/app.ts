@@ -24,6 +24,8 @@ export interface AppOptions {
    * One more is answered 503 at once and counted. 0: no limit. Default 40, as the flag.
    */
   webMaxRequests?: number;
+  /** --web.telemetry-path: where the metrics are served (node_exporter's flag). Default /metrics. */
+  telemetryPath?: string;
   /**
    * --web.config.file, from loadWebConfig: TLS (an https server whose certificate is re-read
    * when its files change) and basic auth on every endpoint but the probes. Null: plain HTTP.
@@ -81,7 +83,8 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   // probes: past the cap it is refused before any work; below it, scrapes share renders.
   const maxScrapes = opts.webMaxRequests ?? DEFAULT_MAX_SCRAPES;
   let scrapesInFlight = 0;
-  app.get('/metrics', quiet, async (req, reply) => {
+  const telemetryPath = opts.telemetryPath ?? '/metrics';
+  app.get(telemetryPath, quiet, async (req, reply) => {
     if (maxScrapes > 0 && scrapesInFlight >= maxScrapes) {
       exporter.countScrape('rejected');
       return reply.code(503).type('text/plain; charset=utf-8')
@@ -98,9 +101,12 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     reply.raw.once('close', release);
     try {
       const format = negotiate(req.headers.accept);
-      const body = await exporter.scrape(format);
+      // Prometheus asks for gzip (Accept-Encoding: gzip): the body shrinks several fold, compressed once per render.
+      const encoding = acceptsGzip(req.headers['accept-encoding']) ? 'gzip' : 'identity';
+      const body = await exporter.scrape(format, encoding);
       exporter.countScrape(format);
-      return reply.header('content-type', CONTENT_TYPES[format]).header('content-length', body.length).send(slices(body));
+      if (encoding === 'gzip') reply.header('content-encoding', 'gzip');
+      return reply.header('content-type', CONTENT_TYPES[format]).header('vary', 'Accept-Encoding').header('content-length', body.length).send(slices(body));
     } catch (err) {
       release();
       throw err;
@@ -134,7 +140,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
 <h1>keepalive-exporter ${escapeHtml(opts.version)}</h1>
 <p>HTTP keep-alive reuse, and why connections close.</p>
 <ul>
-<li><a href="metrics">/metrics</a>: Prometheus metrics</li>
+<li><a href="${escapeHtml(telemetryPath.slice(1))}">${escapeHtml(telemetryPath)}</a>: Prometheus metrics</li>
 <li><a href="api/connections">/api/connections</a>: open connections, busiest first</li>
 <li><a href="healthz">/healthz</a>, <a href="readyz">/readyz</a></li>
 </ul>
@@ -166,6 +172,17 @@ function slices(body: Buffer): Readable {
         this.push(slice);
       });
     },
+  });
+}
+
+/** Accept-Encoding names gzip (or *) with a q above 0 (RFC 9110 12.5.3: "gzip;q=0" refuses it). */
+export function acceptsGzip(header: string | string[] | undefined): boolean {
+  const value = Array.isArray(header) ? header.join(',') : header ?? '';
+  return value.split(',').some((part) => {
+    const [coding, ...params] = part.trim().toLowerCase().split(';').map((p) => p.trim());
+    if (coding !== 'gzip' && coding !== 'x-gzip' && coding !== '*') return false;
+    const q = params.find((p) => p.startsWith('q='));
+    return q === undefined || Number(q.slice(2)) > 0;
   });
 }
 
