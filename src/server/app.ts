@@ -56,7 +56,12 @@ const MAX_CONNECTIONS_LISTED = 1000;
 
 export function buildApp(opts: AppOptions): FastifyInstance {
   const tls = opts.webConfig?.tls ?? null;
-  const app = Fastify({ logger: opts.logger ?? false, ...(tls ? { https: httpsOptions(tls) } : {}) });
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    ...(tls ? { https: httpsOptions(tls) } : {}),
+    // fastify's own 400 for a malformed URL quotes it back ("'/%zz' is not a valid url component"): never reflect input.
+    frameworkErrors: (_err, _req, reply) => { void (reply as import('fastify').FastifyReply).code(400).type('text/plain; charset=utf-8').send('bad request\n'); },
+  });
   if (tls) watchCertificates(app.server as import('node:https').Server, tls, (m) => app.log.warn(m));
   // Scrapes and probes are not worth a log line each: request logs only at warn and above.
   const quiet = { logLevel: 'warn' as const };

@@ -128,6 +128,8 @@ describe('basic auth', () => {
       }).toEqual({ csp: "default-src 'none'; style-src 'unsafe-inline'", nosniff: 'nosniff', frame: 'DENY', referrer: 'no-referrer' });
       const nf = await app.inject({ url: '/%3Cscript%3Exss', headers: ok });
       expect({ status: nf.statusCode, reflected: /script|xss/i.test(nf.body) }).toEqual({ status: 404, reflected: false });
+      const badUrl = await app.inject({ url: '/%zz%3Cscript%3Exss', headers: ok });
+      expect({ status: badUrl.statusCode, reflected: /script|xss|zz/i.test(badUrl.body) }).toEqual({ status: 400, reflected: false });
       const bad = await app.inject({ url: '/api/connections?limit=%3Cb%3Exss', headers: ok });
       expect({ status: bad.statusCode, reflected: /xss|<b>/.test(bad.body) }).toEqual({ status: 400, reflected: false });
     } finally {
