@@ -3,9 +3,9 @@
  * Compression is recognised by its magic number, not the file name.
  */
 import { createReadStream, open as openFd, closeSync, constants as fsConstants } from 'node:fs';
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { access, open, stat, type FileHandle } from 'node:fs/promises';
 import { Socket } from 'node:net';
-import { createGunzip } from 'node:zlib';
+import { createGunzip, gunzipSync, constants as zlibConstants } from 'node:zlib';
 import { Readable, pipeline } from 'node:stream';
 import { CaptureDecoder, type CaptureFormat, type CaptureProblem, type PacketSink } from './reader.js';
 
@@ -33,10 +33,26 @@ export interface ReadOptions {
   afterChunk?: () => Promise<void>;
   /**
    * Aborting destroys the input stream, so a read waiting on a FIFO or stdin that stays open
-   * and silent ends at once (the daemon's SIGTERM). The read then returns what it had, with a
-   * `truncated` problem; the caller checks the signal.
+   * and silent ends at once (the daemon's SIGTERM, analyze's Ctrl-C); a regular file stops at
+   * its next chunk. The read then returns what it had: `problem` is only a damage found before
+   * the abort (the record cut by the abort is none), and the caller checks the signal.
    */
   signal?: AbortSignal;
+}
+
+/**
+ * True when nothing of a capture could be read: no packet, and the problem is at byte 0 (not a
+ * capture format, empty, shorter than its file header, a corrupt first block). A user mistake
+ * (the wrong file), so the CLI says it in one line and exits 2 rather than report on nothing.
+ */
+export function readNothing(s: Pick<CaptureSummary, 'packets' | 'problem'>): boolean {
+  return s.packets === 0 && s.problem !== null && s.problem.offset === 0;
+}
+
+/** A damaged capture is counted by the sink once, at the end of the read (see PacketSink.captureAnomaly). */
+function tellProblem(sink: PacketSink, problem: CaptureProblem | null): void {
+  if (problem?.kind === 'truncated') sink.captureAnomaly?.('capture_truncated');
+  else if (problem?.kind === 'corrupt') sink.captureAnomaly?.('capture_corrupt');
 }
 
 /** Thrown (as the only exception of this module) when the file cannot be opened at all: a user error. */
@@ -109,7 +125,7 @@ async function readPlainFile(path: string, sink: PacketSink, total: number, opts
       const ok = decoder.push(cur.subarray(0, n));
       opts.onProgress?.(pos, total);
       if (opts.afterChunk) await opts.afterChunk();
-      if (!ok) {
+      if (!ok || opts.signal?.aborted) {
         await next.catch(() => undefined);
         break;
       }
@@ -117,7 +133,8 @@ async function readPlainFile(path: string, sink: PacketSink, total: number, opts
   } finally {
     await fh.close();
   }
-  problem = decoder.problem ?? problem ?? decoder.end();
+  problem = opts.signal?.aborted ? decoder.problem : decoder.problem ?? problem ?? decoder.end();
+  if (!readNothing({ packets: decoder.packets, problem })) tellProblem(sink, problem);
   return {
     format: decoder.format,
     compressed: false,
@@ -214,7 +231,9 @@ export async function readCaptureStream(
     opts.signal?.removeEventListener('abort', onAbort);
     if (input !== process.stdin) input.destroy();
   }
-  const problem = decoder.problem ?? streamError ?? decoder.end();
+  // Aborted: the stream was cut by us (its error, the record it cut, are not damage).
+  const problem = opts.signal?.aborted ? decoder.problem : decoder.problem ?? streamError ?? decoder.end();
+  if (!readNothing({ packets: decoder.packets, problem })) tellProblem(sink, problem);
   return {
     format: decoder.format,
     compressed,
@@ -238,4 +257,58 @@ function describeOpenError(path: string, e: NodeJS.ErrnoException): string {
     default:
       return `cannot read ${path}: ${e.message}`;
   }
+}
+
+/** Bytes read by `checkCapture`: enough for any file header and a first record or block. */
+const PEEK_BYTES = 64 * 1024;
+
+/**
+ * Checks before a long-running read starts (the daemon, before it says it is listening) that
+ * `path` can be read and starts like a capture. Returns one line naming the problem, or null.
+ * A regular file (gzip too) is opened and its first PEEK_BYTES are decoded, so "not a capture",
+ * "shorter than its header" and a corrupt first block are found; the file is read again from
+ * the start by readCapture. Stdin (`-`) and FIFOs cannot be peeked without consuming what the
+ * real read must see: only their existence and read permission are checked.
+ */
+export async function checkCapture(path: string): Promise<string | null> {
+  if (path === '-') return null;
+  let size: number;
+  try {
+    const st = await stat(path);
+    if (st.isDirectory()) return `${path} is a directory, not a capture file`;
+    if (!st.isFile()) {
+      await access(path, fsConstants.R_OK);
+      return null;
+    }
+    size = st.size;
+  } catch (err) {
+    return describeOpenError(path, err as NodeJS.ErrnoException);
+  }
+  let head: Buffer;
+  try {
+    const fh = await open(path, 'r');
+    try {
+      const buf = Buffer.alloc(Math.min(PEEK_BYTES, size));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      head = buf.subarray(0, bytesRead);
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    return describeOpenError(path, err as NodeJS.ErrnoException);
+  }
+  let whole = head.length >= size;
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) {
+    try {
+      // Z_SYNC_FLUSH: a prefix of a gzip stream decompresses to what it holds, without an error for the cut.
+      head = gunzipSync(head, { finishFlush: zlibConstants.Z_SYNC_FLUSH });
+    } catch (err) {
+      return `${path}: the gzip stream is damaged (${(err as Error).message})`;
+    }
+    whole = false; // a gzip's end is checked by the real read
+  }
+  const decoder = new CaptureDecoder({ packet() {} });
+  decoder.push(head);
+  const problem = decoder.problem ?? (whole ? decoder.end() : null);
+  return readNothing({ packets: decoder.packets, problem }) ? `${path}: ${problem!.message}` : null;
 }

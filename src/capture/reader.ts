@@ -13,7 +13,17 @@
 export interface PacketSink {
   /** `ts` is capture time in seconds since the epoch; `capLen` bytes of the packet start at `offset`. */
   packet(linkType: number, data: Buffer, offset: number, capLen: number, origLen: number, ts: number): void;
+  /**
+   * Optional: an anomaly of the capture itself, told when it is found so that the sink counts it
+   * beside its own (the engine: `stats().anomalies`, `keepalive_anomalies_total`). The decoder
+   * tells each skipped pcapng block; the file reader (file.ts) tells a truncated or corrupt
+   * capture once, when the read ends, unless the read was aborted (a cut made by us is no damage).
+   */
+  captureAnomaly?(kind: CaptureAnomaly): void;
 }
+
+/** The capture-level names of src/config/anomalies.ts (capture may not import conn; the names are the interface). */
+export type CaptureAnomaly = 'capture_truncated' | 'capture_corrupt' | 'capture_unknown_block';
 
 export type CaptureFormat = 'pcap' | 'pcapng';
 
@@ -191,12 +201,21 @@ export class CaptureDecoder {
       // Fewer than 4 bytes: truncated only if they start one of the magic numbers.
       const prefix = this.pending ? this.pending.subarray(0, 4) : Buffer.alloc(0);
       const notCapture = left === 0 || (left < 4 && !MAGIC_BYTES.some((m) => m.subarray(0, left).equals(prefix)));
+      // A header prefix is kept `truncated` (a download cut short), but its message says what
+      // was seen: with no packet read the CLI treats any problem at offset 0 as "not a capture".
       this.problem = {
         kind: notCapture ? 'not_a_capture' : 'truncated',
         offset: 0,
-        message: left === 0 ? 'the input is empty'
+        message: left === 0 ? 'not a pcap or pcapng file: the input is empty'
           : notCapture ? `not a pcap or pcapng file (only ${left} bytes: 0x${prefix.toString('hex')})`
-          : `the input ends inside the file header (${left} bytes)`,
+          : `not a pcap or pcapng file: only ${left} bytes (0x${this.pending!.subarray(0, 32).toString('hex')}), shorter than the ${this.pending![0] === 0x0a ? 'pcapng section header block (28 bytes at least)' : 'pcap file header (24 bytes)'}`,
+      };
+    } else if (this.format === 'pcapng' && this.base === 0 && left > 0) {
+      // The pcapng magic was seen but the section header block never completed.
+      this.problem = {
+        kind: 'truncated',
+        offset: 0,
+        message: `not a pcap or pcapng file: only ${left} bytes (0x${this.pending!.subarray(0, 32).toString('hex')}), shorter than the pcapng section header block it starts`,
       };
     } else if (left > 0) {
       this.problem = {
@@ -351,6 +370,7 @@ export class CaptureDecoder {
           break; // name resolution, statistics, journal, secrets, custom: not needed
         default:
           this.unknownBlocks++;
+          this.sink.captureAnomaly?.('capture_unknown_block');
       }
       pos += len;
     }

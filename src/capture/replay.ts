@@ -75,6 +75,8 @@ export async function replayFile(path: string, sink: PacketSink, mode: ReplayMod
         }
         queue.push({ linkType, data: Buffer.from(data.subarray(offset, offset + capLen)), origLen, ts });
       },
+      // Told at once, not at capture pace: it is about the file, not a packet.
+      captureAnomaly: (kind) => sink.captureAnomaly?.(kind),
     }, {
       signal,
       afterChunk: async () => {

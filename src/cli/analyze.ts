@@ -1,7 +1,7 @@
 /** `keepalive-exporter analyze FILE`: a one-shot report on a capture file. */
 import { parseArgs } from 'node:util';
 import { Engine } from '../conn/engine.js';
-import { readCapture, CaptureOpenError, type CaptureSummary } from '../capture/file.js';
+import { readCapture, readNothing, CaptureOpenError, type CaptureSummary } from '../capture/file.js';
 import { AnalyzeReport, findWarnings } from '../report/summary.js';
 import { renderText } from '../report/text.js';
 import { DEFAULT_LIMITS } from '../config/limits.js';
@@ -21,7 +21,9 @@ const ANALYZE_OPTIONS: Array<[string, string]> = [
 export const ANALYZE_HELP = `Options for analyze:
 ${ANALYZE_OPTIONS.map(([left, text]) => helpEntry(left, text)).join('\n')}
 
-${wrap('Exit status: 0 when the whole capture was read; 1 when it was damaged (results cover what could be read and a message names the byte offset); 2 for a usage error or unreadable file.', 0).join('\n')}
+${wrap('Exit status: 0 when the whole capture was read; 1 when it was damaged (results cover what could be read and a message names the byte offset); 2 for a usage error, an unreadable file or one that is not a capture (unknown magic number, shorter than its file header).', 0).join('\n')}
+
+${wrap('Ctrl-C (SIGINT) stops the read and prints the report on what was read, exit status 0, as tshark does: for tcpdump ... | keepalive-exporter analyze -. A second Ctrl-C exits at once (130).', 0).join('\n')}
 `;
 export async function runAnalyze(args: string[]): Promise<number> {
   let parsed;
@@ -68,17 +70,30 @@ export async function runAnalyze(args: string[]): Promise<number> {
   engine.subscribe(report);
 
   const progress = !o['no-progress'] && process.stderr.isTTY ? new Progress(engine) : null;
+  // Ctrl-C ends a read from a pipe that would never end by itself (tcpdump | analyze -): the
+  // first stops the read and the report covers what was read; the second exits at once.
+  const interrupt = new AbortController();
+  const onSigint = (): void => {
+    if (interrupt.signal.aborted) process.exit(130);
+    interrupt.abort();
+  };
+  process.on('SIGINT', onSigint);
   let capture: CaptureSummary;
   try {
-    capture = await readCapture(file, engine, { onProgress: progress ? (r, t) => progress.update(r, t) : undefined });
+    capture = await readCapture(file, engine, { signal: interrupt.signal, onProgress: progress ? (r, t) => progress.update(r, t) : undefined });
   } catch (err) {
+    process.off('SIGINT', onSigint);
     if (err instanceof CaptureOpenError) throw new UsageError(err.message);
     throw err;
   } finally {
     progress?.done();
   }
-  // Not a capture at all (text, an empty file): an unreadable input, one line and exit 2, no report.
-  if (capture.problem?.kind === 'not_a_capture' && capture.packets === 0) throw new UsageError(`${file}: ${capture.problem.message}`);
+  const interrupted = interrupt.signal.aborted;
+  // Not a capture at all (text, an empty file, shorter than its header): one line and exit 2, no report.
+  if (readNothing(capture) && !interrupted) {
+    process.off('SIGINT', onSigint);
+    throw new UsageError(`${file}: ${capture.problem!.message}`);
+  }
   engine.finish();
   const stats = engine.stats();
   const totals = report.totals();
@@ -94,7 +109,8 @@ export async function runAnalyze(args: string[]): Promise<number> {
         packets: capture.packets,
         firstPacketTime: stats.firstPacketTime,
         lastPacketTime: stats.lastPacketTime,
-        complete: capture.problem === null,
+        // Ctrl-C: what was read is reported, but it is not the whole input (problem stays null).
+        complete: capture.problem === null && !interrupted,
         problem: capture.problem,
       },
       totals,
@@ -122,10 +138,14 @@ export async function runAnalyze(args: string[]): Promise<number> {
       savedFromMedian: report.savedFromMedian, savedUnknown: report.savedUnknown, maxServers: top, tunneled: report.tunneled, midstream: report.midstream,
     }));
   }
+  process.off('SIGINT', onSigint);
   if (capture.problem) {
     process.stderr.write(`keepalive-exporter: ${file}: ${capture.problem.message}; results cover the packets before it\n`);
-    return capture.packets > 0 || capture.problem.kind !== 'not_a_capture' ? 1 : 2;
+    return 1;
   }
+  // Exit 0, as tshark and tcpdump do on Ctrl-C: stopping a pipe is the normal end of this use,
+  // and the report printed is complete for what was read.
+  if (interrupted) process.stderr.write(`keepalive-exporter: interrupted: the report covers the ${capture.packets} packets read\n`);
   return 0;
 }
 

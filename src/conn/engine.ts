@@ -9,7 +9,7 @@
  */
 import { DEFAULT_LIMITS, SWEEP_INTERVAL_SECONDS, type EngineLimits } from '../config/limits.js';
 import { A, ANOMALIES, newAnomalyCounts } from '../config/anomalies.js';
-import type { PacketSink } from '../capture/reader.js';
+import type { CaptureAnomaly, PacketSink } from '../capture/reader.js';
 import { DECODED_TCP, decodePacket, newPacketView } from '../decode/packet.js';
 import { FlowTable } from '../tcp/flows.js';
 import { ConnectionTracker, type TrackerCounters } from './tracker.js';
@@ -115,6 +115,11 @@ export class Engine implements PacketSink {
       this.lastSweep = this.lastTs;
       this.tracker.expireInferences(this.lastTs, false);
     }
+  }
+
+  /** The capture reader found a skipped pcapng block or a truncated/corrupt file (PacketSink). */
+  captureAnomaly(kind: CaptureAnomaly): void {
+    this.counters.anomalies[A[kind]]++;
   }
 
   /** Advance capture time without packets (a live source that went quiet). */

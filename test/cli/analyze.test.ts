@@ -10,6 +10,7 @@ import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } fro
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { buildCli } from '../helpers/cli.js';
+import { LINKTYPE, frame, pcapFile, pcapngFile, tcpSegment, udpDatagram } from '../helpers/packets.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const FIXTURE = join(ROOT, 'test/fixtures/real/real-servers.pcap');
@@ -348,5 +349,141 @@ describe('progress', () => {
     expect(quiet.status).toBe(0);
     expect(quiet.stdout).toContain('Totals');
     expect(quiet.stdout).not.toContain('MiB read');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Issue 11: Ctrl-C on a pipe, files too short for a header, capture anomalies counted.
+
+/** `count` UDP records (not HTTP: counted as not_tcp, they change no total) as pcap records without a file header. */
+function udpRecords(count: number, ts: number): Buffer {
+  const data = frame(LINKTYPE.ETHERNET, udpDatagram({ src: '10.9.0.1', dst: '10.9.0.2', sport: 5353, dport: 5353, payload: Buffer.alloc(1000, 0x55) }));
+  return pcapFile(Array.from({ length: count }, () => ({ ts, data })), { linkType: LINKTYPE.ETHERNET }).subarray(24);
+}
+
+describe('Ctrl-C on analyze - (tcpdump ... | keepalive-exporter analyze -)', () => {
+  /**
+   * The fixture, then enough UDP records that once the pipe took all of it the fixture itself
+   * was read by the child (a pipe holds 64 KiB, the child's stream buffer some more); the pipe
+   * stays open, as tcpdump's would, and SIGINT ends the read.
+   */
+  async function interrupted(args: string[]): Promise<{ status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+    const child = spawn(process.execPath, [MAIN, 'analyze', '-', ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, KEEPALIVE_EXPORTER_DEBUG: '' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString('utf8'); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString('utf8'); });
+    const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.on('close', (code, signal) => res({ code, signal })));
+    const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    try {
+      const fixture = readFileSync(FIXTURE);
+      await new Promise<void>((res, rej) => child.stdin.write(fixture, (e) => (e ? rej(e) : res())));
+      await new Promise<void>((res, rej) => child.stdin.write(udpRecords(512, 1795677031.677783), (e) => (e ? rej(e) : res())));
+      expect(child.exitCode).toBeNull(); // still reading: the pipe is open
+      child.kill('SIGINT');
+      const { code, signal } = await closed;
+      return { status: code, signal, stdout, stderr };
+    } finally {
+      clearTimeout(killer);
+      child.stdin.destroy();
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  }
+
+  it('--json: the report on the packets read, exit 0, complete false', async () => {
+    const whole = json([FIXTURE]);
+    const r = await interrupted(['--json']);
+    expect(r.signal).toBeNull();
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.capture.packets).toBeGreaterThanOrEqual(whole.capture.packets);
+    expect(out.capture.packets).toBeLessThanOrEqual(whole.capture.packets + 512);
+    expect(out.capture).toMatchObject({ format: 'pcap', complete: false, problem: null });
+    // Every packet of the fixture was read: the same connections and requests as the whole file.
+    expect(out.totals).toEqual(whole.totals);
+    expect(out.totals.connections).toBe(MANIFEST.length);
+    expect(r.stderr).toBe(`keepalive-exporter: interrupted: the report covers the ${out.capture.packets} packets read\n`);
+  }, 30_000);
+
+  it('text: the report is printed, exit 0', async () => {
+    const r = await interrupted([]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('Totals');
+    expect(r.stdout).toMatch(new RegExp(`connections\\s+${MANIFEST.length}\\b`));
+  }, 30_000);
+});
+
+describe('a file too short for its header, or with an unknown magic: not a capture, exit 2', () => {
+  it('a few bytes of a pcap header: one line naming the bytes in hex and the header size', () => {
+    const head = pcapFile([], { linkType: 1 }).subarray(0, 10);
+    expectOneLineError(cli(['analyze', file('short.pcap', head)]), 'not a pcap or pcapng file', 'only 10 bytes', `0x${head.toString('hex')}`, '24 bytes');
+    expectOneLineError(cli(['analyze', file('short.pcap', head), '--json']), 'only 10 bytes');
+    expectOneLineError(cli(['analyze', '-'], head), 'only 10 bytes');
+  });
+
+  it('two bytes of a pcap magic number, and a cut pcapng section header', () => {
+    expectOneLineError(cli(['analyze', file('two.pcap', Buffer.from('d4c3', 'hex'))]), 'only 2 bytes', '0xd4c3');
+    const ng = pcapngFile([{ interfaces: [], blocks: [] }]).subarray(0, 8);
+    expectOneLineError(cli(['analyze', file('short.pcapng', ng)]), 'only 8 bytes', `0x${ng.toString('hex')}`, 'section header');
+  });
+
+  it('an unknown magic number: named in hex', () => {
+    expectOneLineError(cli(['analyze', file('beef.pcap', Buffer.from('deadbeef00112233445566778899aabbccddeeff0011223344', 'hex'))]), 'not a pcap or pcapng file', '0xdeadbeef');
+    expectOneLineError(cli(['analyze', file('three', 'abc')]), '0x616263');
+  });
+});
+
+describe('capture anomalies are counted (capture_truncated, capture_corrupt, capture_unknown_block)', () => {
+  const segs = [0, 1, 2].map((i) => frame(LINKTYPE.ETHERNET, tcpSegment({ src: '10.0.0.1', dst: '10.0.0.2', sport: 40000, dport: 80, seq: 1 + i * 10, ack: 1, flags: 'PA', payload: Buffer.alloc(10, 0x41) })));
+  const pcap = pcapFile(segs.map((data, i) => ({ ts: 1700000000 + i, data })), { linkType: LINKTYPE.ETHERNET });
+
+  function analyzeJson(p: string): { status: number | null; out: Record<string, any> } {
+    const r = cli(['analyze', p, '--json']);
+    return { status: r.status, out: JSON.parse(r.stdout) };
+  }
+
+  it('a truncated pcap: stats.anomalies.capture_truncated 1 (exit 1)', () => {
+    const { status, out } = analyzeJson(file('cut.pcap', pcap.subarray(0, pcap.length - 5)));
+    expect(status).toBe(1);
+    expect(out.capture.problem.kind).toBe('truncated');
+    expect(out.stats.anomalies.capture_truncated).toBe(1);
+    expect(out.stats.anomalies.capture_corrupt).toBeUndefined();
+  });
+
+  it('a corrupt record length: stats.anomalies.capture_corrupt 1 (exit 1)', () => {
+    const bad = Buffer.from(pcap);
+    const second = 24 + 16 + segs[0].length;
+    bad.writeUInt32LE(0x7fffffff, second + 8); // captured length of record 2
+    const { status, out } = analyzeJson(file('corrupt.pcap', bad));
+    expect(status).toBe(1);
+    expect(out.capture.packets).toBe(1);
+    expect(out.stats.anomalies.capture_corrupt).toBe(1);
+    expect(out.stats.anomalies.capture_truncated).toBeUndefined();
+  });
+
+  it('a truncated gzip stream counts capture_truncated too', () => {
+    const gz = gzipSync(pcap);
+    const r = cli(['analyze', file('cut.pcap.gz', gz.subarray(0, gz.length - 12)), '--json']);
+    expect(r.status).toBe(1);
+    expect(JSON.parse(r.stdout).stats.anomalies.capture_truncated).toBe(1);
+  });
+
+  it('two pcapng blocks of an unknown type: capture_unknown_block 2 (exit 0)', () => {
+    const ng = pcapngFile([{ interfaces: [{ linkType: LINKTYPE.ETHERNET }], blocks: [
+      { type: 'epb', interface: 0, ts: 1, data: segs[0] },
+      { type: 'raw', blockType: 0x99, body: Buffer.alloc(8) },
+      { type: 'epb', interface: 0, ts: 2, data: segs[1] },
+      { type: 'raw', blockType: 0x12345, body: Buffer.alloc(4) },
+    ] }]);
+    const { status, out } = analyzeJson(file('unknown-blocks.pcapng', ng));
+    expect(status).toBe(0);
+    expect(out.capture.packets).toBe(2);
+    expect(out.stats.anomalies.capture_unknown_block).toBe(2);
+  });
+
+  it('a whole capture counts none of them', () => {
+    const { status, out } = analyzeJson(file('whole.pcap', pcap));
+    expect(status).toBe(0);
+    expect(Object.keys(out.stats.anomalies).filter((k) => k.startsWith('capture_'))).toEqual([]);
   });
 });
