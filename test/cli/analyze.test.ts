@@ -94,10 +94,10 @@ describe('usage', () => {
     }
   });
 
-  it('--version prints the package version', () => {
+  it('--version prints the package version (and the revision, test/cli/conventions.test.ts)', () => {
     const r = cli(['--version']);
     expect(r.status).toBe(0);
-    expect(r.stdout.trim()).toBe(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version);
+    expect(r.stdout.split('\n')[0]).toMatch(new RegExp(`^keepalive-exporter, version ${JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version.replace(/\./g, '\\.')} \\(revision: `));
   });
 
   it('analyze without a file: one line, exit 2', () => {
@@ -106,8 +106,8 @@ describe('usage', () => {
 
   it('an unknown command or flag: one line naming it, exit 2', () => {
     expectOneLineError(cli(['analyse', FIXTURE]), '"analyse"');
-    expectOneLineError(cli(['analyze', FIXTURE, '--bogus-flag']), '--bogus-flag');
-    expectOneLineError(cli(['analyze', '--jsonn', FIXTURE]), '--jsonn');
+    expectOneLineError(cli(['analyze', FIXTURE, '--bogus-flag']), 'unknown flag --bogus-flag: see keepalive-exporter analyze --help');
+    expectOneLineError(cli(['analyze', '--jsonn', FIXTURE]), 'unknown flag --jsonn: see keepalive-exporter analyze --help');
   });
 
   it('two files: one line, exit 2', () => {
