@@ -7,7 +7,9 @@
 import { Engine } from '../conn/engine.js';
 import { LiveCapture, CaptureStartError } from '../capture/live.js';
 import { replayFile } from '../capture/replay.js';
-import { CaptureOpenError } from '../capture/file.js';
+import { CaptureOpenError, checkCapture, readNothing } from '../capture/file.js';
+import { fstatSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { Exporter, type SourceStatus } from '../metrics/exporter.js';
 import { buildApp, LISTEN_BACKLOG } from '../server/app.js';
 import { loadWebConfig, WebConfigError, type WebConfig } from '../server/web-config.js';
@@ -71,6 +73,14 @@ export async function runDaemon(argv: string[]): Promise<number> {
     return e;
   };
 
+  // Every --pcap is checked before the daemon says it listens: a wrong file is a start that
+  // fails in one line (exit 2), not a daemon that listened and then exits (see checkFiles).
+  const badFile = await checkFiles(cfg.pcap);
+  if (badFile) {
+    await app.close();
+    throw new UsageError(badFile);
+  }
+
   let address: string;
   try {
     // fastify logs one line per reachable address (127.0.0.1 first for 0.0.0.0): "reachable at"; the "listening" line below names what was bound.
@@ -116,7 +126,7 @@ export async function runDaemon(argv: string[]): Promise<number> {
   // Proxy taps: one engine each, fed as byte streams; the source label tells them apart.
   const relays: ProxyRelay[] = [];
   for (const route of cfg.proxy) {
-    const engine = newEngine(null, `proxy:${route.listenPort}`);
+    const engine = newEngine(null, route.name);
     const relay = new ProxyRelay(route, engine, {
       idleTimeoutMs: cfg.proxyIdleTimeoutSeconds * 1000,
       connectTimeoutMs: 10_000,
@@ -153,8 +163,9 @@ export async function runDaemon(argv: string[]): Promise<number> {
     sources.push(status);
     try {
       const summary = await replayFile(path, engine, cfg.replay, { signal: stopReplays.signal });
-      // Not a capture at all (text, an empty file): an unreadable input, like a missing file and like analyze.
-      if (summary.problem?.kind === 'not_a_capture' && summary.packets === 0) throw new UsageError(`${path}: ${summary.problem.message}`);
+      // Not a capture at all (text, an empty file, shorter than its header): an unreadable input,
+      // like a missing file and like analyze. Only stdin and FIFOs get here: files were peeked.
+      if (readNothing(summary)) throw new UsageError(`${path}: ${summary.problem!.message}`);
       engine.finish();
       if (summary.problem) log.warn(`${path}: ${summary.problem.message}; metrics cover the packets before it`);
       log.info(`${path}: read ${summary.packets} packets; its metrics stay served`);
@@ -222,4 +233,32 @@ export async function runDaemon(argv: string[]): Promise<number> {
   if (stop instanceof Error) throw stop;
   log.info(`stopped on ${String(stop)}`);
   return 0;
+}
+
+/**
+ * Before listening: each --pcap can be read and starts like a capture (checkCapture peeks a
+ * regular file's first 64 KiB; stdin `-` and FIFOs are only checked to exist and be readable,
+ * since a peek would consume what the replay must read: their content is checked as they are
+ * read, and a wrong one still ends the daemon with one line and exit 2). The same file under
+ * two names (a link, /dev/stdin beside -) is refused by device and inode: it would be counted
+ * twice. Returns one line for the user, or null.
+ */
+async function checkFiles(paths: string[]): Promise<string | null> {
+  const seen = new Map<string, string>();
+  for (const path of paths) {
+    const problem = await checkCapture(path);
+    if (problem) return problem;
+    let st: { dev: number; ino: number } | null;
+    try {
+      st = path === '-' ? fstatSync(0) : await stat(path);
+    } catch {
+      st = null; // stdin closed: nothing to compare
+    }
+    if (!st) continue;
+    const key = `${st.dev}:${st.ino}`;
+    const first = seen.get(key);
+    if (first !== undefined) return `--pcap: "${path}" is the same file as "${first}": each capture file is read once, give it once`;
+    seen.set(key, path);
+  }
+  return null;
 }

@@ -5,6 +5,7 @@
  * A bad value is rejected at start with a message naming where it came from.
  */
 import { readFileSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
 import { DEFAULT_LIMITS } from './limits.js';
 import { helpEntry, unknownFlag } from '../cli/common.js';
 
@@ -19,8 +20,11 @@ export interface DaemonConfig {
   /** --ports was set (flag, environment or file): files are then filtered by it too. */
   portsExplicit: boolean;
   pcap: string[];
-  /** --proxy LISTEN=UPSTREAM routes. */
-  proxy: Array<{ listenHost: string; listenPort: number; upstreamHost: string; upstreamPort: number }>;
+  /**
+   * --proxy LISTEN=UPSTREAM routes. `name` is the route's `source` label, unique among them:
+   * proxy:PORT when no other route listens on that port, else proxy:HOST:PORT (proxy:[::1]:PORT).
+   */
+  proxy: Array<{ listenHost: string; listenPort: number; upstreamHost: string; upstreamPort: number; name: string }>;
   proxyProtocol: 'v1' | 'v2' | null;
   proxyIdleTimeoutSeconds: number;
   /** Client connections relayed at once per --proxy listener; more are refused and counted. */
@@ -155,7 +159,8 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
   if (!['debug', 'info', 'warn', 'error'].includes(level.value)) throw new ConfigError(`${level.from}: "${level.value}" must be debug, info, warn or error`);
   const pcap = get('pcap').values.filter(Boolean);
   const proxyFrom = get('proxy').from;
-  const proxy = get('proxy').values.filter(Boolean).flatMap((v) => v.split(',')).filter(Boolean).map((route) => parseRoute(route, proxyFrom));
+  const proxy = nameRoutes(get('proxy').values.filter(Boolean).flatMap((v) => v.split(',')).filter(Boolean).map((route) => parseRoute(route, proxyFrom)), proxyFrom);
+  refuseRepeatedFiles(pcap, get('pcap').from);
   const protocol = one('proxy.protocol');
   if (!['none', 'v1', 'v2'].includes(protocol.value)) throw new ConfigError(`${protocol.from}: "${protocol.value}" must be none, v1 or v2`);
   const explicitInterface = fromFlags.has('interface') || !!env[envName('interface')] || fromFile.has('interface');
@@ -199,8 +204,45 @@ function bool({ value, from }: { value: string; from: string }): boolean {
   throw new ConfigError(`${from}: "${value}" must be true or false`);
 }
 
+/**
+ * Each source has its own series, so two sources must not share a `source` label (their
+ * counters would be summed into one series and read as one). The short proxy:PORT is kept when
+ * the port is unique (the usual case, and the name before issue 11).
+ */
+function nameRoutes(routes: Array<Omit<DaemonConfig['proxy'][number], 'name'>>, from: string): DaemonConfig['proxy'] {
+  const seen = new Set<string>();
+  const perPort = new Map<number, number>();
+  for (const r of routes) {
+    const at = `${r.listenHost.includes(':') ? `[${r.listenHost}]` : r.listenHost}:${r.listenPort}`;
+    if (seen.has(at)) throw new ConfigError(`${from}: two routes listen on ${at}: give each --proxy its own listen address`);
+    seen.add(at);
+    perPort.set(r.listenPort, (perPort.get(r.listenPort) ?? 0) + 1);
+  }
+  return routes.map((r) => ({
+    ...r,
+    name: perPort.get(r.listenPort) === 1 ? `proxy:${r.listenPort}` : `proxy:${r.listenHost.includes(':') ? `[${r.listenHost}]` : r.listenHost}:${r.listenPort}`,
+  }));
+}
+
+/**
+ * The same capture file given twice would be read twice into two sources and counted twice.
+ * Here only what needs no file system: the same path once resolved, or stdin twice; the daemon
+ * also compares device and inode (a link, a second name of the file) before it listens.
+ */
+function refuseRepeatedFiles(files: string[], from: string): void {
+  const seen = new Map<string, string>();
+  for (const f of files) {
+    const key = f === '-' ? '-' : resolvePath(f);
+    const first = seen.get(key);
+    if (first !== undefined) {
+      throw new ConfigError(`${from}: ${f === '-' ? 'stdin (-)' : `"${f}"`} is given twice${first !== f ? ` (as "${first}" too)` : ''}: each capture file is read once, give it once`);
+    }
+    seen.set(key, f);
+  }
+}
+
 /** "[HOST]:PORT=HOST:PORT"; an empty listen host means every address. */
-function parseRoute(route: string, from: string): DaemonConfig['proxy'][number] {
+function parseRoute(route: string, from: string): Omit<DaemonConfig['proxy'][number], 'name'> {
   const eq = route.indexOf('=');
   const bad = (why: string): ConfigError => new ConfigError(`${from}: "${route}" ${why} (write LISTEN=UPSTREAM, e.g. :8080=127.0.0.1:80)`);
   if (eq < 0) throw bad('has no "="');

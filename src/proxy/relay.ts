@@ -25,6 +25,8 @@ export interface ProxyRoute {
   listenPort: number;
   upstreamHost: string;
   upstreamPort: number;
+  /** The `source` label; default proxy:PORT. The daemon's config makes it unique among its routes. */
+  name?: string;
 }
 
 export interface RelayOptions {
@@ -154,7 +156,7 @@ export class ProxyRelay {
   }
 
   get name(): string {
-    return `proxy:${this.route.listenPort}`;
+    return this.route.name ?? `proxy:${this.route.listenPort}`;
   }
 
   start(): Promise<void> {

@@ -316,7 +316,10 @@ describe('serving a capture file', () => {
   }, 30_000);
 
   it('several files: one source each, all done, sharing the capped server labels', async () => {
-    const d = startDaemon(['--pcap', FIXTURE, '--pcap', FIXTURE, '--web.listen-address', LOCAL, '--max-servers', '2']);
+    // A copy: the same file twice is refused at start (it would be counted twice).
+    const copy = join(dir, 'copy-of-fixture.pcap');
+    writeFileSync(copy, readFileSync(FIXTURE));
+    const d = startDaemon(['--pcap', FIXTURE, '--pcap', copy, '--web.listen-address', LOCAL, '--max-servers', '2']);
     try {
       const base = await baseUrl(d);
       await waitFor('both files to be read', 10_000, async () => {
@@ -324,7 +327,7 @@ describe('serving a capture file', () => {
         return body.sources.length === 2 && body.sources.every((s) => s.done) ? true : null;
       });
       const s = parseProm(await (await fetch(`${base}/metrics`)).text());
-      // The same file twice: every count doubles; both sources share the capped server labels.
+      // The same capture twice: every count doubles; both sources share the capped server labels.
       expect(total(s, 'keepalive_requests_total')).toBe(224);
       expect(new Set(s.filter((x) => x.name === 'keepalive_requests_total').map((x) => x.labels.server)).size).toBe(3);
       d.child.kill('SIGTERM');

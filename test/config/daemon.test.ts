@@ -104,8 +104,8 @@ describe('environment names', () => {
     expect(loadConfig([], env)).toEqual<DaemonConfig>({
       interface: 'eth1', ports: [81, 82], portsExplicit: true, pcap: ['a.pcap'], replay: 'realtime', listenHost: '127.0.0.1', listenPort: 9999,
       proxy: [
-        { listenHost: '0.0.0.0', listenPort: 8080, upstreamHost: '127.0.0.1', upstreamPort: 80 },
-        { listenHost: '::1', listenPort: 8443, upstreamHost: 'backend', upstreamPort: 443 },
+        { listenHost: '0.0.0.0', listenPort: 8080, upstreamHost: '127.0.0.1', upstreamPort: 80, name: 'proxy:8080' },
+        { listenHost: '::1', listenPort: 8443, upstreamHost: 'backend', upstreamPort: 443, name: 'proxy:8443' },
       ],
       proxyProtocol: 'v2',
       proxyIdleTimeoutSeconds: 60,
