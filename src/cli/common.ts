@@ -51,10 +51,15 @@ export function wrap(text: string, indent: number, width = HELP_WIDTH): string[]
   const lines: string[] = [];
   let line = '';
   // "[default: X]" stays on one line: the words are split at spaces outside it.
-  const words = text.replace(/\[default: /g, '[default:\u00a0').split(/[ \t\n]+/).filter(Boolean)
-    // ...unless it is longer than a line (a long default list): then it breaks like the rest.
-    .flatMap((w) => (w.includes('\u00a0') && indent + w.length > width ? w.split('\u00a0') : [w.replace(/\u00a0/g, ' ')]));
+  const words = text.replace(/\[default: /g, '[default:\u00a0').split(/[ \t\n]+/).filter(Boolean).map((w) => w.replace(/\u00a0/g, ' '));
   for (const word of words) {
+    // A word too long for a line at `indent` (a long "[default: ...]") gets a line of its own, less indented.
+    if (indent + word.length > width) {
+      if (line !== '') lines.push(' '.repeat(indent) + line);
+      lines.push(' '.repeat(Math.max(0, width - word.length)) + word);
+      line = '';
+      continue;
+    }
     if (line !== '' && indent + line.length + 1 + word.length > width) {
       lines.push(' '.repeat(indent) + line);
       line = word;

@@ -340,9 +340,11 @@ describe('labels never carry request content or client addresses', () => {
     }
     // The only labels of the project's metrics, all bounded.
     const allowed = new Set(['server', 'reused', 'reason', 'closed_by', 'le', 'source', 'kind', 'where', 'protocol', 'format']);
-    for (const x of s.filter((y) => y.name.startsWith('keepalive_'))) {
+    for (const x of s.filter((y) => y.name.startsWith('keepalive_') && y.name !== 'keepalive_exporter_build_info')) {
       for (const k of Object.keys(x.labels)) expect(allowed.has(k), `${x.name}{${k}}`).toBe(true);
     }
+    // The build's one series: its labels are the build's, never the traffic's.
+    expect(s.filter((y) => y.name === 'keepalive_exporter_build_info').map((y) => Object.keys(y.labels))).toEqual([['version', 'revision', 'nodeversion']]);
     expect(new Set(samples(s, 'keepalive_requests_total').map((x) => x.labels.server))).toEqual(new Set(['203.0.113.5:8080']));
   });
 });
