@@ -180,15 +180,22 @@ function slices(body: Buffer): Readable {
   });
 }
 
-/** Accept-Encoding names gzip (or *) with a q above 0 (RFC 9110 12.5.3: "gzip;q=0" refuses it). */
+/**
+ * Accept-Encoding allows gzip: named (or x-gzip) with a q above 0, else `*` with one (RFC 9110
+ * 12.5.3: "gzip;q=0" refuses it, also beside a "*").
+ */
 export function acceptsGzip(header: string | string[] | undefined): boolean {
   const value = Array.isArray(header) ? header.join(',') : header ?? '';
-  return value.split(',').some((part) => {
+  let named: boolean | null = null;
+  let star = false;
+  for (const part of value.split(',')) {
     const [coding, ...params] = part.trim().toLowerCase().split(';').map((p) => p.trim());
-    if (coding !== 'gzip' && coding !== 'x-gzip' && coding !== '*') return false;
     const q = params.find((p) => p.startsWith('q='));
-    return q === undefined || Number(q.slice(2)) > 0;
-  });
+    const allowed = q === undefined || Number(q.slice(2)) > 0;
+    if (coding === 'gzip' || coding === 'x-gzip') named = (named ?? false) || allowed;
+    else if (coding === '*') star = allowed;
+  }
+  return named ?? star;
 }
 
 function escapeHtml(s: string): string {

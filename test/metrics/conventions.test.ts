@@ -82,6 +82,8 @@ describe('gzip', () => {
     }
     expect(acceptsGzip('gzip;q=0.5')).toBe(true);
     expect(acceptsGzip('*')).toBe(true);
+    expect(acceptsGzip('gzip;q=0, *')).toBe(false);
+    expect(acceptsGzip(['br', 'gzip'])).toBe(true);
     expect(acceptsGzip(undefined)).toBe(false);
     await app.close();
   });
