@@ -136,6 +136,25 @@ describe('the listening line', () => {
     expect(msgs.filter((m) => /listening/i.test(m))).toEqual([line]);
   });
 
+  it('the daemon serves at --web.telemetry-path, without default metrics under --web.disable-exporter-metrics', async () => {
+    const logDir = mkdtempSync(join(tmpdir(), 'ka-path-'));
+    const log = join(logDir, 'daemon.log');
+    const d = start('daemon', process.execPath, [MAIN, '--pcap', FIXTURE, '--web.listen-address', '127.0.0.1:0', '--web.telemetry-path', '/prom', '--web.disable-exporter-metrics', 'true'], log, ENV);
+    try {
+      const url = await waitFor(`the listening line (${tail(d)})`, 15_000, () => /listening on (http:\/\/[^\s"]+)\/prom"/.exec(readFileSync(log, 'utf8'))?.[1] ?? null);
+      const prom = await fetch(`${url}/prom`);
+      expect(prom.status).toBe(200);
+      const text = await prom.text();
+      expect(text).toContain('# TYPE keepalive_requests_total counter');
+      expect(text).toContain('keepalive_exporter_build_info{');
+      expect(text).not.toMatch(/^(# (HELP|TYPE) )?(process|nodejs)_/m);
+      expect((await fetch(`${url}/metrics`)).status).toBe(404);
+    } finally {
+      await stop(d, 'SIGTERM', 5000);
+      rmSync(logDir, { recursive: true, force: true });
+    }
+  });
+
   it('brackets an IPv6 address', async () => {
     const v6 = spawnSync(process.execPath, ['-e', 'require("net").createServer().listen(0,"::1",function(){this.close()}).on("error",()=>process.exit(1))']);
     if (v6.status !== 0) return; // no IPv6 loopback on this host
