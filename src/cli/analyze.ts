@@ -1,5 +1,6 @@
 /** `keepalive-exporter analyze FILE`: a one-shot report on a capture file. */
 import { parseArgs } from 'node:util';
+import { statSync } from 'node:fs';
 import { Engine } from '../conn/engine.js';
 import { readCapture, readNothing, CaptureOpenError, type CaptureSummary } from '../capture/file.js';
 import { AnalyzeReport, findWarnings } from '../report/summary.js';
@@ -72,10 +73,16 @@ export async function runAnalyze(args: string[]): Promise<number> {
   const progress = !o['no-progress'] && process.stderr.isTTY ? new Progress(engine) : null;
   // Ctrl-C ends a read from a pipe that would never end by itself (tcpdump | analyze -): the
   // first stops the read and the report covers what was read; the second exits at once.
+  // From a pipe the read goes on for INTERRUPT_GRACE_MS first, or until the input ends: the
+  // same Ctrl-C reaches tcpdump, which writes its buffered packets (-w - buffers) as it exits;
+  // stopping at once lost them (measured: 33 of ~57 packets of 9 requests on lo, 7 requests).
   const interrupt = new AbortController();
+  let sigints = 0;
+  let grace: NodeJS.Timeout | null = null;
   const onSigint = (): void => {
-    if (interrupt.signal.aborted) process.exit(130);
-    interrupt.abort();
+    if (sigints++ > 0) process.exit(130);
+    if (isRegularFile(file)) interrupt.abort();
+    else grace = setTimeout(() => interrupt.abort(), INTERRUPT_GRACE_MS);
   };
   process.on('SIGINT', onSigint);
   let capture: CaptureSummary;
@@ -86,9 +93,10 @@ export async function runAnalyze(args: string[]): Promise<number> {
     if (err instanceof CaptureOpenError) throw new UsageError(err.message);
     throw err;
   } finally {
+    if (grace) clearTimeout(grace);
     progress?.done();
   }
-  const interrupted = interrupt.signal.aborted;
+  const interrupted = sigints > 0;
   // Not a capture at all (text, an empty file, shorter than its header): one line and exit 2, no report.
   if (readNothing(capture) && !interrupted) {
     process.off('SIGINT', onSigint);
@@ -109,8 +117,9 @@ export async function runAnalyze(args: string[]): Promise<number> {
         packets: capture.packets,
         firstPacketTime: stats.firstPacketTime,
         lastPacketTime: stats.lastPacketTime,
-        // Ctrl-C: what was read is reported, but it is not the whole input (problem stays null).
-        complete: capture.problem === null && !interrupted,
+        // Ctrl-C that cut the read: what was read is reported, but it is not the whole input
+        // (problem stays null). A pipe whose writer ended in the grace was read whole.
+        complete: capture.problem === null && !interrupt.signal.aborted,
         problem: capture.problem,
       },
       totals,
@@ -147,6 +156,17 @@ export async function runAnalyze(args: string[]): Promise<number> {
   // and the report printed is complete for what was read.
   if (interrupted) process.stderr.write(`keepalive-exporter: interrupted: the report covers the ${capture.packets} packets read\n`);
   return 0;
+}
+
+/** See onSigint in runAnalyze. */
+const INTERRUPT_GRACE_MS = 1000;
+
+function isRegularFile(path: string): boolean {
+  try {
+    return path !== '-' && statSync(path).isFile();
+  } catch {
+    return false;
+  }
 }
 
 function distributionObject(d: number[]): Record<string, number> {

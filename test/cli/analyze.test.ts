@@ -405,6 +405,35 @@ describe('Ctrl-C on analyze - (tcpdump ... | keepalive-exporter analyze -)', () 
     expect(r.stderr).toBe(`keepalive-exporter: interrupted: the report covers the ${out.capture.packets} packets read\n`);
   }, 30_000);
 
+  it('what the writer flushes as the same Ctrl-C stops it (tcpdump -w - writes its buffer at exit) is read', async () => {
+    // The fixture's first 400 records before SIGINT, the rest after it, then the pipe ends: as
+    // tcpdump does on Ctrl-C. The rest comes 100 ms after the signal, well inside the 1 s the
+    // read goes on after it (a bound of the failure, not a timing measured).
+    const buf = readFileSync(FIXTURE);
+    const cut = pcapRecordStarts(buf)[400];
+    const child = spawn(process.execPath, [MAIN, 'analyze', '-', '--json'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, KEEPALIVE_EXPORTER_DEBUG: '' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString('utf8'); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString('utf8'); });
+    const closed = new Promise<number | null>((res) => child.on('close', (code) => res(code)));
+    const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    try {
+      await new Promise<void>((res, rej) => child.stdin.write(buf.subarray(0, cut), (e) => (e ? rej(e) : res())));
+      await new Promise((r) => setTimeout(r, 300)); // let it read them (not asserted: the total is)
+      child.kill('SIGINT');
+      await new Promise((r) => setTimeout(r, 100));
+      await new Promise<void>((res) => child.stdin.end(buf.subarray(cut), () => res()));
+      expect(await closed, stderr).toBe(0);
+    } finally {
+      clearTimeout(killer);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+    const out = JSON.parse(stdout);
+    expect(out.capture).toMatchObject({ packets: 752, complete: true, problem: null });
+    expect(out.totals.connections).toBe(MANIFEST.length);
+  }, 30_000);
+
   it('text: the report is printed, exit 0', async () => {
     const r = await interrupted([]);
     expect(r.status, r.stderr).toBe(0);
