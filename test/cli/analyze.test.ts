@@ -434,6 +434,29 @@ describe('Ctrl-C on analyze - (tcpdump ... | keepalive-exporter analyze -)', () 
     expect(out.totals.connections).toBe(MANIFEST.length);
   }, 30_000);
 
+  it('a second Ctrl-C exits at once: status 130, no report', async () => {
+    const child = spawn(process.execPath, [MAIN, 'analyze', '-', '--json'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, KEEPALIVE_EXPORTER_DEBUG: '' } });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString('utf8'); });
+    child.stderr.resume();
+    const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) => child.on('close', (code, signal) => res({ code, signal })));
+    const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    try {
+      // The pipe stays open and the first SIGINT starts the 1 s grace of a pipe: the second comes inside it.
+      await new Promise<void>((res, rej) => child.stdin.write(readFileSync(FIXTURE), (e) => (e ? rej(e) : res())));
+      await new Promise((r) => setTimeout(r, 300));
+      child.kill('SIGINT');
+      await new Promise((r) => setTimeout(r, 100));
+      child.kill('SIGINT');
+      expect(await closed).toEqual({ code: 130, signal: null });
+      expect(stdout).toBe('');
+    } finally {
+      clearTimeout(killer);
+      child.stdin.destroy();
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  }, 30_000);
+
   it('text: the report is printed, exit 0', async () => {
     const r = await interrupted([]);
     expect(r.status, r.stderr).toBe(0);
