@@ -13,7 +13,7 @@ import { ConfigError, OPTIONS, envName, loadConfig } from '../../src/config/daem
 import { parseProm, total } from '../helpers/prom.js';
 import { LINKTYPE, frame, pcapFile, pcapngFile, tcpSegment } from '../helpers/packets.js';
 import { buildCli } from '../helpers/cli.js';
-import { freePort } from '../helpers/procs.js';
+import { freePort, waitFor } from '../helpers/procs.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const FIXTURE = join(ROOT, 'test/fixtures/real/real-servers.pcap');
@@ -59,16 +59,6 @@ function startDaemon(args: string[], ms = 20_000): Daemon {
     resolve({ code, signal });
   }));
   return { stderr: () => err, kill: (sig) => { if (child.exitCode === null && child.signalCode === null) child.kill(sig); }, exited };
-}
-
-async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | null> | T | null): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== null) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 function baseUrl(d: Daemon): Promise<string> {

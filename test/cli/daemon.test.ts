@@ -171,19 +171,9 @@ async function runToEnd(args: string[], ms: number): Promise<Result> {
   return { status: code, signal, stdout: d.stdout(), stderr: d.stderr() };
 }
 
-async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | null> | T | null): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== null) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** The base URL the daemon logged once it listened. */
 function baseUrl(d: Daemon): Promise<string> {
-  return waitFor(`the daemon to listen (stderr: ${d.stderr()})`, 10_000, () => {
+  return pollFor(`the daemon to listen (stderr: ${d.stderr()})`, 10_000, () => {
     const m = /listening on (http:\/\/[^\s"]+)\/metrics/.exec(d.stderr());
     return m ? m[1] : null;
   });
@@ -222,7 +212,7 @@ describe('serving a capture file', () => {
     try {
       const base = await baseUrl(d);
       // The file source is done: ready, and up=0.
-      const ready = await waitFor('the file to be read', 10_000, async () => {
+      const ready = await pollFor('the file to be read', 10_000, async () => {
         const res = await fetch(`${base}/readyz`);
         const body = (await res.json()) as { sources: Array<{ name: string; done: boolean }> };
         return res.status === 200 && body.sources.every((s) => s.done) ? body : null;
@@ -296,7 +286,7 @@ describe('serving a capture file', () => {
     const d = startDaemon(['--pcap', path, '--replay', 'realtime', '--web.listen-address', LOCAL]);
     try {
       const base = await baseUrl(d);
-      const s = await waitFor('the first connection', 10_000, async () => {
+      const s = await pollFor('the first connection', 10_000, async () => {
         const m = parseProm(await (await fetch(`${base}/metrics`)).text());
         return total(m, 'keepalive_connections_closed_total') === 1 ? m : null;
       });
@@ -322,7 +312,7 @@ describe('serving a capture file', () => {
     const d = startDaemon(['--pcap', FIXTURE, '--pcap', copy, '--web.listen-address', LOCAL, '--max-servers', '2']);
     try {
       const base = await baseUrl(d);
-      await waitFor('both files to be read', 10_000, async () => {
+      await pollFor('both files to be read', 10_000, async () => {
         const body = (await (await fetch(`${base}/readyz`)).json()) as { sources: Array<{ done: boolean }> };
         return body.sources.length === 2 && body.sources.every((s) => s.done) ? true : null;
       });
