@@ -6,7 +6,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { TcpFlow } from '../tcp/flows.js';
-import type { ReassemblyContext, StreamSink } from '../tcp/stream.js';
+import { BYTES_SATURATION, type ReassemblyContext, type StreamSink } from '../tcp/stream.js';
 import type { ConnectionTracker } from './tracker.js';
 
 export interface Endpoint {
@@ -65,7 +65,7 @@ export class StreamTap {
     this.flow.lastSeen = ts;
     this.sink.data(dir, buf, 0, buf.length, ts);
     const d = this.flow.dir(dir);
-    d.bytes = Math.min(0x3fffffff, d.bytes + buf.length);
+    d.bytes = Math.min(BYTES_SATURATION, d.bytes + buf.length);
   }
 
   /** Side `dir` sent FIN: its stream ended. */

@@ -70,7 +70,7 @@ const END_DELIVERED = 8;
 const RST_SEEN = 16;
 
 /** `bytes` saturates here, so it stays a small integer in V8 (it is only ever compared with zero). */
-const BYTES_SATURATION = 0x3fffffff;
+export const BYTES_SATURATION = 0x3fffffff;
 
 /**
  * Memory: two of these per tracked flow. Sequence numbers are kept as int32 (`| 0`, read back
