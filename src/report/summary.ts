@@ -27,7 +27,38 @@ export interface ServerSummary extends Totals {
   observedIdleTimeoutSeconds: number | null;
   /** Median idle time before `client_idle` closes: the clients' pool idle timeout. */
   observedClientIdleSeconds: number | null;
+  /** How many `idle_timeout` closes (with a measured idle time) `observedIdleTimeoutSeconds` is the median of. */
+  observedIdleTimeoutSamples: number;
+  /**
+   * Observed idle close minus the advertised `timeout=` (seconds): positive when the server closes
+   * later than it announces (Node.js 20 and lighttpd, about +1 s), negative when earlier (clients
+   * trusting the header race it). `null` when either is unknown or the observed close is under
+   * `MIN_ADVISED_IDLE_SECONDS` (no idle timeout at all). A warning is given beyond
+   * `IDLE_CLOSE_TOLERANCE_SECONDS`.
+   */
+  idleCloseVsAdvertisedSeconds: number | null;
+  /**
+   * What the data supports for the clients' pool idle timeout: keep it below this. The smaller of
+   * the advertised timeout and the observed idle close, each only when at least
+   * `MIN_ADVISED_IDLE_SECONDS`; `null` when neither is known.
+   */
+  clientIdleTimeoutBelowSeconds: number | null;
 }
+
+/**
+ * An observed idle close further than this from the advertised `timeout=` is reported. The header
+ * carries whole seconds and servers' timers have slack (Apache 2.4 closed at 1.9 s for
+ * `timeout=2`), while the differences worth knowing are a second or more: Node.js 20 and lighttpd
+ * close about 1 s after the announced or configured timeout, and a server closing earlier than it
+ * announces makes every client that trusts the header race it.
+ */
+export const IDLE_CLOSE_TOLERANCE_SECONDS = 0.5;
+/**
+ * An idle close shorter than this is no timeout to advise about (no client pool runs a
+ * sub-second idle timer against a server that means it): it is the server ending persistence
+ * right after a response, or a close whose cause was not captured. Advice never quotes less.
+ */
+export const MIN_ADVISED_IDLE_SECONDS = 0.5;
 
 export interface ConnectionSummary {
   client: string;
@@ -165,15 +196,22 @@ export class AnalyzeReport implements EngineConsumer {
     const out: ServerSummary[] = [];
     for (const [server, a] of this.servers) {
       const st = states.get(server);
+      const advertised = st?.advertisedTimeout ?? null;
+      const observed = median(a.idleServer, 3);
+      const observedOk = advisable(observed);
+      const candidates = [advisable(advertised), observedOk].filter((x): x is number => x !== null);
       out.push({
         server,
         ...a.totals(),
-        advertisedTimeoutSeconds: st?.advertisedTimeout ?? null,
+        advertisedTimeoutSeconds: advertised,
         advertisedMaxRequests: st?.advertisedMax ?? null,
         inferredMaxRequests: st?.inferredMax ?? null,
         medianHandshakeRttSeconds: median(a.rtts, 6),
-        observedIdleTimeoutSeconds: median(a.idleServer, 3),
+        observedIdleTimeoutSeconds: observed,
         observedClientIdleSeconds: median(a.idleClient, 3),
+        observedIdleTimeoutSamples: a.idleServer.length,
+        idleCloseVsAdvertisedSeconds: observedOk !== null && advertised !== null ? round(observedOk - advertised, 3) : null,
+        clientIdleTimeoutBelowSeconds: candidates.length > 0 ? Math.min(...candidates) : null,
       });
     }
     out.sort((x, y) => y.requests - x.requests || y.connections - x.connections || (x.server < y.server ? -1 : 1));
@@ -197,20 +235,62 @@ export function findWarnings(servers: ServerSummary[], totals: Totals, stats: En
   for (const s of servers) {
     const r = s.closeReasons;
     const closed = s.connections - (r.open ?? 0);
+    const advertised = s.advertisedTimeoutSeconds;
+    const observed = advisable(s.observedIdleTimeoutSeconds);
+    const diff = s.idleCloseVsAdvertisedSeconds;
+    if (diff !== null && advertised !== null && observed !== null && diff < -IDLE_CLOSE_TOLERANCE_SECONDS) {
+      // The dangerous way round: clients that trust the header keep connections the server has closed.
+      w.push({
+        code: 'idle_close_earlier_than_advertised',
+        server: s.server,
+        message: `${s.server} advertises timeout=${advertised} s but closed idle connections after ${fmtObserved(observed)} (median of ${s.observedIdleTimeoutSamples}): ${fmtObserved(-diff)} earlier than it announces. Clients that size their pool idle timeout from the header send requests into connections the server has closed (keep-alive races, ECONNRESET): set it below ${fmtObserved(observed)}, or make the server's timeout match what it announces.`,
+      });
+    }
     if (r.race) {
-      const t = s.advertisedTimeoutSeconds;
+      // Below min(advertised, observed): the header is what clients trust, the observed close is
+      // what the server really does; the smaller one is the one a pool must stay under.
+      const below = s.clientIdleTimeoutBelowSeconds;
+      let why = '';
+      if (below !== null) {
+        const fromObserved = below === observed && below !== advertised;
+        why = ` (below ${fromObserved ? fmtObserved(below) : `${below} s`}`;
+        if (advertised !== null && observed !== null && diff !== null && Math.abs(diff) > IDLE_CLOSE_TOLERANCE_SECONDS) {
+          why += `: it announces timeout=${advertised} s and closed idle connections after ${fmtObserved(observed)}`;
+        }
+        why += ')';
+      }
       w.push({
         code: 'keepalive_race',
         server: s.server,
-        message: `${r.race} keep-alive race(s) on ${s.server}: requests were sent into connections the server was closing (clients see ECONNRESET). Make the clients' idle timeout shorter than the server's keep-alive timeout${t !== null ? ` (${t} s)` : ''}.`,
+        message: `${r.race} keep-alive race(s) on ${s.server}: requests were sent into connections the server was closing (clients see ECONNRESET). Make the clients' idle timeout shorter than the server's keep-alive timeout${why}.`,
       });
     }
     if (r.idle_timeout && closed > 0 && r.idle_timeout / closed >= 0.25) {
-      const t = s.advertisedTimeoutSeconds ?? s.observedIdleTimeoutSeconds;
+      // Quote what clients must stay below: the idle close the server really made, else its header.
+      // An idle close under the floor is no timeout: the server closed right after its responses.
+      const share = `${pct(r.idle_timeout / closed)} of ${s.server}'s connections were closed by its idle timeout`;
+      if (s.observedIdleTimeoutSeconds !== null && observed === null) {
+        w.push({
+          code: 'clients_outlive_server_timeout',
+          server: s.server,
+          message: `${share}, but right after their responses (median idle ${fmtShort(s.observedIdleTimeoutSeconds)}): that is the server ending persistence without saying so (or its headers were not captured), not a timeout a client pool could stay below.`,
+        });
+      } else {
+        const t = observed !== null
+          ? `~${fmtObserved(observed)}${advertised !== null && diff !== null && Math.abs(diff) > IDLE_CLOSE_TOLERANCE_SECONDS ? `, though it announces ${advertised} s` : ''}`
+          : advisable(advertised) !== null ? `~${advertised} s` : null;
+        w.push({
+          code: 'clients_outlive_server_timeout',
+          server: s.server,
+          message: `${share}${t !== null ? ` (${t})` : ''}: clients keep idle connections longer than the server does. Lower the clients' pool idle timeout below it, or raise the server's timeout.`,
+        });
+      }
+    }
+    if (diff !== null && advertised !== null && observed !== null && diff > IDLE_CLOSE_TOLERANCE_SECONDS) {
       w.push({
-        code: 'clients_outlive_server_timeout',
+        code: 'idle_close_later_than_advertised',
         server: s.server,
-        message: `${pct(r.idle_timeout / closed)} of ${s.server}'s connections were closed by its idle timeout${t !== null ? ` (~${t} s)` : ''}: clients keep idle connections longer than the server does. Lower the clients' pool idle timeout below it, or raise the server's timeout.`,
+        message: `${s.server} advertises timeout=${advertised} s but closed idle connections after ${fmtObserved(observed)} (median of ${s.observedIdleTimeoutSamples}): ${fmtObserved(diff)} later than announced (Node.js 20 and lighttpd close about 1 s late). Harmless for clients that trust the header; size client pools from the header, not from this.`,
       });
     }
     if (r.max_requests && closed > 0 && r.max_requests / closed >= 0.25) {
@@ -237,6 +317,21 @@ export function findWarnings(servers: ServerSummary[], totals: Totals, stats: En
     w.push({ code: 'capture_gaps', server: null, message: `${stats.gaps} gap(s) in TCP streams (${stats.gapBytes} bytes not captured): counts near them may be incomplete; capture with a larger buffer (-B) or snaplen (-s 0).` });
   }
   return w;
+}
+
+/** A timeout worth advising about, or null (unknown, or an idle close too short to be a timeout). */
+function advisable(x: number | null): number | null {
+  return x !== null && x >= MIN_ADVISED_IDLE_SECONDS ? x : null;
+}
+
+/** A measured duration for advice: one decimal, so a median of 2.003 s reads "2.0 s". */
+function fmtObserved(x: number): string {
+  return `${x.toFixed(1)} s`;
+}
+
+/** A duration too short for a timeout (the medians are rounded to the millisecond). */
+function fmtShort(x: number): string {
+  return x < 1e-3 ? 'under 1 ms' : `${(x * 1e3).toFixed(0)} ms`;
 }
 
 function pct(x: number): string {

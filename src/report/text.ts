@@ -1,5 +1,5 @@
 /** The `analyze` report for a person at a terminal. */
-import { REQUESTS_PER_CONNECTION_BUCKETS, type ServerSummary, type Totals, type Warning } from './summary.js';
+import { IDLE_CLOSE_TOLERANCE_SECONDS, REQUESTS_PER_CONNECTION_BUCKETS, type ServerSummary, type Totals, type Warning } from './summary.js';
 import type { EngineStats } from '../conn/engine.js';
 import type { CaptureSummary } from '../capture/file.js';
 import { CLOSE_REASONS } from '../conn/records.js';
@@ -75,18 +75,23 @@ export function renderText(r: TextReportInput): string {
   out.push('');
   const top = r.servers.slice(0, r.maxServers);
   out.push(`Busiest servers${r.servers.length > top.length ? ` (top ${top.length} of ${r.servers.length})` : ''}`);
-  const header = ['server', 'conns', 'reqs', 'reuse', 'ka timeout', 'ka max', 'inferred max', 'seen timeout', 'client idle', 'top close reason'];
+  // The advertised timeout and the observed idle close side by side: where they differ by more
+  // than the tolerance the observed one is marked, and a warning below says which way.
+  const header = ['server', 'conns', 'reqs', 'reuse', 'ka timeout', 'seen timeout', 'ka max', 'inferred max', 'client idle', 'top close reason'];
+  let marked = false;
   const rows = top.map((v) => {
     const topReason = Object.entries(v.closeReasons).sort((a, b) => b[1] - a[1])[0];
+    const mark = differs(v);
+    if (mark) marked = true;
     return [
       v.server,
       num(v.connections),
       num(v.requests),
       `${(v.reuseRatio * 100).toFixed(0)}%`,
       v.advertisedTimeoutSeconds === null ? '-' : `${v.advertisedTimeoutSeconds} s`,
+      v.observedIdleTimeoutSeconds === null ? '-' : `${fmtSeconds(v.observedIdleTimeoutSeconds)}${mark ? ' !' : ''}`,
       v.advertisedMaxRequests === null ? '-' : String(v.advertisedMaxRequests),
       v.inferredMaxRequests === null ? '-' : String(v.inferredMaxRequests),
-      v.observedIdleTimeoutSeconds === null ? '-' : fmtSeconds(v.observedIdleTimeoutSeconds),
       v.observedClientIdleSeconds === null ? '-' : fmtSeconds(v.observedClientIdleSeconds),
       topReason ? `${topReason[0]} (${topReason[1]})` : '-',
     ];
@@ -95,6 +100,7 @@ export function renderText(r: TextReportInput): string {
   out.push('  ka = advertised in Keep-Alive headers; inferred max = requests served before the server ended');
   out.push('  persistence, connection after connection; seen timeout = median idle before the server\'s');
   out.push('  idle closes; client idle = median idle before clients closed idle connections themselves');
+  if (marked) out.push(`  ! = the server's idle close differs from its ka timeout by more than ${IDLE_CLOSE_TOLERANCE_SECONDS} s (see Warnings)`);
   out.push('');
   if (r.warnings.length > 0) {
     out.push('Warnings');
@@ -109,6 +115,11 @@ export function renderText(r: TextReportInput): string {
     out.push('');
   }
   return out.join('\n');
+}
+
+/** The observed idle close differs from the advertised timeout beyond the tolerance (either way). */
+function differs(v: ServerSummary): boolean {
+  return v.idleCloseVsAdvertisedSeconds !== null && Math.abs(v.idleCloseVsAdvertisedSeconds) > IDLE_CLOSE_TOLERANCE_SECONDS;
 }
 
 function row(label: string, value: string): string {

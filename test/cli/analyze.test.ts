@@ -186,9 +186,9 @@ describe('--json on the real-server capture', () => {
     expect(Object.keys(out.stats.nonHttpFlows).sort()).toEqual(['http2', 'other', 'tls']);
     for (const s of out.servers) {
       expect(Object.keys(s).sort()).toEqual([
-        'advertisedMaxRequests', 'advertisedTimeoutSeconds', 'closeReasons', 'connections', 'handshakeTimeSavedSeconds', 'handshakesSaved',
-        'inferredMaxRequests', 'medianHandshakeRttSeconds', 'observedClientIdleSeconds', 'observedIdleTimeoutSeconds', 'requests', 'reuseRatio',
-        'reusedRequests', 'server',
+        'advertisedMaxRequests', 'advertisedTimeoutSeconds', 'clientIdleTimeoutBelowSeconds', 'closeReasons', 'connections', 'handshakeTimeSavedSeconds', 'handshakesSaved',
+        'idleCloseVsAdvertisedSeconds', 'inferredMaxRequests', 'medianHandshakeRttSeconds', 'observedClientIdleSeconds', 'observedIdleTimeoutSamples',
+        'observedIdleTimeoutSeconds', 'requests', 'reuseRatio', 'reusedRequests', 'server',
       ]);
     }
   });

@@ -1,0 +1,158 @@
+/**
+ * The analyze report's per-server comparison of the observed idle close with the advertised
+ * `Keep-Alive: timeout=`, and the advice it gives, on synthetic connection records whose answers
+ * are known (docs/keepalive-semantics.md, "Advertised and observed idle timeouts").
+ */
+import { describe, expect, it } from 'vitest';
+import { AnalyzeReport, findWarnings, IDLE_CLOSE_TOLERANCE_SECONDS, MIN_ADVISED_IDLE_SECONDS, type ServerSummary } from '../../src/report/summary.js';
+import { renderText } from '../../src/report/text.js';
+import type { ConnectionOutcome, ConnectionRecord, RequestRecord } from '../../src/conn/records.js';
+import { ServerState } from '../../src/conn/servers.js';
+import type { EngineStats } from '../../src/conn/engine.js';
+
+const SERVER = '127.0.0.1:8080';
+
+function stats(): EngineStats {
+  return {
+    packets: 0, bytes: 0, tcpPackets: 0, streams: 0, flowsTracked: 0, bufferedBytes: 0, flowsCreated: 0, flowsEvicted: 0,
+    gaps: 0, gapBytes: 0, retransmissions: 0, connectionsOpened: 0, connectionsClosed: 0, openConnections: 0,
+    nonHttp: { tls: 0, http2: 0, other: 0 }, anomalies: {}, firstPacketTime: 0, lastPacketTime: 10,
+  };
+}
+
+function request(index: number): RequestRecord {
+  // Asserted rather than annotated: the record may gain fields the report does not read.
+  return {
+    index, time: index, method: 'GET', version: '1.1', wantsKeepAlive: true, connectionClose: false, reused: index > 1,
+    savedSeconds: index > 1 ? 0.0001 : 0, savedFrom: 'handshake', outstandingAtStart: 0, status: 200, responseVersion: '1.1',
+    responseKeepAlive: true, responseConnectionClose: false, responseCloseDelimited: false, kaTimeout: -1, kaMax: -1,
+    responseEnd: index + 0.001, responseStarted: true,
+  } as RequestRecord;
+}
+
+let nextPort = 40000;
+
+/** One connection to SERVER with `requests` requests, closed for `reason` after `idle` seconds. */
+function connection(reason: ConnectionOutcome, idle: number | null, requests = 2): { c: ConnectionRecord; reqs: RequestRecord[] } {
+  const reqs = Array.from({ length: requests }, (_, i) => request(i + 1));
+  const c: ConnectionRecord = {
+    id: nextPort, client: `127.0.0.1:${nextPort++}`, server: SERVER, ipVersion: 4, openedAt: 0, closedAt: 5, handshakeRtt: 0.0001,
+    requests, reusedRequests: Math.max(0, requests - 1), responses: requests, handshakeTimeSaved: 0, advertisedTimeout: null,
+    advertisedMax: null, closeReason: reason, closedBy: reason === 'client_idle' || reason === 'client_close' ? 'client' : 'server',
+    closedWith: 'fin', idleBeforeClose: idle, tunneled: false, midstream: false,
+  };
+  return { c, reqs };
+}
+
+interface Run {
+  servers: ServerSummary[];
+  server: ServerSummary;
+  warnings: ReturnType<typeof findWarnings>;
+  text: string;
+}
+
+/** Feeds the connections through the report as the engine would, with the server's advertised timeout. */
+function run(advertisedTimeout: number | null, conns: Array<[ConnectionOutcome, number | null]>): Run {
+  const report = new AnalyzeReport(false);
+  for (const [reason, idle] of conns) {
+    const { c, reqs } = connection(reason, idle);
+    report.opened(c);
+    for (const r of reqs) report.request(c, r);
+    report.closed(c);
+  }
+  const st = new ServerState(8, SERVER);
+  st.advertisedTimeout = advertisedTimeout;
+  const servers = report.serverSummaries(new Map([[SERVER, st]]));
+  const totals = report.totals();
+  const warnings = findWarnings(servers, totals, stats());
+  const text = renderText({
+    file: 'synthetic.pcap', capture: { format: 'pcap', compressed: false, packets: 0, snaplenCut: 0, unknownBlocks: 0, bytes: 0, problem: null },
+    stats: stats(), totals, distribution: report.distribution, servers, warnings, savedFromMedian: 0, savedUnknown: 0, maxServers: 10,
+    tunneled: 0, midstream: 0,
+  });
+  return { servers, server: servers[0], warnings, text };
+}
+
+const times = <T>(n: number, x: T): T[] => Array.from({ length: n }, () => x);
+
+describe('observed idle close against the advertised timeout', () => {
+  it('the tolerance and the floor are the documented ones', () => {
+    expect(IDLE_CLOSE_TOLERANCE_SECONDS).toBe(0.5);
+    expect(MIN_ADVISED_IDLE_SECONDS).toBe(0.5);
+  });
+
+  it('advertised 2 s, observed 3 s (Node.js 20, lighttpd): the difference is in the JSON, a warning and the table', () => {
+    const r = run(2, [...times(3, ['idle_timeout', 3] as [ConnectionOutcome, number]), ['idle_timeout', 3.1], ['client_idle', 1.5]]);
+    expect(r.server).toMatchObject({
+      advertisedTimeoutSeconds: 2,
+      observedIdleTimeoutSeconds: 3,
+      observedIdleTimeoutSamples: 4,
+      idleCloseVsAdvertisedSeconds: 1,
+      clientIdleTimeoutBelowSeconds: 2,
+    });
+    const w = r.warnings.find((x) => x.code === 'idle_close_later_than_advertised');
+    expect(w?.server).toBe(SERVER);
+    expect(w?.message).toContain(`${SERVER} advertises timeout=2 s but closed idle connections after 3.0 s (median of 4)`);
+    expect(r.warnings.some((x) => x.code === 'idle_close_earlier_than_advertised')).toBe(false);
+    expect(r.text).toContain(`! ${w!.message}`);
+    // The table puts the two side by side and marks the one that differs.
+    const table = r.text.slice(r.text.indexOf('Busiest servers'));
+    expect(table).toMatch(/ka timeout +seen timeout/);
+    expect(table).toMatch(new RegExp(`${SERVER.replace(/\./g, '\\.')} .* 2 s +3\\.00 s !`));
+  });
+
+  it('advertised 5 s, observed 2 s: the server closes earlier than it announces, and the advice quotes 2 s', () => {
+    const r = run(5, times(4, ['idle_timeout', 2] as [ConnectionOutcome, number]).concat([['race', 2]]));
+    expect(r.server).toMatchObject({ idleCloseVsAdvertisedSeconds: -3, clientIdleTimeoutBelowSeconds: 2, observedIdleTimeoutSamples: 4 });
+    const w = r.warnings.find((x) => x.code === 'idle_close_earlier_than_advertised');
+    expect(w?.message).toContain(`${SERVER} advertises timeout=5 s but closed idle connections after 2.0 s (median of 4)`);
+    expect(w?.message).toContain('earlier than it announces');
+    expect(r.warnings.some((x) => x.code === 'idle_close_later_than_advertised')).toBe(false);
+    // The race advice: below min(advertised, observed), never the advertised 5 s alone.
+    const race = r.warnings.find((x) => x.code === 'keepalive_race');
+    expect(race?.message).toContain('below 2.0 s');
+    expect(race?.message).not.toMatch(/\(5 s\)/);
+    // The idle advice quotes the observed close, which is what clients must stay below.
+    const idle = r.warnings.find((x) => x.code === 'clients_outlive_server_timeout');
+    expect(idle?.message).toContain('~2.0 s');
+  });
+
+  it('within the tolerance (Apache closing at 1.9 s for timeout=2): no difference is reported', () => {
+    const r = run(2, times(4, ['idle_timeout', 1.9] as [ConnectionOutcome, number]));
+    expect(r.server.idleCloseVsAdvertisedSeconds).toBe(-0.1);
+    expect(r.warnings.filter((x) => x.code.startsWith('idle_close_'))).toEqual([]);
+    expect(r.text).not.toMatch(/ s !/);
+  });
+
+  it('an idle close of 76 µs is no timeout: no "below ~0 s", no numeric idle advice, no comparison', () => {
+    const r = run(2, times(4, ['idle_timeout', 0.000076] as [ConnectionOutcome, number]).concat([['race', 0.000076]]));
+    expect(r.server.idleCloseVsAdvertisedSeconds).toBeNull();
+    // What clients must stay below is what the header says: the 76 µs close supports nothing.
+    expect(r.server.clientIdleTimeoutBelowSeconds).toBe(2);
+    const all = r.warnings.map((x) => x.message).join('\n');
+    expect(all).not.toMatch(/~0 s|below ~?0(\.0+)? s|\(0 s\)/);
+    expect(r.warnings.filter((x) => x.code.startsWith('idle_close_'))).toEqual([]);
+    const idle = r.warnings.find((x) => x.code === 'clients_outlive_server_timeout');
+    expect(idle).toBeDefined();
+    expect(idle!.message).not.toMatch(/~\d/);
+    expect(idle!.message).toContain('right after their response');
+  });
+
+  it('an idle close of 76 µs and nothing advertised: nothing numeric anywhere', () => {
+    const r = run(null, times(4, ['idle_timeout', 0.000076] as [ConnectionOutcome, number]).concat([['race', 0.000076]]));
+    expect(r.server).toMatchObject({ idleCloseVsAdvertisedSeconds: null, clientIdleTimeoutBelowSeconds: null });
+    for (const w of r.warnings) expect(w.message, w.code).not.toMatch(/\d+(\.\d+)? s\b/);
+  });
+
+  it('nothing advertised, observed 3 s: the advice quotes the observed close; no comparison', () => {
+    const r = run(null, times(4, ['idle_timeout', 3] as [ConnectionOutcome, number]));
+    expect(r.server).toMatchObject({ idleCloseVsAdvertisedSeconds: null, clientIdleTimeoutBelowSeconds: 3, observedIdleTimeoutSamples: 4 });
+    expect(r.warnings.find((x) => x.code === 'clients_outlive_server_timeout')?.message).toContain('~3.0 s');
+  });
+
+  it('advertised but no idle close seen: the advertised timeout is what the data supports', () => {
+    const r = run(2, [['race', 0.5], ['client_idle', 1.5]]);
+    expect(r.server).toMatchObject({ observedIdleTimeoutSeconds: null, observedIdleTimeoutSamples: 0, idleCloseVsAdvertisedSeconds: null, clientIdleTimeoutBelowSeconds: 2 });
+    expect(r.warnings.find((x) => x.code === 'keepalive_race')?.message).toContain('below 2 s');
+  });
+});
