@@ -29,8 +29,25 @@ export interface EngineLimits {
   halfClosedTimeoutSeconds: number;
   /** A finished flow is kept this long (TIME_WAIT-like) to absorb late ACKs and retransmissions without inventing a new connection. */
   closedLingerSeconds: number;
-  /** A client that closes within this many seconds of the last response closed "right after" it (`client_close`); later is `client_idle`. One second covers the response's trip to a distant client and its FIN coming back. */
-  clientPromptCloseSeconds: number;
+  /**
+   * The prompt window: a close this soon after the last response is a reaction to that response,
+   * not an idle timer. Window = reaction + roundTrips x RTT (the connection's handshake RTT, else
+   * the server's median, else the assumed RTT below). A client closing inside it closed right
+   * after the response (`client_close`), later it is its pool's idle timeout (`client_idle`); a
+   * server closing inside it ended persistence (`server_close`), never an idle timeout.
+   * See docs/keepalive-semantics.md, "The prompt window".
+   *
+   * Why these numbers: the last response byte is seen at the capture point, reaches the client
+   * half an RTT later (or at once when the capture is at the client), and the client's FIN needs
+   * the other half to come back: one RTT is the least a reaction takes; 4 leave room for a
+   * delayed ACK. 50 ms covers a busy event loop or scheduler on the client; a pool's idle timer
+   * is hundreds of milliseconds at the least (the 200-300 ms closes of issue 10 came from a pool
+   * timeout just under `timeout=1`).
+   */
+  promptCloseReactionSeconds: number;
+  promptCloseRoundTrips: number;
+  /** RTT assumed when neither the connection's handshake nor any of its server's was captured: a 150 ms window. */
+  promptCloseAssumedRttSeconds: number;
   /**
    * An unanswered request sent at most this long before the server's FIN or RST crossed it (a
    * keep-alive race); one sent earlier was left unanswered for another reason (`aborted`).
@@ -66,7 +83,9 @@ export const DEFAULT_LIMITS: EngineLimits = {
   flowIdleTimeoutSeconds: 600,
   halfClosedTimeoutSeconds: 30,
   closedLingerSeconds: 4,
-  clientPromptCloseSeconds: 1,
+  promptCloseReactionSeconds: 0.05,
+  promptCloseRoundTrips: 4,
+  promptCloseAssumedRttSeconds: 0.025,
   raceWindowSeconds: 1,
   inferMaxRequestsAfter: 2,
   knownMaxRequestsDefaults: [100, 101, 1000],

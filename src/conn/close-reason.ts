@@ -1,10 +1,17 @@
 /**
- * The close-reason rules of shared/reference/keepalive-semantics.md section 4, as a pure function
- * of what was seen at the connection's first FIN or RST (and the requests that crossed it).
+ * The close-reason rules (docs/keepalive-semantics.md, "Why connections close"), as a pure
+ * function of what was seen at the connection's first FIN or RST, in sequence order, and of the
+ * requests that crossed it.
+ *
+ * The order of the rules is the point: what ended persistence is decided by the HTTP exchange
+ * that ended it, before anything about how TCP was then torn down. HAProxy resets a backend
+ * connection tens of microseconds after nginx's `Connection: close` at its limit, and a client
+ * pipelining past the limit leaves requests unanswered: both are still `max_requests`.
  */
 import type { CloseReason, RequestRecord, Side } from './records.js';
 
 export interface CloseFacts {
+  /** Requests the client sent, answered or not. */
   requests: number;
   /** Side and kind of the first FIN or RST. */
   by: Side;
@@ -19,22 +26,41 @@ export interface CloseFacts {
   lastExchange: RequestRecord | null;
   /** `max=` on the response before the last one (Apache's countdown reaches 1 before the close). */
   previousMax: number;
+  /**
+   * `max=N` when every response of the connection that carried `max=` carried the same N (Node.js
+   * `maxRequestsPerSocket` announces its limit without counting down); -1 when none did or the
+   * value changed (Apache's countdown).
+   */
+  fixedMax: number;
   /** From the last HTTP byte to the first FIN/RST. */
   idleBeforeClose: number;
-  clientPromptCloseSeconds: number;
+  /**
+   * A close this soon after the last response reacted to it (see `EngineLimits.promptClose*`):
+   * reaction time plus a few round trips of this connection.
+   */
+  promptWindowSeconds: number;
   /** A request sent this long before the server's FIN/RST still crossed it; earlier ones were simply unanswered. */
   raceWindowSeconds: number;
 }
 
 /**
  * `max_requests_candidate`: the server ended persistence on an ordinary success response with
- * nothing announced; the caller decides between `max_requests` (same count seen again on this
- * server, as nginx does) and `server_close`.
+ * nothing announced; the caller decides between `max_requests` (the same served count seen again
+ * on this server, as nginx does) and `server_close`. The served count is `lastExchange.index`.
  */
 export type Verdict = CloseReason | 'max_requests_candidate';
 
+/** The exchange said this was the last one: the request or the response ended persistence. */
+export function endedPersistence(r: RequestRecord): boolean {
+  return r.connectionClose || !r.responseKeepAlive;
+}
+
 export function classifyClose(f: CloseFacts): Verdict {
-  // race: a request on an idle connection the server was closing, never answered: it arrived
+  const last = f.lastExchange;
+  // 1. Persistence ended by the last complete exchange: that exchange decides, however TCP is
+  // then torn down (FIN or RST, either side) and whatever was pipelined after it.
+  if (last && endedPersistence(last)) return persistenceEndedBy(last, f);
+  // 2. race: a request on an idle connection the server was closing, never answered: it arrived
   // after the server's FIN/RST, or so shortly before it that the two crossed on the wire.
   if (f.by === 'server') {
     for (const r of f.unanswered) {
@@ -44,19 +70,27 @@ export function classifyClose(f: CloseFacts): Verdict {
   if (f.pendingAtClose > 0) return 'aborted';
   if (f.requests === 0) return 'unused';
   if (f.rst) return 'reset';
-  const last = f.lastExchange;
   if (!last) return f.by === 'server' ? 'idle_timeout' : 'client_close';
+  // The last response kept the connection alive; who closed it, and how soon after?
+  const prompt = f.idleBeforeClose < f.promptWindowSeconds;
+  // A server closing right after its response ended persistence without saying so (or the
+  // header was not captured: a snaplen cut it): no idle timer runs out in a round trip.
+  if (f.by === 'server') return prompt ? 'server_close' : 'idle_timeout';
+  return prompt ? 'client_close' : 'client_idle';
+}
+
+function persistenceEndedBy(last: RequestRecord, f: CloseFacts): Verdict {
   // HTTP/1.0 without keep-alive, on either side: persistence was never on the table. A server
   // that answers in HTTP/1.0 without keep-alive (Python's http.server) does not do persistence.
   if (!last.wantsKeepAlive && last.version === '1.0') return 'not_persistent';
-  if (last.responseVersion === '1.0' && !last.responseKeepAlive && !last.responseConnectionClose) return 'not_persistent';
+  if (last.responseVersion === '1.0' && !last.responseConnectionClose) return 'not_persistent';
   if (last.connectionClose) return 'client_close';
-  if (!last.responseKeepAlive) {
-    // The server ended persistence. Announced limit: the previous response said max=1.
-    if (f.previousMax === 1 || last.kaMax === 0) return 'max_requests';
-    if (last.status >= 200 && last.status < 400) return 'max_requests_candidate';
-    return 'server_close';
-  }
-  if (f.by === 'server') return 'idle_timeout';
-  return f.idleBeforeClose < f.clientPromptCloseSeconds ? 'client_close' : 'client_idle';
+  // A body that only the FIN can end required the close: Node.js answers an HTTP/1.0 keep-alive
+  // request so. It says nothing about a request limit.
+  if (last.responseCloseDelimited) return 'server_close';
+  // An announced limit reached: Apache counts down to max=1 and closes on the next request;
+  // Node.js announces max=N on every response and closes on the Nth.
+  if (f.previousMax === 1 || last.kaMax === 0 || (f.fixedMax > 0 && last.index === f.fixedMax)) return 'max_requests';
+  if (last.status >= 200 && last.status < 400) return 'max_requests_candidate';
+  return 'server_close';
 }

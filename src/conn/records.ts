@@ -3,7 +3,7 @@
  * tests) reads these and nothing else.
  */
 
-/** Why a connection closed (shared/reference/keepalive-semantics.md section 4). */
+/** Why a connection closed (docs/keepalive-semantics.md, "Why connections close"). */
 export const CLOSE_REASONS = [
   'idle_timeout',
   'max_requests',
@@ -48,6 +48,11 @@ export interface RequestRecord {
   /** The response allowed the connection to stay open. */
   responseKeepAlive: boolean;
   responseConnectionClose: boolean;
+  /**
+   * The response had no length (no Content-Length, no chunked coding): its body ends only with
+   * the connection (RFC 9112 6.3 item 8), so the close was required by the framing.
+   */
+  responseCloseDelimited: boolean;
   /** `Keep-Alive: timeout=`/`max=` on the response; -1 when absent. */
   kaTimeout: number;
   kaMax: number;

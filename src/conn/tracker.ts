@@ -200,6 +200,8 @@ class HttpConnection implements StreamSink, HttpEvents {
   private lastExchange: RequestRecord | null = null;
   private previousMax = -1;
   private lastMax = -1;
+  /** The `max=` every response so far announced (-1: none yet, -2: it changed, a countdown). */
+  private fixedMax = -1;
   private requests = 0;
   private lastHttpTime = -1;
   private first: { dir: number; rst: boolean; time: number; pending: number } | null = null;
@@ -326,6 +328,8 @@ class HttpConnection implements StreamSink, HttpEvents {
     rec.closedWith = first.rst ? 'rst' : 'fin';
     const idle = this.lastHttpTime >= 0 ? Math.max(0, first.time - this.lastHttpTime) : first.time - rec.openedAt;
     rec.idleBeforeClose = idle;
+    const limits = this.t.limits;
+    const rtt = rec.handshakeRtt ?? this.server?.medianRtt() ?? limits.promptCloseAssumedRttSeconds;
     const verdict = classifyClose({
       requests: this.requests,
       by,
@@ -335,11 +339,13 @@ class HttpConnection implements StreamSink, HttpEvents {
       unanswered,
       lastExchange: this.lastExchange,
       previousMax: this.previousMax,
+      fixedMax: this.fixedMax >= 0 ? this.fixedMax : -1,
       idleBeforeClose: idle,
-      clientPromptCloseSeconds: this.t.limits.clientPromptCloseSeconds,
-      raceWindowSeconds: this.t.limits.raceWindowSeconds,
+      promptWindowSeconds: limits.promptCloseReactionSeconds + limits.promptCloseRoundTrips * rtt,
+      raceWindowSeconds: limits.raceWindowSeconds,
     });
-    if (verdict === 'max_requests_candidate') this.t.inferMax(this, this.server, this.requests, ts);
+    // The served count is the exchange that ended persistence, not requests pipelined past it.
+    if (verdict === 'max_requests_candidate') this.t.inferMax(this, this.server, this.lastExchange!.index, ts);
     else this.emitVerdict(verdict);
   }
 
@@ -458,6 +464,7 @@ class HttpConnection implements StreamSink, HttpEvents {
       responseVersion: '',
       responseKeepAlive: false,
       responseConnectionClose: false,
+      responseCloseDelimited: false,
       kaTimeout: -1,
       kaMax: -1,
       responseEnd: -1,
@@ -492,10 +499,15 @@ class HttpConnection implements StreamSink, HttpEvents {
     r.responseVersion = h.minor === 0 ? '1.0' : '1.1';
     r.responseConnectionClose = h.close;
     r.responseKeepAlive = r.wantsKeepAlive && wantsPersistence(h);
+    // RFC 9112 6.3: no Content-Length and no final chunked coding means the body runs to the close
+    // (the parser frames it so: State.BodyClose). Bodiless responses and tunnels need no length.
+    r.responseCloseDelimited = r.method !== 'HEAD' && r.method !== 'CONNECT' && h.status !== 204 && h.status !== 304 && h.status !== 101 &&
+      (h.transferEncoding ? !h.chunked : h.contentLength < 0);
     r.kaTimeout = h.kaTimeout;
     r.kaMax = h.kaMax;
     this.previousMax = this.lastMax;
     this.lastMax = h.kaMax;
+    if (h.kaMax >= 0) this.fixedMax = this.fixedMax === -1 || this.fixedMax === h.kaMax ? h.kaMax : -2;
     const rec = this.record;
     if (rec) {
       if (h.kaTimeout >= 0) {
@@ -540,7 +552,7 @@ class HttpConnection implements StreamSink, HttpEvents {
     return {
       index: 0, time: ts, method: '', version: '1.1', wantsKeepAlive: true, connectionClose: false,
       reused: false, savedSeconds: 0, savedFrom: 'unknown', outstandingAtStart: 0, status: 0, responseVersion: '',
-      responseKeepAlive: false, responseConnectionClose: false, kaTimeout: -1, kaMax: -1,
+      responseKeepAlive: false, responseConnectionClose: false, responseCloseDelimited: false, kaTimeout: -1, kaMax: -1,
       responseEnd: -1, responseStarted: false,
     };
   }

@@ -19,6 +19,7 @@ function exchange(over: Partial<RequestRecord> = {}): RequestRecord {
     responseVersion: '1.1',
     responseKeepAlive: true,
     responseConnectionClose: false,
+    responseCloseDelimited: false,
     kaTimeout: -1,
     kaMax: -1,
     responseEnd: 10.01,
@@ -45,8 +46,10 @@ function facts(over: Partial<CloseFacts> = {}): CloseFacts {
     unanswered: [],
     lastExchange: exchange(),
     previousMax: -1,
+    fixedMax: -1,
     idleBeforeClose: 4.99,
-    clientPromptCloseSeconds: 1,
+    // 50 ms + 4 x a 0.1 ms loopback RTT
+    promptWindowSeconds: 0.0504,
     raceWindowSeconds: 1,
     ...over,
   };
@@ -58,7 +61,7 @@ interface Row {
   verdict: Verdict;
 }
 
-/** One row per rule of shared/reference/keepalive-semantics.md section 4 (and its edges). */
+/** One row per rule of docs/keepalive-semantics.md, "Why connections close" (and its edges). */
 const ROWS: Row[] = [
   // race: a request crossing the server's close, never answered
   {
@@ -172,19 +175,34 @@ const ROWS: Row[] = [
     verdict: 'client_close',
   },
   {
-    spec: 'client_close: the client closes a keep-alive connection right after the response (within the prompt-close threshold)',
-    facts: facts({ by: 'client', idleBeforeClose: 0.2, clientPromptCloseSeconds: 1 }),
+    spec: 'client_close: the client closes a keep-alive connection right after the response, asking nothing (curl exiting after its last URL)',
+    facts: facts({ by: 'client', idleBeforeClose: 0.0003 }),
+    verdict: 'client_close',
+  },
+  {
+    spec: 'client_close: on a distant path (RTT 80 ms: window 370 ms) a close 300 ms after the response is still a reaction to it',
+    facts: facts({ by: 'client', idleBeforeClose: 0.3, promptWindowSeconds: 0.05 + 4 * 0.08 }),
     verdict: 'client_close',
   },
   // client_idle
   {
-    spec: 'client_idle: the client closes a keep-alive connection it left idle past the prompt-close threshold',
-    facts: facts({ by: 'client', idleBeforeClose: 30, clientPromptCloseSeconds: 1 }),
+    spec: 'client_idle: the client closes a keep-alive connection it left idle past the prompt window',
+    facts: facts({ by: 'client', idleBeforeClose: 30 }),
     verdict: 'client_idle',
   },
   {
-    spec: 'client_idle: an idle time exactly at the prompt-close threshold is already idle',
-    facts: facts({ by: 'client', idleBeforeClose: 1, clientPromptCloseSeconds: 1 }),
+    spec: 'client_idle: a pool timeout just under the server\'s timeout=1 closes 250 ms after the response on loopback (undici-like)',
+    facts: facts({ by: 'client', idleBeforeClose: 0.25 }),
+    verdict: 'client_idle',
+  },
+  {
+    spec: 'client_idle: with no RTT known anywhere (window 150 ms), 200 ms after the response is the pool timeout',
+    facts: facts({ by: 'client', idleBeforeClose: 0.2, promptWindowSeconds: 0.05 + 4 * 0.025 }),
+    verdict: 'client_idle',
+  },
+  {
+    spec: 'client_idle: an idle time exactly at the prompt window is already idle',
+    facts: facts({ by: 'client', idleBeforeClose: 0.0504 }),
     verdict: 'client_idle',
   },
   // max_requests
@@ -203,6 +221,64 @@ const ROWS: Row[] = [
       lastExchange: exchange({ index: 3, responseKeepAlive: false, responseConnectionClose: true, kaMax: 0 }),
     }),
     verdict: 'max_requests',
+  },
+  {
+    spec: 'max_requests: Node.js maxRequestsPerSocket=3 announces max=3 on every response and closes on the 3rd: reached exactly, on the first connection',
+    facts: facts({
+      requests: 3, by: 'server', idleBeforeClose: 0, previousMax: 3, fixedMax: 3,
+      lastExchange: exchange({ index: 3, responseKeepAlive: false, responseConnectionClose: true, kaMax: 3 }),
+    }),
+    verdict: 'max_requests',
+  },
+  {
+    spec: 'max_requests_candidate: a fixed max=3 announced but the server ended persistence on the 2nd response (not the limit)',
+    facts: facts({
+      requests: 2, by: 'server', idleBeforeClose: 0, previousMax: 3, fixedMax: 3,
+      lastExchange: exchange({ index: 2, responseKeepAlive: false, responseConnectionClose: true, kaMax: 3 }),
+    }),
+    verdict: 'max_requests_candidate',
+  },
+  {
+    spec: 'max_requests: HAProxy resets nginx\'s backend connection 38 us after nginx\'s Connection: close at its limit (the response decides, not the RST)',
+    facts: facts({
+      requests: 3, by: 'client', rst: true, idleBeforeClose: 0.000038, previousMax: 1,
+      lastExchange: exchange({ index: 3, responseKeepAlive: false, responseConnectionClose: true }),
+    }),
+    verdict: 'max_requests',
+  },
+  {
+    spec: 'max_requests_candidate: the same RST after nginx\'s unannounced limit still feeds the inference',
+    facts: facts({
+      requests: 3, by: 'client', rst: true, idleBeforeClose: 0.000038,
+      lastExchange: exchange({ index: 3, responseKeepAlive: false, responseConnectionClose: true }),
+    }),
+    verdict: 'max_requests_candidate',
+  },
+  {
+    spec: 'max_requests_candidate: a client pipelining 5 requests past nginx\'s limit of 3: the 3rd response ends persistence, 4 and 5 are never answered (not aborted)',
+    facts: facts({
+      requests: 5, by: 'server', idleBeforeClose: 0, pendingAtClose: 2,
+      unanswered: [unanswered({ index: 4, outstandingAtStart: 3, time: 9.99 }), unanswered({ index: 5, outstandingAtStart: 4, time: 9.99 })],
+      lastExchange: exchange({ index: 3, responseKeepAlive: false, responseConnectionClose: true }),
+    }),
+    verdict: 'max_requests_candidate',
+  },
+  {
+    spec: 'server_close: a request sent after a Connection: close response crosses the server FIN: the response ended persistence, not a race',
+    facts: facts({
+      requests: 2, by: 'server', idleBeforeClose: 0.0001,
+      unanswered: [unanswered({ time: 15.0001 })],
+      lastExchange: exchange({ status: 503, responseKeepAlive: false, responseConnectionClose: true }),
+    }),
+    verdict: 'server_close',
+  },
+  {
+    spec: 'server_close: Node.js answers an HTTP/1.0 keep-alive request with Connection: close and no length (close-delimited): not a limit',
+    facts: facts({
+      by: 'server', idleBeforeClose: 0,
+      lastExchange: exchange({ version: '1.0', responseKeepAlive: false, responseConnectionClose: true, responseCloseDelimited: true }),
+    }),
+    verdict: 'server_close',
   },
   {
     spec: 'max_requests_candidate: the server closes on an ordinary success response with nothing announced (nginx)',
@@ -237,6 +313,11 @@ const ROWS: Row[] = [
     }),
     verdict: 'server_close',
   },
+  {
+    spec: 'server_close: a server FIN 76 us after a keep-alive response (its Connection: close cut by snaplen) ends persistence; no idle timer runs out in a round trip',
+    facts: facts({ by: 'server', idleBeforeClose: 0.000076 }),
+    verdict: 'server_close',
+  },
   // idle_timeout
   {
     spec: 'idle_timeout: the server closes an idle connection whose last response kept it alive',
@@ -258,7 +339,7 @@ const ROWS: Row[] = [
   },
 ];
 
-describe('classifyClose: the close reasons of the reference, section 4', () => {
+describe('classifyClose: the close reasons of docs/keepalive-semantics.md', () => {
   it.each(ROWS)('$spec', ({ facts: f, verdict }) => {
     expect(classifyClose(f)).toBe(verdict);
   });

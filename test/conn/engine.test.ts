@@ -1,8 +1,8 @@
 /**
  * The Engine as a specification: minimal synthetic TCP conversations (test/helpers/conversation.ts)
  * go through the real decode -> TCP -> HTTP -> connection pipeline, and the facts that come out
- * must follow shared/reference/keepalive-semantics.md (close reasons of section 4, saved handshakes
- * of section 5) and the framing rules of RFC 9112.
+ * must follow docs/keepalive-semantics.md (the close reasons and saved handshakes) and the framing
+ * rules of RFC 9112.
  */
 import { describe, expect, it } from 'vitest';
 import { Engine, type EngineOptions } from '../../src/conn/engine.js';
@@ -216,11 +216,23 @@ describe('close reasons (decided at the first FIN or RST)', () => {
     expect(conn.requests).toBe(2);
   });
 
-  it('client_close: the client closes within 1 s of the last response', () => {
-    const conn = only(run(oneExchange(conv()).close('client', 0.2)));
+  it('client_close: the client closes right after the last response (inside the prompt window: 50 ms + 4 handshake RTTs)', () => {
+    const conn = only(run(oneExchange(conv()).close('client', 0.02)));
     expect(conn.closeReason).toBe('client_close');
     expect(conn.closedBy).toBe('client');
-    expect(conn.idleBeforeClose).toBeCloseTo(0.2, 6);
+    expect(conn.idleBeforeClose).toBeCloseTo(0.02, 6);
+  });
+
+  it('client_idle: a pool timeout 250 ms after the last response is past the prompt window of a 1 ms path', () => {
+    const conn = only(run(oneExchange(conv()).close('client', 0.25)));
+    expect(conn.closeReason).toBe('client_idle');
+  });
+
+  it('client_close: on a 100 ms path the same 250 ms is a reaction to the response (window 450 ms)', () => {
+    const c = conv().handshake(0.1).clientSends(KA_REQ, 0.001).serverSends(KA_RESP, 0.05).close('client', 0.25);
+    const conn = only(run(c));
+    expect(conn.handshakeRtt).toBeCloseTo(0.1, 6);
+    expect(conn.closeReason).toBe('client_close');
   });
 
   it('client_idle: the client closes an idle keep-alive connection after more than 1 s', () => {
@@ -378,6 +390,102 @@ describe('close reasons (decided at the first FIN or RST)', () => {
   });
 });
 
+describe('close reasons on more servers (each case as the server was seen to behave)', () => {
+  /** Node.js 20 with maxRequestsPerSocket = 3: `max=3` on every response, no countdown, no Keep-Alive on the last. */
+  const NODE_KA = httpResponse(200, 'hi', { Connection: 'keep-alive', 'Keep-Alive': 'timeout=2, max=3' });
+
+  it('max_requests: Node.js announces a fixed max=3 and closes on the 3rd request; the first such connection is decided at once', () => {
+    const c = conv().handshake(0.001);
+    for (let i = 1; i <= 3; i++) c.clientSends(KA_REQ, 0.01).serverSends(i === 3 ? CLOSE_RESP() : NODE_KA, 0.002);
+    c.close('server', 0.0001);
+    const engine = new Engine();
+    const events = subscribe(engine);
+    c.feed(engine);
+    // Not held back for inference: the announcement is the evidence.
+    const conn = only(view(engine, events));
+    expect([conn.closeReason, conn.closedBy, conn.requests, conn.advertisedMax]).toEqual(['max_requests', 'server', 3, 3]);
+  });
+
+  it('server_close: Node.js answers an HTTP/1.0 keep-alive request with Connection: close and no length (close-delimited); it feeds no inference', () => {
+    const closeDelimited = 'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello';
+    const one = (t0: number) => conv({ t0 }).handshake(0.001)
+      .clientSends(httpRequest('GET', '/', KA, '', '1.0'), 0.001)
+      .serverSends(closeDelimited, 0.002)
+      .close('server', 0.0001);
+    const a = one(T0);
+    const b = one(a.now + 1);
+    const r = run(merge(a, b));
+    expect(r.closed.map((c) => [c.closeReason, c.closedBy, c.requests])).toEqual([['server_close', 'server', 1], ['server_close', 'server', 1]]);
+    expect(r.engine.servers.get(SERVER)?.inferredMax).toBeNull();
+  });
+
+  describe('HAProxy (mode http) resets nginx\'s backend connection 38 us after nginx\'s Connection: close at keepalive_requests', () => {
+    function backend(t0: number, n: number): Conversation {
+      const c = conv({ t0 }).handshake(0.0001);
+      for (let i = 1; i <= n; i++) c.clientSends(KA_REQ, 0.01).serverSends(i === n ? CLOSE_RESP() : KA_RESP, 0.002);
+      return c.rst('client', 0.000038);
+    }
+
+    it('the reset connections are max_requests (closed by the client side, with RST), and they confirm the inference', () => {
+      const a = backend(T0, 3);
+      const b = backend(a.now + 1, 3);
+      const r = run(merge(a, b));
+      expect(r.closed.map((c) => [c.closeReason, c.closedBy, c.closedWith, c.requests])).toEqual([
+        ['max_requests', 'client', 'rst', 3],
+        ['max_requests', 'client', 'rst', 3],
+      ]);
+      expect(r.engine.servers.get(SERVER)?.inferredMax).toBe(3);
+    });
+
+    it('a neighbour that reached the same limit with an orderly FIN is max_requests too', () => {
+      const a = backend(T0, 3);
+      const c = conv({ t0: a.now + 1 }).handshake(0.0001);
+      for (let i = 1; i <= 3; i++) c.clientSends(KA_REQ, 0.01).serverSends(i === 3 ? CLOSE_RESP() : KA_RESP, 0.002);
+      c.close('server', 0.0001);
+      expect(run(merge(a, c)).closed.map((x) => x.closeReason)).toEqual(['max_requests', 'max_requests']);
+    });
+  });
+
+  it('max_requests: a client pipelining 5 requests past nginx\'s limit of 3 (4 and 5 never answered); the served count 3 is what is inferred', () => {
+    const pipelined = (t0: number) => {
+      const c = conv({ t0 }).handshake(0.001).clientSends(KA_REQ.repeat(5), 0.001);
+      c.serverSends(KA_RESP + KA_RESP + CLOSE_RESP(), 0.002);
+      return c.close('server', 0.0001);
+    };
+    const a = pipelined(T0);
+    const b = pipelined(a.now + 1);
+    const r = run(merge(a, b));
+    expect(r.closed.map((c) => [c.closeReason, c.closedBy, c.requests, c.responses])).toEqual([
+      ['max_requests', 'server', 5, 3],
+      ['max_requests', 'server', 5, 3],
+    ]);
+    expect(r.engine.servers.get(SERVER)?.inferredMax).toBe(3);
+  });
+
+  it('server_close: a server FIN 76 us after a keep-alive response ended persistence; it is never an idle timeout', () => {
+    const conn = only(run(oneExchange(conv()).close('server', 0.000076)));
+    expect([conn.closeReason, conn.closedBy]).toEqual(['server_close', 'server']);
+  });
+
+  it('server_close: the same on a capture cut by snaplen (the response head was not fully captured)', () => {
+    const resp = httpResponse(200, 'hello', { Date: 'Tue, 01 Dec 2026 11:00:00 GMT', Server: 'example', Connection: 'close' });
+    const c = conv().handshake(0.001).clientSends(KA_REQ, 0.001).serverSends(resp, 0.002).close('server', 0.000076);
+    const engine = new Engine();
+    const events = subscribe(engine);
+    // snaplen 96: Ethernet + IPv4 + TCP headers (54 bytes) and the first 42 bytes of payload.
+    for (const p of c.packets()) engine.packet(1, p.data, 0, Math.min(96, p.data.length), p.data.length, p.ts);
+    engine.finish();
+    const conn = only(view(engine, events));
+    expect([conn.closeReason, conn.closedBy, conn.requests]).toEqual(['server_close', 'server', 1]);
+  });
+
+  it('idle_timeout: Node.js closes an idle connection about 1 s after its announced timeout=2 (3 s after the response)', () => {
+    const conn = only(run(oneExchange(conv(), NODE_KA).close('server', 3.0)));
+    expect([conn.closeReason, conn.advertisedTimeout]).toEqual(['idle_timeout', 2]);
+    expect(conn.idleBeforeClose).toBeCloseTo(3.0, 6);
+  });
+});
+
 describe('handshakes and reuse', () => {
   it('handshake RTT is the client SYN to the client ACK of the SYN-ACK', () => {
     const c = conv().handshake(0.025).clientSends(KA_REQ, 0.001).serverSends(KA_RESP, 0.002).close('client', 0.1);
@@ -491,7 +599,7 @@ describe('HTTP framing on the wire', () => {
 
   it('port reuse: a new SYN on the 4-tuple of a closed connection is a new connection', () => {
     const client = `10.0.0.1:${nextPort++}`;
-    const first = oneExchange(new Conversation({ client, server: SERVER, t0: T0 })).close('client', 0.1);
+    const first = oneExchange(new Conversation({ client, server: SERVER, t0: T0 })).close('client', 0.01);
     const second = new Conversation({ client, server: SERVER, t0: first.now + 1, clientIsn: 777_777, serverIsn: 888_888 })
       .handshake(0.03).clientSends(KA_REQ, 0.001).serverSends(KA_RESP, 0.002).clientSends(KA_REQ, 0.01).serverSends(KA_RESP, 0.002).close('server', 2);
     const r = run(merge(first, second));
