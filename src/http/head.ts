@@ -25,10 +25,21 @@ export interface MessageHead {
   /** Transfer-Encoding present; `chunked` when its last coding is chunked (RFC 9112 6.3). */
   transferEncoding: boolean;
   chunked: boolean;
+  /**
+   * '' for a well-formed head. Otherwise the start line was a valid HTTP/1.x request or status
+   * line but a field line was not (no colon, whitespace before the colon: RFC 9112 5.1) or
+   * Content-Length was invalid (RFC 9110 8.6). The message is real (a server answers it, nginx
+   * with a 400 and Connection: close), so it is reported; but its body cannot be delimited
+   * (contentLength -1, transferEncoding false), and the persistence fields hold only what the
+   * lines before the bad one said. The name is the anomaly to count.
+   */
+  fieldError: FieldError;
 }
 
+export type FieldError = '' | 'http_malformed_head' | 'http_bad_content_length';
 export type HeadResult = MessageHead | HeadError;
-export type HeadError = 'http_malformed_head' | 'http_bad_content_length' | 'not_http1';
+/** A start line that is not HTTP/1.x at all: there is no message to report. */
+export type HeadError = 'http_malformed_head' | 'not_http1';
 
 const SP = 32;
 const HT = 9;
@@ -71,7 +82,7 @@ function newHead(): MessageHead {
   return {
     isRequest: false, method: '', minor: 1, status: 0,
     close: false, keepAlive: false, upgrade: false,
-    kaTimeout: -1, kaMax: -1, contentLength: -1, transferEncoding: false, chunked: false,
+    kaTimeout: -1, kaMax: -1, contentLength: -1, transferEncoding: false, chunked: false, fieldError: '',
   };
 }
 
@@ -88,8 +99,8 @@ export function parseHead(buf: Buffer, start: number, end: number): HeadResult {
 
 /**
  * Parses the head that starts at `start` while looking for its end, in one pass: 'incomplete'
- * when the range ends first. On success `headScan.end` is set. Errors may be found before the
- * end of the head is known (then `headScan.end` is -1).
+ * when the range ends first. On success (a head, `fieldError` set or not) `headScan.end` is set.
+ * Start-line errors may be found before the end of the head is known (then `headScan.end` is -1).
  */
 export function scanHead(buf: Buffer, start: number, end: number): HeadResult | 'incomplete' {
   return parseHeadAt(buf, start, end, true);
@@ -151,15 +162,23 @@ function parseHeadAt(buf: Buffer, start: number, end: number, needEnd: boolean):
       headScan.end = p; // just after the empty line ending the head
       return head;
     }
+    // After a bad field line the rest of the head is only delimited, not read (see fieldError).
+    if (head.fieldError !== '') continue;
     const first = buf[lineStart];
     let vStart: number;
     if (first === SP || first === HT) {
       // obs-fold (RFC 9112 5.2): continues the previous field's value
       vStart = lineStart;
     } else {
-      if (colon <= lineStart || colon >= lineStop) return 'http_malformed_head';
+      if (colon <= lineStart || colon >= lineStop) {
+        badField(head, 'http_malformed_head');
+        continue;
+      }
       const last = buf[colon - 1];
-      if (last === SP || last === HT) return 'http_malformed_head'; // RFC 9112 5.1: no space before the colon
+      if (last === SP || last === HT) {
+        badField(head, 'http_malformed_head'); // RFC 9112 5.1: no whitespace before the colon
+        continue;
+      }
       const c = first | 0x20;
       const nameLen = colon - lineStart;
       field = Field.None;
@@ -177,11 +196,22 @@ function parseHeadAt(buf: Buffer, start: number, end: number, needEnd: boolean):
       }
       vStart = colon + 1;
     }
-    if (field !== Field.None && !fieldValue(field, buf, vStart, lineStop, head)) return 'http_bad_content_length';
+    if (field !== Field.None && !fieldValue(field, buf, vStart, lineStop, head)) badField(head, 'http_bad_content_length');
   }
   if (needEnd) return 'incomplete';
   headScan.end = end;
   return head;
+}
+
+/**
+ * The head's first bad field line: framing is unknown from here on. What earlier lines said about
+ * persistence stays (nginx reads them too before it answers 400); framing fields are dropped.
+ */
+function badField(head: MessageHead, error: FieldError): void {
+  head.fieldError = error;
+  head.contentLength = -1;
+  head.transferEncoding = false;
+  head.chunked = false;
 }
 
 /**
@@ -260,14 +290,19 @@ function methodName(buf: Buffer, start: number, end: number): string {
   return buf.toString('latin1', start, end);
 }
 
-/** Non-negative decimal integer in buf[s, e), or -1. */
+/**
+ * Non-negative decimal integer in buf[s, e) (1*DIGIT, RFC 9110 8.6: any number of leading zeros),
+ * or -1 when it is not one or exceeds Number.MAX_SAFE_INTEGER (it could not be counted exactly).
+ */
 function decimal(buf: Buffer, s: number, e: number): number {
-  if (e <= s || e - s > 15) return -1;
+  if (e <= s) return -1;
   let n = 0;
   for (let i = s; i < e; i++) {
     const d = buf[i] - 48;
     if (d < 0 || d > 9) return -1;
     n = n * 10 + d;
+    // Rounding is monotonic: a true value above the limit never rounds back below it.
+    if (n > Number.MAX_SAFE_INTEGER) return -1;
   }
   return n;
 }

@@ -366,6 +366,8 @@ export class HttpStreamParser {
     if (this.mode === Mode.Detect) this.mode = h.isRequest ? Mode.Request : Mode.Response;
     const ts0 = this.headTs || ts;
     this.headTs = 0;
+    // A complete line that was bad is malformed, not merely cut by the capture.
+    if (h.fieldError !== '') this.events.anomaly(h.fieldError);
     this.messages++;
     this.fromStart = true;
     this.events.head(this.dir, h, ts0);
@@ -424,12 +426,42 @@ export class HttpStreamParser {
       this.scanned = 0;
       return;
     }
+    if (h.fieldError !== '') this.events.anomaly(h.fieldError);
     this.messages++;
     this.isRequestMsg = h.isRequest;
     this.fromStart = true;
     this.events.head(this.dir, h, ts0);
     if (this.state !== State.Head) return; // the sink changed our state (e.g. tunnel)
+    if (h.fieldError !== '') return this.unframed(h, ts);
     this.frameBody(h, ts);
+  }
+
+  /**
+   * After a head with a valid start line and a bad field (see MessageHead.fieldError), reported
+   * so the connection and the message count and the peer's answer pairs with it. Its body cannot
+   * be delimited: a response is taken as complete at its head (a client must close after an
+   * unframeable response, RFC 9112 6.3 item 5, and the close then follows this exchange), and the
+   * direction resynchronises at the next start line, as after any lost framing. A server usually
+   * answers such a request with 400 and Connection: close, so little is lost; nginx ignores a line
+   * without a colon and keeps the connection, and its next request is found again.
+   */
+  private unframed(h: MessageHead, ts: number): void {
+    if (!h.isRequest) {
+      const status = h.status;
+      // Interim: the final response follows (and frames itself); 101 is handled by the sink.
+      if (status >= 100 && status < 200) { this.state = State.Start; return; }
+      // No body whatever the fields say (RFC 9112 6.3 items 1-2): framing is intact. (Asked
+      // before complete(), which moves the sink on to the next request.)
+      const bodiless = status === 204 || status === 304 || this.events.requestMethod(this.dir) === 'HEAD';
+      this.events.complete(this.dir, ts);
+      if (bodiless) {
+        if (this.state === State.Head) this.state = State.Start;
+        return;
+      }
+    }
+    if (this.state !== State.Head) return;
+    this.state = State.Resync;
+    this.scanned = 0;
   }
 
   /** RFC 9112 6.3: how the body of this message is delimited. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseHead, wantsPersistence, type HeadResult, type MessageHead } from '../../src/http/head.js';
+import { parseHead, parseTruncatedHead, scanHead, headScan, wantsPersistence, type HeadResult, type MessageHead } from '../../src/http/head.js';
 
 /** Parses a head given as lines; the terminating empty line is added. */
 function parse(...lines: string[]): HeadResult {
@@ -114,12 +114,54 @@ describe('parseHead: header fields', () => {
     expect(head('HTTP/1.1 200 OK', 'Content-Length:\t42').contentLength).toBe(42);
   });
 
-  it('rejects whitespace between a field name and the colon', () => {
-    expect(parse('HTTP/1.1 200 OK', 'Content-Length : 5')).toBe('http_malformed_head');
+  it('flags whitespace between a field name and the colon, keeping the message but not its framing', () => {
+    const h = head('HTTP/1.1 200 OK', 'Content-Length : 5');
+    expect(h.fieldError).toBe('http_malformed_head');
+    expect(h.status).toBe(200);
+    expect(h.contentLength).toBe(-1);
+    expect(head('GET / HTTP/1.1', 'X-Thing\t: 1').fieldError).toBe('http_malformed_head');
   });
 
-  it('rejects a field line without a colon', () => {
-    expect(parse('GET / HTTP/1.1', 'Host a')).toBe('http_malformed_head');
+  it('flags a field line without a colon, keeping the request line', () => {
+    const h = head('GET / HTTP/1.1', 'Host a');
+    expect(h.fieldError).toBe('http_malformed_head');
+    expect(h.isRequest).toBe(true);
+    expect(h.method).toBe('GET');
+    expect(h.minor).toBe(1);
+  });
+
+  it('reports a well-formed head with no field error', () => {
+    expect(head('GET / HTTP/1.1', 'Host: a').fieldError).toBe('');
+  });
+
+  it('keeps the persistence fields read before a bad line, and reads none after it', () => {
+    const h = head('GET / HTTP/1.0', 'Connection: keep-alive', 'Keep-Alive: timeout=5', 'broken', 'Connection: close', 'Content-Length: 3');
+    expect(h.fieldError).toBe('http_malformed_head');
+    expect(h.keepAlive).toBe(true);
+    expect(h.kaTimeout).toBe(5);
+    expect(h.close).toBe(false);
+    expect(h.contentLength).toBe(-1);
+  });
+
+  it('drops framing read before a bad line (the body cannot be delimited)', () => {
+    const h = head('POST / HTTP/1.1', 'Content-Length: 3', 'Transfer-Encoding: chunked', 'bad line');
+    expect(h.fieldError).toBe('http_malformed_head');
+    expect(h.contentLength).toBe(-1);
+    expect(h.transferEncoding).toBe(false);
+    expect(h.chunked).toBe(false);
+  });
+
+  it('finds the end of a head with a bad line in one scan, as for a good head', () => {
+    const buf = Buffer.from('GET / HTTP/1.1\r\nbad\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\n\r\n', 'latin1');
+    const h = scanHead(buf, 0, buf.length);
+    expect(typeof h === 'object' && h.fieldError).toBe('http_malformed_head');
+    expect(headScan.end).toBe(buf.indexOf('GET /next'));
+    expect(scanHead(buf, 0, buf.indexOf('Host'))).toBe('incomplete');
+  });
+
+  it('still rejects a start line that is not HTTP/1.x, whatever the fields', () => {
+    expect(parse('GARBAGE', 'bad line')).toBe('http_malformed_head');
+    expect(parse('GET / HTTP/2.0', 'bad line')).toBe('not_http1');
   });
 
   it('collects Connection tokens from every Connection field', () => {
@@ -243,24 +285,53 @@ describe('parseHead: Content-Length', () => {
     expect(head('HTTP/1.1 200 OK', 'Content-Length: 5, 5').contentLength).toBe(5);
   });
 
-  it('rejects differing repeated Content-Length fields', () => {
-    expect(parse('HTTP/1.1 200 OK', 'Content-Length: 5', 'Content-Length: 6')).toBe('http_bad_content_length');
+  /** The field error of a head that must still be reported as a message. */
+  const clError = (...fields: string[]): string => {
+    const h = head('HTTP/1.1 400 Bad Request', ...fields);
+    expect(h.status).toBe(400);
+    expect(h.contentLength).toBe(-1);
+    return h.fieldError;
+  };
+
+  it('flags differing repeated Content-Length fields', () => {
+    expect(clError('Content-Length: 5', 'Content-Length: 6')).toBe('http_bad_content_length');
   });
 
-  it('rejects a differing Content-Length list in one field', () => {
-    expect(parse('HTTP/1.1 200 OK', 'Content-Length: 5, 6')).toBe('http_bad_content_length');
+  it('flags a differing Content-Length list in one field', () => {
+    expect(clError('Content-Length: 5, 6')).toBe('http_bad_content_length');
   });
 
-  it('rejects non-digit, signed and empty Content-Length values', () => {
-    expect(parse('HTTP/1.1 200 OK', 'Content-Length: 5a')).toBe('http_bad_content_length');
-    expect(parse('HTTP/1.1 200 OK', 'Content-Length: -1')).toBe('http_bad_content_length');
-    expect(parse('HTTP/1.1 200 OK', 'Content-Length: +1')).toBe('http_bad_content_length');
-    expect(parse('HTTP/1.1 200 OK', 'Content-Length:')).toBe('http_bad_content_length');
-    expect(parse('HTTP/1.1 200 OK', 'Content-Length: 0x10')).toBe('http_bad_content_length');
+  it('flags non-digit, signed and empty Content-Length values', () => {
+    expect(clError('Content-Length: 5a')).toBe('http_bad_content_length');
+    expect(clError('Content-Length: -1')).toBe('http_bad_content_length');
+    expect(clError('Content-Length: +1')).toBe('http_bad_content_length');
+    expect(clError('Content-Length:')).toBe('http_bad_content_length');
+    expect(clError('Content-Length: 0x10')).toBe('http_bad_content_length');
   });
 
-  it('rejects a Content-Length too long to be exact', () => {
-    expect(parse('HTTP/1.1 200 OK', 'Content-Length: 1234567890123456')).toBe('http_bad_content_length');
+  it('accepts any number of leading zeros (RFC 9110 8.6: 1*DIGIT)', () => {
+    expect(head('HTTP/1.1 200 OK', 'Content-Length: 00000000000000000000000000000050').contentLength).toBe(50);
+    expect(head('HTTP/1.1 200 OK', 'Content-Length: 007').contentLength).toBe(7);
+    expect(head('HTTP/1.1 200 OK', `Content-Length: ${'0'.repeat(200)}`).contentLength).toBe(0);
+    expect(head('HTTP/1.1 200 OK', 'Content-Length: 05, 5').contentLength).toBe(5);
+    expect(head('HTTP/1.1 200 OK', 'Content-Length: 0005', 'Content-Length: 5').contentLength).toBe(5);
+  });
+
+  it('accepts every exact (safe) integer, the largest included', () => {
+    expect(head('HTTP/1.1 200 OK', 'Content-Length: 1234567890123456').contentLength).toBe(1234567890123456);
+    expect(head('HTTP/1.1 200 OK', `Content-Length: 000${Number.MAX_SAFE_INTEGER}`).contentLength).toBe(Number.MAX_SAFE_INTEGER);
+  });
+
+  it('flags a Content-Length too large to be counted exactly', () => {
+    expect(clError(`Content-Length: ${Number.MAX_SAFE_INTEGER + 1}`)).toBe('http_bad_content_length');
+    expect(clError('Content-Length: 99999999999999999999')).toBe('http_bad_content_length');
+    expect(clError(`Content-Length: 0000${'9'.repeat(40)}`)).toBe('http_bad_content_length');
+  });
+
+  it('keeps Connection: close read before a bad Content-Length (nginx answers such a 400 with close)', () => {
+    const h = head('HTTP/1.1 400 Bad Request', 'Connection: close', 'Content-Length: -1');
+    expect(h.fieldError).toBe('http_bad_content_length');
+    expect(h.close).toBe(true);
   });
 });
 
@@ -298,6 +369,20 @@ describe('parseHead: Transfer-Encoding', () => {
     const h = head('HTTP/1.1 200 OK', 'Content-Length: 10', 'Transfer-Encoding: chunked');
     expect(h.chunked).toBe(true);
     expect(h.contentLength).toBe(10);
+  });
+});
+
+describe('parseTruncatedHead', () => {
+  it('reports a head cut by the capture after a bad complete line, flagged', () => {
+    const buf = Buffer.from('GET / HTTP/1.1\r\nno colon here\r\nHost: exa', 'latin1');
+    const h = parseTruncatedHead(buf, 0, buf.length);
+    expect(h?.method).toBe('GET');
+    expect(h?.fieldError).toBe('http_malformed_head');
+  });
+
+  it('does not flag a head merely cut mid-line (truncated is not malformed)', () => {
+    const buf = Buffer.from('GET / HTTP/1.1\r\nHost: example.test\r\nContent-Len', 'latin1');
+    expect(parseTruncatedHead(buf, 0, buf.length)?.fieldError).toBe('');
   });
 });
 

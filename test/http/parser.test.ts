@@ -160,9 +160,21 @@ describe('HttpStreamParser: Content-Length framing (RFC 9112 6.3 item 6)', () =>
     expectFraming('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok', ['head res 200', 'complete res'], RES);
   });
 
-  it('reports differing Content-Length fields as an anomaly, not a message', () => {
+  it('reports a response with differing Content-Length fields as an anomaly and as a message, complete at its head', () => {
     const log = feed(RES, [bytes('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok')]).log;
-    expect(log).toEqual(['anomaly http_bad_content_length']);
+    expect(log).toEqual(['anomaly http_bad_content_length', 'head res 200', 'complete res']);
+  });
+
+  it('frames a Content-Length with leading zeros, and the message pipelined after it (RFC 9110 8.6)', () => {
+    const body = 'x'.repeat(50);
+    expectFraming(`POST / HTTP/1.1\r\nContent-Length: 00000000000000000000000000000050\r\n\r\n${body}${REQ_GET}`, [
+      'head req POST', 'complete req', 'head req GET', 'complete req',
+    ]);
+    expectFraming(`HTTP/1.1 200 OK\r\nContent-Length: 0000000000000000000002\r\n\r\nok${RES_OK('x')}`, ['head res 200', 'complete res', 'head res 200', 'complete res'], RES);
+  });
+
+  it('frames a list of identical Content-Length values with leading zeros', () => {
+    expectFraming(`POST / HTTP/1.1\r\nContent-Length: 5, 0000000000000000000005\r\n\r\nhello${REQ_GET}`, ['head req POST', 'complete req', 'head req GET', 'complete req']);
   });
 
   it('accepts bare LF line endings in the head', () => {
@@ -408,9 +420,76 @@ describe('HttpStreamParser: message sequences', () => {
     expect(log).toEqual(['head req GET', 'complete req', 'anomaly http_resync', 'head req GET', 'complete req']);
   });
 
-  it('reports a malformed head as an anomaly and recovers at the next message', () => {
+  it('reports a malformed head as an anomaly and a message, and recovers at the next message', () => {
     const log = feed({}, [bytes('GET / HTTP/1.1\r\nbroken header line\r\n\r\n'), bytes(REQ_GET)]).log;
-    expect(log).toEqual(['anomaly http_malformed_head', 'head req GET', 'complete req']);
+    // The bad request has no completion: its body, if any, cannot be delimited.
+    expect(log).toEqual(['anomaly http_malformed_head', 'head req GET', 'head req GET', 'complete req']);
+  });
+});
+
+describe('HttpStreamParser: heads with a valid start line and a bad field (issue 10 item 7)', () => {
+  /** The bad requests of the issue, each as nginx 1.22 sees them (it answers 400 + close to all but the first). */
+  const BAD_REQUESTS: Array<[string, string, string]> = [
+    ['a field line without a colon', 'GET /a HTTP/1.1\r\nHost: x\r\nBrokenHeaderLine\r\n\r\n', 'http_malformed_head'],
+    ['a space before the colon', 'GET /a HTTP/1.1\r\nHost: x\r\nX-Thing : 1\r\n\r\n', 'http_malformed_head'],
+    ['a tab before the colon', 'GET /a HTTP/1.1\r\nHost: x\r\nX-Thing\t: 1\r\n\r\n', 'http_malformed_head'],
+    ['Content-Length: -1', 'POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n', 'http_bad_content_length'],
+    ['conflicting Content-Length fields', 'POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n', 'http_bad_content_length'],
+    ['a conflicting Content-Length list', 'POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 6\r\n\r\n', 'http_bad_content_length'],
+    ['a Content-Length beyond a safe integer', 'POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n', 'http_bad_content_length'],
+  ];
+
+  for (const [what, req, anomaly] of BAD_REQUESTS) {
+    it(`reports a request with ${what} as a message and an anomaly, then finds the next request`, () => {
+      const method = req.slice(0, req.indexOf(' '));
+      expectAtLineSplits(req + REQ_GET, [`anomaly ${anomaly}`, `head req ${method}`, 'head req GET', 'complete req']);
+    });
+  }
+
+  it('reports the bad request from the first byte of a stream in Detect mode, and takes it as the request direction', () => {
+    const { log, parser } = feed({ mode: Mode.Detect }, [bytes(BAD_REQUESTS[0][1])]);
+    expect(log).toEqual(['anomaly http_malformed_head', 'head req GET']);
+    expect(parser.mode).toBe(Mode.Request);
+    expect(parser.messages).toBe(1);
+  });
+
+  it('does not give up on a stream whose first message had a bad field (it is HTTP)', () => {
+    const { log, parser } = feed({ fromStart: true, maxResyncBytes: 16 }, [bytes(BAD_REQUESTS[3][1]), Buffer.alloc(1000, 0x41)]);
+    expect(log).toEqual(['anomaly http_bad_content_length', 'head req POST']);
+    expect(parser.state).not.toBe(State.Dead);
+  });
+
+  it('gives the head what the lines before the bad one said', () => {
+    const { rec } = feed({}, [bytes('GET / HTTP/1.0\r\nConnection: keep-alive\r\nbad\r\n\r\n')]);
+    expect(rec.heads[0]).toMatchObject({ method: 'GET', minor: 0, keepAlive: true, contentLength: -1, fieldError: 'http_malformed_head' });
+  });
+
+  it('reports a 400 with a bad field as complete at its head, then resynchronises at the next response', () => {
+    expectAtLineSplits(`HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: -1\r\n\r\n<html>oops</html>\r\n${RES_OK('x')}`,
+      ['anomaly http_bad_content_length', 'head res 400', 'complete res', 'head res 200', 'complete res'], RES);
+  });
+
+  it('keeps framing after a bad field on a response that has no body anyway (204, 304, HEAD)', () => {
+    expectFraming(`HTTP/1.1 204 No Content\r\nbad\r\n\r\n${RES_OK('x')}`, ['anomaly http_malformed_head', 'head res 204', 'complete res', 'head res 200', 'complete res'], RES);
+    expectFraming(`HTTP/1.1 304 Not Modified\r\nContent-Length: 1, 2\r\n\r\n${RES_OK('x')}`, ['anomaly http_bad_content_length', 'head res 304', 'complete res', 'head res 200', 'complete res'], RES);
+    expectFraming(`HTTP/1.1 200 OK\r\nContent-Length: 7\r\nbad\r\n\r\n${RES_OK('x')}`,
+      ['anomaly http_malformed_head', 'head res 200', 'complete res', 'head res 200', 'complete res'], { ...RES, methods: ['HEAD', 'GET'] });
+  });
+
+  it('gives an interim response with a bad field no completion: the final one completes the exchange', () => {
+    expectFraming(`HTTP/1.1 100 Continue\r\nbad\r\n\r\n${RES_OK('x')}`, ['anomaly http_malformed_head', 'head res 100', 'head res 200', 'complete res'], RES);
+  });
+
+  it('reports no message for a bad-field request on a response stream: it is lost framing there', () => {
+    const log = feed(RES, [bytes(RES_OK('x')), bytes(BAD_REQUESTS[0][1])]).log;
+    expect(log).toEqual(['head res 200', 'complete res', 'anomaly http_resync']);
+  });
+
+  it('never throws on a bad-field head fed byte by byte, and reports it once', () => {
+    const input = bytes(BAD_REQUESTS[4][1] + REQ_GET);
+    const log = feed({}, splitAt(input, Array.from({ length: input.length - 1 }, (_, i) => i + 1))).log;
+    expect(log.filter((e) => e.startsWith('anomaly'))).toEqual(['anomaly http_bad_content_length']);
+    expect(log[1]).toBe('head req POST');
   });
 });
 
