@@ -50,7 +50,8 @@ export interface ServerSummary extends Totals {
  * carries whole seconds and servers' timers have slack (Apache 2.4 closed at 1.9 s for
  * `timeout=2`), while the differences worth knowing are a second or more: Node.js 20 and lighttpd
  * close about 1 s after the announced or configured timeout, and a server closing earlier than it
- * announces makes every client that trusts the header race it.
+ * announces makes every client that trusts the header race it. See docs/keepalive-semantics.md,
+ * "Advertised and observed idle timeouts".
  */
 export const IDLE_CLOSE_TOLERANCE_SECONDS = 0.5;
 /**
