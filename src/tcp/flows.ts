@@ -348,12 +348,21 @@ export class FlowTable {
       if (server && v.ack === ((server.isn + 1) >>> 0)) flow.handshakeRtt = ts - flow.synTime;
     }
     if (v.payloadLength > 0 || !d.started) d.segment(dataSeq, buf, v.payloadOffset, v.payloadCaptured, v.payloadLength, ts);
-    if (flags & TCP_ACK) flow.peek(1 - dir)?.acked(v.ack, ts);
+    if (flags & TCP_ACK) {
+      const other = flow.peek(1 - dir);
+      if (other) {
+        other.acked(v.ack, ts);
+        if (other.finSeen && !other.finReported && other.endDelivered) this.reportFin(flow, 1 - dir, ts);
+        if (flow.state === FlowState.Finished) return;
+      }
+    }
     if (flags & TCP_RST) {
       if (!d.rstSeen) {
         d.rstSeen = true;
         flow.peek(0)?.flush(ts);
         flow.peek(1)?.flush(ts);
+        // A FIN captured before this RST, still waiting for bytes before it, came first.
+        this.reportWaitingFins(flow);
         if (!d.finSeen) {
           flow.sink(ts);
           this.events.closing(flow, dir, true, ts); // only the first FIN or RST of a side
@@ -364,12 +373,50 @@ export class FlowTable {
     }
     if (flags & TCP_FIN && !d.finSeen) {
       d.fin(dataSeq, v.payloadLength, ts);
-      // Data the FIN follows was acknowledged by the peer's view of the stream: no more will come.
-      d.flush(ts);
-      flow.sink(ts);
-      this.events.closing(flow, dir, false, ts);
-      if (flow.peek(1 - dir)?.finSeen) this.finish(flow, 'closed', ts);
+      d.finTime = ts;
     }
+    // A FIN is reported in sequence order: once every byte before it was delivered. On `-i any`
+    // packets from different CPUs interleave, and a FIN is often captured just before the last
+    // data segment of its side; reported at once, the response in that segment would look cut
+    // off by the close (`aborted`). The FIN waits for those bytes until they arrive, the peer
+    // acknowledges the FIN (they were sent, the capture lost them: a gap), the flow finishes, or
+    // an RST or the other side's FIN comes.
+    if (d.finSeen && !d.finReported && d.endDelivered) this.reportFin(flow, dir, ts);
+  }
+
+  /** Reports side `dir`'s FIN (its bytes are all delivered), the other side's earlier one first. */
+  private reportFin(flow: TcpFlow, dir: number, ts: number): void {
+    const d = flow.dir(dir);
+    const other = flow.peek(1 - dir);
+    if (other && other.finSeen && !other.finReported && other.finTime <= d.finTime) {
+      other.flush(ts);
+      this.emitFin(flow, other);
+    }
+    this.emitFin(flow, d);
+    if (other?.finReported) this.finish(flow, 'closed', ts);
+  }
+
+  /** FINs seen but not yet reported (waiting for bytes before them), in capture order; the bytes are skipped as gaps. */
+  private reportWaitingFins(flow: TcpFlow): void {
+    const d0 = flow.peek(0);
+    const d1 = flow.peek(1);
+    const w0 = d0 !== null && d0.finSeen && !d0.finReported;
+    const w1 = d1 !== null && d1.finSeen && !d1.finReported;
+    if (!w0 && !w1) return;
+    const first = w0 && (!w1 || d0.finTime <= d1!.finTime) ? d0 : d1!;
+    const second = first === d0 ? d1 : d0;
+    first.flush(first.finTime);
+    this.emitFin(flow, first);
+    if (second && second.finSeen && !second.finReported) {
+      second.flush(second.finTime);
+      this.emitFin(flow, second);
+    }
+  }
+
+  private emitFin(flow: TcpFlow, d: TcpDirection): void {
+    d.finReported = true;
+    flow.sink(d.finTime);
+    this.events.closing(flow, d.dir, false, d.finTime);
   }
 
   private createFlow(v: PacketView, h: number, ts: number): TcpFlow {
@@ -400,6 +447,7 @@ export class FlowTable {
     if (!flow.ignored) {
       flow.peek(0)?.flush(ts);
       flow.peek(1)?.flush(ts);
+      this.reportWaitingFins(flow);
       this.events.flowFinished(flow, why, ts);
     }
     flow.state = FlowState.Finished;

@@ -68,6 +68,7 @@ const HAS_ISN = 2;
 const FIN_SEEN = 4;
 const END_DELIVERED = 8;
 const RST_SEEN = 16;
+const FIN_REPORTED = 32;
 
 /** `bytes` saturates here, so it stays a small integer in V8 (it is only ever compared with zero). */
 export const BYTES_SATURATION = 0x3fffffff;
@@ -81,8 +82,10 @@ export class TcpDirection {
   private next = 0;
   private isn32 = 0;
   private fin32 = 0;
-  /** STARTED, HAS_ISN, FIN_SEEN, END_DELIVERED, RST_SEEN: five booleans in one small integer. */
+  /** STARTED, HAS_ISN, FIN_SEEN, END_DELIVERED, RST_SEEN, FIN_REPORTED: six booleans in one small integer. */
   private flags = 0;
+  /** Capture time of this side's FIN (valid once `finSeen`). */
+  finTime = 0;
   /** Payload bytes delivered (saturating at 2^30). */
   bytes = 0;
   private held: HeldSegment[] | null = null;
@@ -101,6 +104,7 @@ export class TcpDirection {
     this.dir = dir;
     this.sink = sink;
     this.next = this.isn32 = this.fin32 = this.flags = this.bytes = 0;
+    this.finTime = 0;
     return this;
   }
 
@@ -124,6 +128,15 @@ export class TcpDirection {
   /** `end` was delivered to the sink. */
   get endDelivered(): boolean {
     return (this.flags & END_DELIVERED) !== 0;
+  }
+
+  /** The flow table reported this side's FIN (`FlowEvents.closing`): it waits until the bytes before it are delivered. */
+  get finReported(): boolean {
+    return (this.flags & FIN_REPORTED) !== 0;
+  }
+
+  set finReported(on: boolean) {
+    this.flags = on ? this.flags | FIN_REPORTED : this.flags & ~FIN_REPORTED;
   }
 
   get rstSeen(): boolean {
@@ -216,8 +229,12 @@ export class TcpDirection {
    * before them were received but not captured: skip the hole now rather than wait for a cap.
    */
   acked(ack: number, ts: number): void {
-    if (!this.held || !this.started) return;
-    if (seqDiff(ack, this.held[0].seq) >= 0) this.skipTo(this.held[0].seq, ts);
+    if (!this.started) return;
+    if (this.held && seqDiff(ack, this.held[0].seq) >= 0) this.skipTo(this.held[0].seq, ts);
+    // The peer acknowledged the FIN: every byte before it reached the peer, captured or not. (A
+    // peer acknowledges a FIN only after the bytes before it, so on any interface the ACK is
+    // captured after them: bytes still missing now were lost by the capture.)
+    if (this.finSeen && !this.endDelivered && seqDiff(ack, this.fin32) > 0) this.flush(ts);
   }
 
   /** Deliver everything held, skipping holes, then the end of stream if a FIN was seen. */

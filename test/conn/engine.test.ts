@@ -479,6 +479,24 @@ describe('close reasons on more servers (each case as the server was seen to beh
     expect([conn.closeReason, conn.closedBy, conn.requests]).toEqual(['server_close', 'server', 1]);
   });
 
+  it('max_requests, not aborted: on -i any nginx\'s FIN is captured 20 us before the last segment of its Connection: close response', () => {
+    const c = conv().handshake(0.001);
+    c.clientSends(KA_REQ, 0.01).serverSends(KA_RESP, 0.002);
+    c.clientSends(KA_REQ, 0.01).serverSends(CLOSE_RESP(), 0.002, { segments: [20] });
+    c.close('server', 0.00001);
+    const p = c.packets();
+    // handshake 3, request, response, request, two response segments, FIN, FIN, ACK
+    const [lastData, fin] = [p[7], p[8]];
+    p[7] = { ...fin, ts: lastData.ts };
+    p[8] = { ...lastData, ts: lastData.ts + 0.00002 };
+    const r = run(p);
+    expect(r.closed.map((x) => [x.closeReason, x.closedBy, x.requests, x.responses])).toEqual([['server_close', 'server', 2, 2]]);
+    // The same count on a second connection confirms nginx's limit: both max_requests.
+    const again = conv({ t0: c.now + 1 }).handshake(0.001);
+    again.clientSends(KA_REQ, 0.01).serverSends(KA_RESP, 0.002).clientSends(KA_REQ, 0.01).serverSends(CLOSE_RESP(), 0.002).close('server', 0.0001);
+    expect(run(merge(p, again)).closed.map((x) => x.closeReason)).toEqual(['max_requests', 'max_requests']);
+  });
+
   it('idle_timeout: Node.js closes an idle connection about 1 s after its announced timeout=2 (3 s after the response)', () => {
     const conn = only(run(oneExchange(conv(), NODE_KA).close('server', 3.0)));
     expect([conn.closeReason, conn.advertisedTimeout]).toEqual(['idle_timeout', 2]);

@@ -316,6 +316,56 @@ describe('FlowTable: closing', () => {
     expect(events.log.slice(-4)).toEqual(['#1 gap 1 3', '#1 data 1 def', '#1 closing 1 rst @3', '#1 finished closed @3']);
   });
 
+  describe('a FIN is reported in sequence order, not capture order', () => {
+    // On `-i any` the packets of one side come from different CPUs and interleave: a FIN is
+    // often captured just before the last data segment it follows.
+    it('waits for the data segment captured after it, delivers it, then reports the FIN at its own time', () => {
+      const { events, conn } = setup();
+      const k = conn();
+      k.handshake(1);
+      k.s(FA, S_ISN + 1 + 3, C_ISN + 1, 5); // FIN after 3 bytes not captured yet
+      expect(events.lifecycle).toEqual(['opened #1 @1']);
+      k.s(PA, S_ISN + 1, C_ISN + 1, 5.00002, 'bye');
+      expect(events.log.slice(-3)).toEqual(['#1 data 1 bye', '#1 end 1', '#1 closing 1 fin @5']);
+    });
+
+    it('skips the bytes as a gap once the peer acknowledges the FIN (the capture lost them)', () => {
+      const { events, conn } = setup();
+      const k = conn();
+      k.handshake(1);
+      k.s(FA, S_ISN + 1 + 3, C_ISN + 1, 5);
+      k.c(TCP_ACK, C_ISN + 1, S_ISN + 1 + 3 + 1, 5.001);
+      expect(events.log.slice(-3)).toEqual(['#1 gap 1 3', '#1 end 1', '#1 closing 1 fin @5']);
+    });
+
+    it('reports a waiting FIN before a later RST', () => {
+      const { events, conn } = setup();
+      const k = conn();
+      k.handshake(1);
+      k.s(FA, S_ISN + 1 + 3, C_ISN + 1, 5);
+      k.c(TCP_RST, C_ISN + 1, 0, 5.5);
+      expect(events.lifecycle.slice(-3)).toEqual(['#1 closing 1 fin @5', '#1 closing 0 rst @5.5', '#1 finished closed @5.5']);
+    });
+
+    it('reports a waiting FIN before the other side\'s later FIN, then finishes', () => {
+      const { events, conn } = setup();
+      const k = conn();
+      k.handshake(1);
+      k.s(FA, S_ISN + 1 + 3, C_ISN + 1, 5);
+      k.c(FA, C_ISN + 1, S_ISN + 1, 5.5); // acknowledges nothing of the server's FIN
+      expect(events.lifecycle.slice(-3)).toEqual(['#1 closing 1 fin @5', '#1 closing 0 fin @5.5', '#1 finished closed @5.5']);
+    });
+
+    it('reports a waiting FIN when the flow ends for another reason (end of the capture)', () => {
+      const { events, table, conn } = setup();
+      const k = conn();
+      k.handshake(1);
+      k.s(FA, S_ISN + 1 + 3, C_ISN + 1, 5);
+      table.finishAll(6);
+      expect(events.log.slice(-4)).toEqual(['#1 gap 1 3', '#1 end 1', '#1 closing 1 fin @5', '#1 finished end @6']);
+    });
+  });
+
   it('starts a new flow when a SYN reuses the 4-tuple of a finished connection', () => {
     const { events, table, conn } = setup();
     const k = conn();
