@@ -6,7 +6,7 @@
  * are bad (a line without a colon, whitespace before the colon, `Content-Length: -1`, conflicting
  * Content-Length values, one beyond a safe integer) is still a message: the connection and the
  * request are counted, the anomaly too, and the server's answer pairs with it. The server answers
- * here as nginx 1.22 does on loopback (test/e2e/bad-heads-nginx.test.ts checks it): a 400 with
+ * here as nginx 1.22 does on loopback (test/robustness/bad-heads-real-servers.test.ts checks it): a 400 with
  * Content-Length: 157 and Connection: close, then its FIN; except for a line without a colon,
  * which nginx ignores, answering 200 and keeping the connection.
  *
