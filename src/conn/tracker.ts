@@ -501,8 +501,10 @@ class HttpConnection implements StreamSink, HttpEvents {
     r.responseKeepAlive = r.wantsKeepAlive && wantsPersistence(h);
     // RFC 9112 6.3: no Content-Length and no final chunked coding means the body runs to the close
     // (the parser frames it so: State.BodyClose). Bodiless responses and tunnels need no length.
-    r.responseCloseDelimited = r.method !== 'HEAD' && r.method !== 'CONNECT' && h.status !== 204 && h.status !== 304 && h.status !== 101 &&
-      (h.transferEncoding ? !h.chunked : h.contentLength < 0);
+    // A response whose fields could not be read (a bad header line) has unknown framing: like a
+    // close-delimited one it says nothing about a request limit.
+    r.responseCloseDelimited = h.fieldError !== '' || (r.method !== 'HEAD' && r.method !== 'CONNECT' && h.status !== 204 &&
+      h.status !== 304 && h.status !== 101 && (h.transferEncoding ? !h.chunked : h.contentLength < 0));
     r.kaTimeout = h.kaTimeout;
     r.kaMax = h.kaMax;
     this.previousMax = this.lastMax;

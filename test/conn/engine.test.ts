@@ -497,6 +497,14 @@ describe('close reasons on more servers (each case as the server was seen to beh
     expect(run(merge(p, again)).closed.map((x) => x.closeReason)).toEqual(['max_requests', 'max_requests']);
   });
 
+  it('server_close, not aborted: nginx answers a bad request 400 with Connection: close; the request pipelined after it is never answered', () => {
+    const bad = 'GET / HTTP/1.1\r\nHost : example.test\r\n\r\n';
+    const c = conv().handshake(0.001).clientSends(bad + KA_REQ, 0.001).serverSends(CLOSE_RESP(400), 0.001).close('server', 0.0001);
+    const r = run(c);
+    expect(r.closed.map((x) => [x.closeReason, x.closedBy, x.requests, x.responses])).toEqual([['server_close', 'server', 2, 1]]);
+    expect(r.engine.servers.get(SERVER)?.inferredMax ?? null).toBeNull();
+  });
+
   it('idle_timeout: Node.js closes an idle connection about 1 s after its announced timeout=2 (3 s after the response)', () => {
     const conn = only(run(oneExchange(conv(), NODE_KA).close('server', 3.0)));
     expect([conn.closeReason, conn.advertisedTimeout]).toEqual(['idle_timeout', 2]);
