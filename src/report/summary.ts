@@ -291,7 +291,7 @@ export function findWarnings(servers: ServerSummary[], totals: Totals, stats: En
       w.push({
         code: 'idle_close_later_than_advertised',
         server: s.server,
-        message: `${s.server} advertises timeout=${advertised} s but closed idle connections after ${fmtObserved(observed)} (median of ${s.observedIdleTimeoutSamples}): ${fmtObserved(diff)} later than announced (Node.js 20 and lighttpd close about 1 s late). Harmless for clients that trust the header; size client pools from the header, not from this.`,
+        message: `${s.server} advertises timeout=${advertised} s but closed idle connections after ${fmtObserved(observed)} (median of ${s.observedIdleTimeoutSamples}): ${fmtObserved(diff)} later than announced (Node.js 20 and lighttpd close about 1 s late; a proxy that passes its backend's Keep-Alive header on, as HAProxy does, closes at its own timeout). Harmless for clients that trust the header; size client pools from the header, not from this.`,
       });
     }
     if (r.max_requests && closed > 0 && r.max_requests / closed >= 0.25) {
@@ -299,7 +299,7 @@ export function findWarnings(servers: ServerSummary[], totals: Totals, stats: En
       w.push({
         code: 'max_requests_dominates',
         server: s.server,
-        message: `${pct(r.max_requests / closed)} of ${s.server}'s connections ended at its max-requests limit${m !== null ? ` (${m})` : ''}: raise keepalive_requests (nginx) or MaxKeepAliveRequests (Apache).`,
+        message: `${pct(r.max_requests / closed)} of ${s.server}'s connections ended at its max-requests limit${m !== null ? ` (${m})` : ''}: raise keepalive_requests (nginx), MaxKeepAliveRequests (Apache), server.maxRequestsPerSocket (Node.js) or server.max-keep-alive-requests (lighttpd).`,
       });
     }
     if (r.not_persistent && closed > 0 && r.not_persistent / closed >= 0.5) {
