@@ -24,7 +24,12 @@ export interface CloseFacts {
   unanswered: RequestRecord[];
   /** The last request whose response completed, if any. */
   lastExchange: RequestRecord | null;
-  /** `max=` on the response before the last one (Apache's countdown reaches 1 before the close). */
+  /**
+   * The first complete exchange that ended persistence (`endedPersistence`), if any. Usually the
+   * last exchange; not when the server answered requests pipelined past it (Node.js: 503s).
+   */
+  ender: RequestRecord | null;
+  /** `max=` on the response before `ender` (or before the last one when there is no ender): Apache's countdown reaches 1 before the close. */
   previousMax: number;
   /**
    * `max=N` when every response of the connection that carried `max=` carried the same N (Node.js
@@ -46,7 +51,7 @@ export interface CloseFacts {
 /**
  * `max_requests_candidate`: the server ended persistence on an ordinary success response with
  * nothing announced; the caller decides between `max_requests` (the same served count seen again
- * on this server, as nginx does) and `server_close`. The served count is `lastExchange.index`.
+ * on this server, as nginx does) and `server_close`. The served count is `ender.index`.
  */
 export type Verdict = CloseReason | 'max_requests_candidate';
 
@@ -56,10 +61,13 @@ export function endedPersistence(r: RequestRecord): boolean {
 }
 
 export function classifyClose(f: CloseFacts): Verdict {
+  // No request at all, whatever else was on the wire (HAProxy answers a connection the client
+  // half-closed without a request with a 400).
+  if (f.requests === 0) return 'unused';
+  // 1. Persistence ended by a complete exchange: that exchange decides, however TCP is then torn
+  // down (FIN or RST, either side) and whatever was pipelined after it.
+  if (f.ender) return persistenceEndedBy(f.ender, f);
   const last = f.lastExchange;
-  // 1. Persistence ended by the last complete exchange: that exchange decides, however TCP is
-  // then torn down (FIN or RST, either side) and whatever was pipelined after it.
-  if (last && endedPersistence(last)) return persistenceEndedBy(last, f);
   // 2. race: a request on an idle connection the server was closing, never answered: it arrived
   // after the server's FIN/RST, or so shortly before it that the two crossed on the wire.
   if (f.by === 'server') {
@@ -68,7 +76,6 @@ export function classifyClose(f: CloseFacts): Verdict {
     }
   }
   if (f.pendingAtClose > 0) return 'aborted';
-  if (f.requests === 0) return 'unused';
   if (f.rst) return 'reset';
   if (!last) return f.by === 'server' ? 'idle_timeout' : 'client_close';
   // The last response kept the connection alive; who closed it, and how soon after?
@@ -79,18 +86,18 @@ export function classifyClose(f: CloseFacts): Verdict {
   return prompt ? 'client_close' : 'client_idle';
 }
 
-function persistenceEndedBy(last: RequestRecord, f: CloseFacts): Verdict {
+function persistenceEndedBy(ender: RequestRecord, f: CloseFacts): Verdict {
   // HTTP/1.0 without keep-alive, on either side: persistence was never on the table. A server
   // that answers in HTTP/1.0 without keep-alive (Python's http.server) does not do persistence.
-  if (!last.wantsKeepAlive && last.version === '1.0') return 'not_persistent';
-  if (last.responseVersion === '1.0' && !last.responseConnectionClose) return 'not_persistent';
-  if (last.connectionClose) return 'client_close';
+  if (!ender.wantsKeepAlive && ender.version === '1.0') return 'not_persistent';
+  if (ender.responseVersion === '1.0' && !ender.responseConnectionClose) return 'not_persistent';
+  if (ender.connectionClose) return 'client_close';
   // A body that only the FIN can end required the close: Node.js answers an HTTP/1.0 keep-alive
   // request so. It says nothing about a request limit.
-  if (last.responseCloseDelimited) return 'server_close';
+  if (ender.responseCloseDelimited) return 'server_close';
   // An announced limit reached: Apache counts down to max=1 and closes on the next request;
   // Node.js announces max=N on every response and closes on the Nth.
-  if (f.previousMax === 1 || last.kaMax === 0 || (f.fixedMax > 0 && last.index === f.fixedMax)) return 'max_requests';
-  if (last.status >= 200 && last.status < 400) return 'max_requests_candidate';
+  if (f.previousMax === 1 || ender.kaMax === 0 || (f.fixedMax > 0 && ender.index === f.fixedMax)) return 'max_requests';
+  if (ender.status >= 200 && ender.status < 400) return 'max_requests_candidate';
   return 'server_close';
 }

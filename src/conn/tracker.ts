@@ -12,7 +12,7 @@ import type { FinishReason, FlowEvents, TcpFlow } from '../tcp/flows.js';
 import type { StreamSink } from '../tcp/stream.js';
 import { HttpStreamParser, Mode, State, type HttpEvents, type NotHttpKind } from '../http/parser.js';
 import { wantsPersistence, type MessageHead } from '../http/head.js';
-import { classifyClose, type Verdict } from './close-reason.js';
+import { classifyClose, endedPersistence, type Verdict } from './close-reason.js';
 import type { ConnectionRecord, EngineConsumer, RequestRecord, Side } from './records.js';
 import { ServerState } from './servers.js';
 
@@ -198,6 +198,14 @@ class HttpConnection implements StreamSink, HttpEvents {
   private pending: RequestRecord[] = NO_REQUESTS;
   /** Request whose head was seen and whose body may still be in progress. */
   private lastExchange: RequestRecord | null = null;
+  /**
+   * The first complete exchange that ended persistence, and the announcements before it: what a
+   * server answers after it (Node.js sends 503s to requests pipelined past its limit) is not why
+   * the connection closed.
+   */
+  private ender: RequestRecord | null = null;
+  private enderPreviousMax = -1;
+  private enderFixedMax = -1;
   private previousMax = -1;
   private lastMax = -1;
   /** The `max=` every response so far announced (-1: none yet, -2: it changed, a countdown). */
@@ -264,6 +272,11 @@ class HttpConnection implements StreamSink, HttpEvents {
     if (!r) return;
     r.responseEnd = ts;
     this.lastExchange = r;
+    if (!this.ender && endedPersistence(r)) {
+      this.ender = r;
+      this.enderPreviousMax = this.previousMax;
+      this.enderFixedMax = this.fixedMax >= 0 ? this.fixedMax : -1;
+    }
     this.lastHttpTime = ts;
     if (this.record && r.index > 0) {
       this.record.responses++;
@@ -338,14 +351,15 @@ class HttpConnection implements StreamSink, HttpEvents {
       pendingAtClose: first.pending,
       unanswered,
       lastExchange: this.lastExchange,
-      previousMax: this.previousMax,
-      fixedMax: this.fixedMax >= 0 ? this.fixedMax : -1,
+      ender: this.ender,
+      previousMax: this.ender ? this.enderPreviousMax : this.previousMax,
+      fixedMax: this.ender ? this.enderFixedMax : this.fixedMax >= 0 ? this.fixedMax : -1,
       idleBeforeClose: idle,
       promptWindowSeconds: limits.promptCloseReactionSeconds + limits.promptCloseRoundTrips * rtt,
       raceWindowSeconds: limits.raceWindowSeconds,
     });
     // The served count is the exchange that ended persistence, not requests pipelined past it.
-    if (verdict === 'max_requests_candidate') this.t.inferMax(this, this.server, this.lastExchange!.index, ts);
+    if (verdict === 'max_requests_candidate') this.t.inferMax(this, this.server, this.ender!.index, ts);
     else this.emitVerdict(verdict);
   }
 

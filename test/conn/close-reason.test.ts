@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyClose, type CloseFacts, type Verdict } from '../../src/conn/close-reason.js';
+import { classifyClose, endedPersistence, type CloseFacts, type Verdict } from '../../src/conn/close-reason.js';
 import type { RequestRecord } from '../../src/conn/records.js';
 
 /** A keep-alive exchange that completed normally: HTTP/1.1 both ways, 200, persistent. */
@@ -37,7 +37,7 @@ function unanswered(over: Partial<RequestRecord> = {}): RequestRecord {
 
 /** What the tracker knows at the first FIN/RST of a connection that served one exchange and went idle. */
 function facts(over: Partial<CloseFacts> = {}): CloseFacts {
-  return {
+  const f: CloseFacts = {
     requests: 1,
     by: 'server',
     rst: false,
@@ -45,6 +45,7 @@ function facts(over: Partial<CloseFacts> = {}): CloseFacts {
     pendingAtClose: 0,
     unanswered: [],
     lastExchange: exchange(),
+    ender: null,
     previousMax: -1,
     fixedMax: -1,
     idleBeforeClose: 4.99,
@@ -53,6 +54,9 @@ function facts(over: Partial<CloseFacts> = {}): CloseFacts {
     raceWindowSeconds: 1,
     ...over,
   };
+  // As the tracker does: the exchange that ended persistence is the last one unless told otherwise.
+  if (!('ender' in over)) f.ender = f.lastExchange && endedPersistence(f.lastExchange) ? f.lastExchange : null;
+  return f;
 }
 
 interface Row {
@@ -262,6 +266,23 @@ const ROWS: Row[] = [
       lastExchange: exchange({ index: 3, responseKeepAlive: false, responseConnectionClose: true }),
     }),
     verdict: 'max_requests_candidate',
+  },
+  {
+    spec: 'max_requests: Node.js answers requests pipelined past its limit with 503s after the 3rd response\'s Connection: close; the 3rd decides, not the last 503',
+    facts: facts({
+      requests: 5, by: 'server', idleBeforeClose: 3, previousMax: 3, fixedMax: 3,
+      lastExchange: exchange({ index: 5, status: 503, responseKeepAlive: false, responseConnectionClose: true }),
+      ender: exchange({ index: 3, responseKeepAlive: false, responseConnectionClose: true }),
+    }),
+    verdict: 'max_requests',
+  },
+  {
+    spec: 'unused: HAProxy answers a connection the client half-closed without a request with a 400 (a response, no request)',
+    facts: facts({
+      requests: 0, by: 'client', idleBeforeClose: 0,
+      lastExchange: exchange({ index: 0, status: 400, responseKeepAlive: false, responseConnectionClose: true }),
+    }),
+    verdict: 'unused',
   },
   {
     spec: 'server_close: a request sent after a Connection: close response crosses the server FIN: the response ended persistence, not a race',

@@ -497,6 +497,13 @@ describe('close reasons on more servers (each case as the server was seen to beh
     expect(run(merge(p, again)).closed.map((x) => x.closeReason)).toEqual(['max_requests', 'max_requests']);
   });
 
+  it('max_requests: Node.js answers the 4th and 5th pipelined requests with 503 after closing persistence on the 3rd', () => {
+    const c = conv().handshake(0.001).clientSends(KA_REQ.repeat(5), 0.001);
+    c.serverSends(NODE_KA + NODE_KA + CLOSE_RESP() + CLOSE_RESP(503) + CLOSE_RESP(503), 0.002).close('server', 3);
+    const conn = only(run(c));
+    expect([conn.closeReason, conn.closedBy, conn.requests, conn.responses]).toEqual(['max_requests', 'server', 5, 5]);
+  });
+
   it('server_close, not aborted: nginx answers a bad request 400 with Connection: close; the request pipelined after it is never answered', () => {
     const bad = 'GET / HTTP/1.1\r\nHost : example.test\r\n\r\n';
     const c = conv().handshake(0.001).clientSends(bad + KA_REQ, 0.001).serverSends(CLOSE_RESP(400), 0.001).close('server', 0.0001);
