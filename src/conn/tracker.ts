@@ -130,7 +130,7 @@ export class ConnectionTracker implements FlowEvents {
 
   /**
    * A server ended persistence on a success response with nothing announced. nginx does exactly
-   * this at `keepalive_requests` (shared reference section 3): the same count again on the same
+   * this at `keepalive_requests` (docs/keepalive-semantics.md, "Inferring a limit nobody announced"): the same count again on the same
    * server confirms a limit; a lone one is an ordinary `server_close`.
    */
   inferMax(conn: HttpConnection, server: ServerState | null, count: number, ts: number): void {
