@@ -40,13 +40,14 @@ export interface EngineLimits {
    * Why these numbers: the last response byte is seen at the capture point, reaches the client
    * half an RTT later (or at once when the capture is at the client), and the client's FIN needs
    * the other half to come back: one RTT is the least a reaction takes; 4 leave room for a
-   * delayed ACK. 50 ms covers a busy event loop or scheduler on the client; a pool's idle timer
-   * is hundreds of milliseconds at the least (the 200-300 ms closes of issue 10 came from a pool
+   * delayed ACK. 100 ms covers a busy event loop or scheduler on the closing side (a loaded
+   * 2-core test machine delays Node.js clients by tens of milliseconds); a pool's idle timer is
+   * hundreds of milliseconds at the least (the 200-300 ms closes of issue 10 came from a pool
    * timeout just under `timeout=1`).
    */
   promptCloseReactionSeconds: number;
   promptCloseRoundTrips: number;
-  /** RTT assumed when neither the connection's handshake nor any of its server's was captured: a 150 ms window. */
+  /** RTT assumed when neither the connection's handshake nor any of its server's was captured: a 180 ms window. */
   promptCloseAssumedRttSeconds: number;
   /**
    * An unanswered request sent at most this long before the server's FIN or RST crossed it (a
@@ -83,9 +84,9 @@ export const DEFAULT_LIMITS: EngineLimits = {
   flowIdleTimeoutSeconds: 600,
   halfClosedTimeoutSeconds: 30,
   closedLingerSeconds: 4,
-  promptCloseReactionSeconds: 0.05,
+  promptCloseReactionSeconds: 0.1,
   promptCloseRoundTrips: 4,
-  promptCloseAssumedRttSeconds: 0.025,
+  promptCloseAssumedRttSeconds: 0.02,
   raceWindowSeconds: 1,
   inferMaxRequestsAfter: 2,
   knownMaxRequestsDefaults: [100, 101, 1000],

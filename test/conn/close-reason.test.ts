@@ -49,8 +49,8 @@ function facts(over: Partial<CloseFacts> = {}): CloseFacts {
     previousMax: -1,
     fixedMax: -1,
     idleBeforeClose: 4.99,
-    // 50 ms + 4 x a 0.1 ms loopback RTT
-    promptWindowSeconds: 0.0504,
+    // 100 ms + 4 x a 0.1 ms loopback RTT
+    promptWindowSeconds: 0.1004,
     raceWindowSeconds: 1,
     ...over,
   };
@@ -184,8 +184,8 @@ const ROWS: Row[] = [
     verdict: 'client_close',
   },
   {
-    spec: 'client_close: on a distant path (RTT 80 ms: window 370 ms) a close 300 ms after the response is still a reaction to it',
-    facts: facts({ by: 'client', idleBeforeClose: 0.3, promptWindowSeconds: 0.05 + 4 * 0.08 }),
+    spec: 'client_close: on a distant path (RTT 80 ms: window 420 ms) a close 300 ms after the response is still a reaction to it',
+    facts: facts({ by: 'client', idleBeforeClose: 0.3, promptWindowSeconds: 0.1 + 4 * 0.08 }),
     verdict: 'client_close',
   },
   // client_idle
@@ -200,13 +200,13 @@ const ROWS: Row[] = [
     verdict: 'client_idle',
   },
   {
-    spec: 'client_idle: with no RTT known anywhere (window 150 ms), 200 ms after the response is the pool timeout',
-    facts: facts({ by: 'client', idleBeforeClose: 0.2, promptWindowSeconds: 0.05 + 4 * 0.025 }),
+    spec: 'client_idle: with no RTT known anywhere (window 180 ms), 200 ms after the response is the pool timeout',
+    facts: facts({ by: 'client', idleBeforeClose: 0.2, promptWindowSeconds: 0.1 + 4 * 0.02 }),
     verdict: 'client_idle',
   },
   {
     spec: 'client_idle: an idle time exactly at the prompt window is already idle',
-    facts: facts({ by: 'client', idleBeforeClose: 0.0504 }),
+    facts: facts({ by: 'client', idleBeforeClose: 0.1004 }),
     verdict: 'client_idle',
   },
   // max_requests

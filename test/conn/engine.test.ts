@@ -216,7 +216,7 @@ describe('close reasons (decided at the first FIN or RST)', () => {
     expect(conn.requests).toBe(2);
   });
 
-  it('client_close: the client closes right after the last response (inside the prompt window: 50 ms + 4 handshake RTTs)', () => {
+  it('client_close: the client closes right after the last response (inside the prompt window: 100 ms + 4 handshake RTTs)', () => {
     const conn = only(run(oneExchange(conv()).close('client', 0.02)));
     expect(conn.closeReason).toBe('client_close');
     expect(conn.closedBy).toBe('client');
@@ -228,7 +228,7 @@ describe('close reasons (decided at the first FIN or RST)', () => {
     expect(conn.closeReason).toBe('client_idle');
   });
 
-  it('client_close: on a 100 ms path the same 250 ms is a reaction to the response (window 450 ms)', () => {
+  it('client_close: on a 100 ms path the same 250 ms is a reaction to the response (window 500 ms)', () => {
     const c = conv().handshake(0.1).clientSends(KA_REQ, 0.001).serverSends(KA_RESP, 0.05).close('client', 0.25);
     const conn = only(run(c));
     expect(conn.handshakeRtt).toBeCloseTo(0.1, 6);
