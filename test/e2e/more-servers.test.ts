@@ -17,15 +17,7 @@ import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { analyzeFile } from '../helpers/engine.js';
-
-interface Expected {
-  scenario: string;
-  server: string;
-  client: string;
-  expectedReason: string;
-  expectedClosedBy: 'client' | 'server';
-  expectedRequests: number;
-}
+import { expectManifest, type ManifestEntry } from '../helpers/manifest.js';
 
 const FIXTURES = join(import.meta.dirname, '../fixtures/servers');
 const NODE = '127.0.0.1:18090';
@@ -33,24 +25,8 @@ const HAPROXY = '127.0.0.1:18091';
 const NGINX_BEHIND_HAPROXY = '127.0.0.1:18092';
 const LIGHTTPD = '127.0.0.1:18093';
 
-async function checkCapture(pcap: string, manifest: Expected[]): Promise<void> {
-  const facts = await analyzeFile(pcap);
-  expect(facts.capture.problem).toBeNull();
-  const byTuple = new Map(facts.closed.map((c) => [`${c.client}>${c.server}`, c]));
-  const got = manifest.map((e) => {
-    const c = byTuple.get(`${e.client}>${e.server}`);
-    return { scenario: e.scenario, server: e.server, client: e.client, reason: c?.closeReason, closedBy: c?.closedBy, requests: c?.requests };
-  });
-  const want = manifest.map((e) => ({
-    scenario: e.scenario, server: e.server, client: e.client, reason: e.expectedReason, closedBy: e.expectedClosedBy, requests: e.expectedRequests,
-  }));
-  expect(got).toEqual(want);
-  // Nothing else was reported: every connection in the capture is in the manifest.
-  expect(facts.closed.length).toBe(manifest.length);
-}
-
 describe('close reasons from Node.js http, HAProxy + nginx and lighttpd (committed capture)', () => {
-  const manifest: Expected[] = JSON.parse(readFileSync(join(FIXTURES, 'manifest.json'), 'utf8'));
+  const manifest: ManifestEntry[] = JSON.parse(readFileSync(join(FIXTURES, 'manifest.json'), 'utf8'));
   const on = (server: string) => manifest.filter((e) => e.server === server);
 
   it('covers what each server does at its limit, its idle timeout, client closes, the race', () => {
@@ -68,7 +44,7 @@ describe('close reasons from Node.js http, HAProxy + nginx and lighttpd (committ
   });
 
   it('gives every connection its exact reason, closing side and request count', async () => {
-    await checkCapture(join(FIXTURES, 'more-servers.pcap'), manifest);
+    await expectManifest(join(FIXTURES, 'more-servers.pcap'), manifest);
   });
 
   it('learns the servers\' keep-alive settings', async () => {
@@ -97,8 +73,8 @@ describe.runIf(haveTools && isRoot)('close reasons from more real servers (regen
       execFileSync('bash', [join(FIXTURES, 'generate.sh'), out], { stdio: 'pipe', timeout: 60_000 });
       const pcap = join(out, 'more-servers.pcap');
       expect(existsSync(pcap)).toBe(true);
-      const manifest: Expected[] = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
-      await checkCapture(pcap, manifest);
+      const manifest: ManifestEntry[] = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+      await expectManifest(pcap, manifest);
     } finally {
       rmSync(out, { recursive: true, force: true });
     }

@@ -13,36 +13,12 @@ import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { analyzeFile } from '../helpers/engine.js';
-
-interface Expected {
-  scenario: string;
-  server: string;
-  client: string;
-  expectedReason: string;
-  expectedClosedBy: 'client' | 'server';
-  expectedRequests: number;
-}
+import { expectManifest, type ManifestEntry } from '../helpers/manifest.js';
 
 const FIXTURES = join(import.meta.dirname, '../fixtures/real');
 
-async function checkCapture(pcap: string, manifest: Expected[]): Promise<void> {
-  const facts = await analyzeFile(pcap);
-  expect(facts.capture.problem).toBeNull();
-  const byTuple = new Map(facts.closed.map((c) => [`${c.client}>${c.server}`, c]));
-  const got = manifest.map((e) => {
-    const c = byTuple.get(`${e.client}>${e.server}`);
-    return { scenario: e.scenario, server: e.server, reason: c?.closeReason, closedBy: c?.closedBy, requests: c?.requests };
-  });
-  const want = manifest.map((e) => ({
-    scenario: e.scenario, server: e.server, reason: e.expectedReason, closedBy: e.expectedClosedBy, requests: e.expectedRequests,
-  }));
-  expect(got).toEqual(want);
-  // Nothing else was reported: every connection in the capture is in the manifest.
-  expect(facts.closed.length).toBe(manifest.length);
-}
-
 describe('close reasons from real Apache httpd and nginx (committed capture)', () => {
-  const manifest: Expected[] = JSON.parse(readFileSync(join(FIXTURES, 'manifest.json'), 'utf8'));
+  const manifest: ManifestEntry[] = JSON.parse(readFileSync(join(FIXTURES, 'manifest.json'), 'utf8'));
 
   it('covers every close reason of the reference', () => {
     const reasons = new Set(manifest.map((e) => e.expectedReason));
@@ -52,7 +28,7 @@ describe('close reasons from real Apache httpd and nginx (committed capture)', (
   });
 
   it('gives every connection its exact reason, closing side and request count', async () => {
-    await checkCapture(join(FIXTURES, 'real-servers.pcap'), manifest);
+    await expectManifest(join(FIXTURES, 'real-servers.pcap'), manifest);
   });
 
   it('learns the servers\' keep-alive settings', async () => {
@@ -77,7 +53,7 @@ describe.runIf(haveTools && isRoot)('close reasons from real servers (regenerate
     execFileSync('bash', [join(FIXTURES, 'generate.sh'), out], { stdio: 'pipe', timeout: 170_000 });
     const pcap = join(out, 'real-servers.pcap');
     expect(existsSync(pcap)).toBe(true);
-    const manifest: Expected[] = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
-    await checkCapture(pcap, manifest);
+    const manifest: ManifestEntry[] = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+    await expectManifest(pcap, manifest);
   }, 180_000);
 });
