@@ -1,5 +1,5 @@
 /**
- * The close-reason rules (docs/keepalive-semantics.md, "Why connections close"), as a pure
+ * The HTTP/1 close-reason rules (docs/keepalive-semantics.md, "Why connections close"), as a pure
  * function of what was seen at the connection's first FIN or RST, in sequence order, and of the
  * requests that crossed it.
  *
@@ -8,7 +8,7 @@
  * connection tens of microseconds after nginx's `Connection: close` at its limit, and a client
  * pipelining past the limit leaves requests unanswered: both are still `max_requests`.
  */
-import type { CloseReason, RequestRecord, Side } from './records.js';
+import type { RequestRecord, Side, Verdict } from '../session/facts.js';
 
 export interface CloseFacts {
   /** Requests the client sent, answered or not. */
@@ -49,11 +49,12 @@ export interface CloseFacts {
 }
 
 /**
- * `max_requests_candidate`: the server ended persistence on an ordinary success response with
- * nothing announced; the caller decides between `max_requests` (the same served count seen again
- * on this server, as nginx does) and `server_close`. The served count is `ender.index`.
+ * `max_requests_candidate` (see `Verdict`): the server ended persistence on an ordinary success
+ * response with nothing announced; the connection layer decides between `max_requests` (the same
+ * served count seen again on this server, as nginx does) and `server_close`. The served count is
+ * `ender.index`.
  */
-export type Verdict = CloseReason | 'max_requests_candidate';
+export type { Verdict };
 
 /** The exchange said this was the last one: the request or the response ended persistence. */
 export function endedPersistence(r: RequestRecord): boolean {

@@ -10,6 +10,8 @@
  * close-delimited responses; no body for HEAD responses, 1xx, 204 and 304; 101 and 2xx to CONNECT
  * switch to a tunnel.
  */
+import { detectProtocol } from '../session/detect.js';
+import type { BufferBudget } from '../session/session.js';
 import { headScan, parseHead, parseTruncatedHead, scanHead, type HeadResult, type MessageHead } from './head.js';
 
 export const enum Mode {
@@ -50,16 +52,6 @@ export interface HttpEvents {
   notHttp(dir: number, kind: NotHttpKind): void;
   /** A counted anomaly by name (see config/anomalies.ts). */
   anomaly(name: 'http_malformed_head' | 'header_too_large' | 'http_bad_content_length' | 'http_bad_chunk' | 'http_resync' | 'resync_failed' | 'buffer_budget_exceeded'): void;
-}
-
-/**
- * Bytes that all parsers (and the reassembly) of one source may hold together: a head cut
- * across segments is copied, up to `maxHeaderBytes` per direction, and 100,000 connections
- * each holding 64 KiB of head would be 6 GiB. The flow table's `ReassemblyContext` is one.
- */
-export interface BufferBudget {
-  heldBytes: number;
-  readonly maxBufferedBytes: number;
 }
 
 /** A start line is known to be plausible or not within this many bytes (see startsWithMethod). */
@@ -647,9 +639,6 @@ const RESYNC_METHODS = new Set([
 
 /** What a stream that is not HTTP/1 looks like from its first bytes. */
 export function sniffProtocol(buf: Buffer, p: number, end: number): NotHttpKind {
-  // TLS record: handshake (22) or alert (21), version 3.x
-  // (A lone first byte cannot show the version: take it as TLS too, as the full record would be.)
-  if (end - p >= 1 && (buf[p] === 22 || buf[p] === 21) && (end - p === 1 || buf[p + 1] === 3)) return 'tls';
-  if (end - p >= 3 && buf.toString('latin1', p, Math.min(end, p + 14)).startsWith('PRI * HTTP/2')) return 'http2';
-  return 'other';
+  const kind = detectProtocol(buf, p, end);
+  return kind === 'http1' ? 'other' : kind;
 }

@@ -13,7 +13,7 @@
  * and flows whose keys hash alike are chained at most `MAX_CHAIN` deep: crafted addresses cannot
  * make a lookup cost more than that (see `FlowTable.segment`).
  */
-import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type PacketView } from '../decode/packet.js';
+import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, formatEndpoint, type PacketView } from '../decode/packet.js';
 import { TcpDirection, newReassemblyContext, seqDiff, type ReassemblyContext, type ReassemblyCounters, type StreamSink } from './stream.js';
 import type { EngineLimits } from '../config/limits.js';
 import { keyedEndpointHash, type EndpointHash } from './flow-hash.js';
@@ -147,6 +147,32 @@ export class TcpFlow implements StreamSink {
 
   end(dir: number, ts: number): void {
     this.owner?.end(dir, ts);
+  }
+
+  /** Payload bytes delivered in direction `dir` so far (saturating). */
+  bytesIn(dir: number): number {
+    return (dir === 0 ? this.d0 : this.d1)?.bytes ?? 0;
+  }
+
+  /** "ip:port" of endpoint A (`side` 0, the sender of direction 0) or B (`side` 1). */
+  endpoint(side: number): string {
+    return side === 0
+      ? formatEndpoint(this.version, this.a0, this.a1, this.a2, this.a3, this.aPort)
+      : formatEndpoint(this.version, this.b0, this.b1, this.b2, this.b3, this.bPort);
+  }
+
+  port(side: number): number {
+    return side === 0 ? this.aPort : this.bPort;
+  }
+
+  /** The roles, from the content of a flow whose handshake was not captured (a request seen in `clientDir`). */
+  assignRoles(clientDir: number): void {
+    this.clientDir = clientDir;
+  }
+
+  /** Not analysed after all: the table drops its packets cheaply from now on. */
+  ignore(): void {
+    this.ignored = true;
   }
 
   /** True when a handshake (SYN or SYN-ACK) was captured, so both streams are seen from their start. */

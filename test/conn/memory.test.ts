@@ -47,8 +47,10 @@ describe('heap per tracked flow (the daemon\'s engine with its exporter)', () =>
     expect(bytesPerFlow(synOnly, 50_000)).toBeLessThan(500);
   });
 
-  it('an idle keep-alive connection (handshake, one exchange, no close) keeps under 1,800 bytes', () => {
-    expect(bytesPerFlow(idleConnection, 20_000)).toBeLessThan(1800);
+  // A connection and its protocol session are two objects since the session seam (issue 12):
+  // 1,702 bytes before it, 1,790 after (bench/flow-memory.mjs, 100,000 flows).
+  it('an idle keep-alive connection (handshake, one exchange, no close) keeps under 1,900 bytes', () => {
+    expect(bytesPerFlow(idleConnection, 20_000)).toBeLessThan(1900);
   });
 
   it('a connection holding 1 KiB out of order keeps that KiB and under 1,000 bytes more', () => {
@@ -75,7 +77,7 @@ describe('a flood past --max-flows', () => {
     // Evicted connections were reported (as still open when tracking ended) and let go.
     expect(exporter.openByConnection.size).toBe(maxFlows);
     expect(afterSyns - before).toBeLessThan(maxFlows * 500 + 2 * 2 ** 20);
-    expect(afterConns - before).toBeLessThan(maxFlows * 1800 + 2 * 2 ** 20);
+    expect(afterConns - before).toBeLessThan(maxFlows * 1900 + 2 * 2 ** 20);
   });
 
   it('out-of-order data of every flow together stays within the shared budget', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { classifyClose, endedPersistence, type CloseFacts, type Verdict } from '../../src/conn/close-reason.js';
-import type { RequestRecord } from '../../src/conn/records.js';
+import { classifyClose, endedPersistence, type CloseFacts, type Verdict } from '../../src/http/close-reason.js';
+import type { RequestRecord } from '../../src/session/facts.js';
 
 /** A keep-alive exchange that completed normally: HTTP/1.1 both ways, 200, persistent. */
 function exchange(over: Partial<RequestRecord> = {}): RequestRecord {

@@ -1,0 +1,257 @@
+/**
+ * A connection, protocol-neutral: TCP facts (roles, handshake RTT, the first FIN or RST and its
+ * side, idle before the close) and the one protocol session that parses its bytes. It makes the
+ * `ConnectionRecord` when the session confirms the protocol, and at the end combines TCP's close
+ * facts with the session's verdict.
+ *
+ * The bytes come from a `ConnectionFlow`: a captured TCP flow (tcp/flows.ts) or the proxy tap's
+ * two byte streams (stream-tap.ts). Call order: the stream events (`data`, `gap`, `end`) per
+ * direction, `closing` at each side's first FIN or RST, then `finished` once.
+ */
+import type { Anomaly } from '../config/anomalies.js';
+import type { StreamSink } from '../tcp/stream.js';
+import type { RequestRecord, Side, Verdict } from '../session/facts.js';
+import { detectProtocol } from '../session/detect.js';
+import type { BufferBudget, FlowInfo, ProtocolSession, SessionHost } from '../session/session.js';
+import { Http1Session } from '../http/session.js';
+import type { ConnectionRecord } from './records.js';
+import type { ServerState } from './servers.js';
+import type { ConnectionTracker } from './tracker.js';
+
+/** What a connection needs of whatever carries its bytes. */
+export interface ConnectionFlow extends FlowInfo {
+  readonly version: number;
+  /** Client SYN to the client's ACK of the SYN-ACK, seconds; -1 if not captured. */
+  readonly handshakeRtt: number;
+  /** Time of the client's SYN; -1 if not captured. */
+  readonly synTime: number;
+  readonly firstSeen: number;
+  readonly budget: BufferBudget;
+  /** "ip:port" of endpoint 0 (the flow's direction-0 sender) or 1. */
+  endpoint(side: number): string;
+  port(side: number): number;
+  /** The roles, learned from the content of a flow whose handshake was not captured. */
+  assignRoles(clientDir: number): void;
+  /** Not analysed after all: the flow drops its bytes from now on. */
+  ignore(): void;
+}
+
+const enum Confirmed {
+  Unknown = 0,
+  Http = 1,
+  NotHttp = 2,
+}
+
+export class Connection implements StreamSink, SessionHost {
+  private session: ProtocolSession | null = null;
+  private record: ConnectionRecord | null = null;
+  private confirmed = Confirmed.Unknown;
+  private lastActivity = -1;
+  private first: { dir: number; rst: boolean; time: number } | null = null;
+  private server: ServerState | null = null;
+
+  constructor(
+    private readonly t: ConnectionTracker,
+    readonly flow: ConnectionFlow,
+  ) {}
+
+  get limits() {
+    return this.t.limits;
+  }
+
+  get budget(): BufferBudget {
+    return this.flow.budget;
+  }
+
+  // --- stream sink (from tcp/ or the proxy tap) ---
+
+  data(dir: number, buf: Buffer, off: number, len: number, ts: number): void {
+    if (this.confirmed === Confirmed.NotHttp) return;
+    (this.session ?? this.startSession(dir, buf, off, len))?.data(dir, buf, off, len, ts);
+  }
+
+  gap(dir: number, len: number, ts: number): void {
+    if (this.confirmed === Confirmed.NotHttp) return;
+    (this.session ??= new Http1Session(this)).gap(dir, len, ts);
+  }
+
+  end(dir: number, ts: number): void {
+    this.session?.end(dir, ts);
+  }
+
+  // --- flow events ---
+
+  closing(dir: number, rst: boolean, ts: number): void {
+    if (this.first) return;
+    this.first = { dir, rst, time: ts };
+    this.session?.closing(dir, rst, ts);
+  }
+
+  finished(ts: number): void {
+    const flow = this.flow;
+    this.session?.finish(ts);
+    if (this.confirmed === Confirmed.Unknown) {
+      // No HTTP message: an unused connection, if it went to a port that carries HTTP.
+      if (!this.first || flow.clientDir < 0 || !flow.fromStart) return;
+      if (!this.t.portCarriesHttp(flow.port(1 - flow.clientDir))) return;
+      this.confirm(this.first.time);
+    }
+    if (this.confirmed !== Confirmed.Http || !this.record) return;
+    const rec = this.record;
+    if (!this.first) {
+      // Tracking ended (capture end, idle expiry, eviction) before any FIN or RST.
+      rec.closeReason = 'open';
+      this.t.emitClosed(rec);
+      return;
+    }
+    const first = this.first;
+    const by: Side = first.dir === flow.clientDir ? 'client' : 'server';
+    rec.closedAt = first.time;
+    rec.closedBy = by;
+    rec.closedWith = first.rst ? 'rst' : 'fin';
+    const idle = this.lastActivity >= 0 ? Math.max(0, first.time - this.lastActivity) : first.time - rec.openedAt;
+    rec.idleBeforeClose = idle;
+    const limits = this.t.limits;
+    const rtt = rec.handshakeRtt ?? this.server?.medianRtt() ?? limits.promptCloseAssumedRttSeconds;
+    const tcp = {
+      by, rst: first.rst, time: first.time, idleBeforeClose: idle,
+      promptWindowSeconds: limits.promptCloseReactionSeconds + limits.promptCloseRoundTrips * rtt,
+      raceWindowSeconds: limits.raceWindowSeconds,
+    };
+    // A connection that carried no message has no session verdict: nothing was asked of it.
+    const { verdict, servedCount } = this.session ? this.session.verdict(tcp) : { verdict: 'unused' as const, servedCount: 0 };
+    if (verdict === 'max_requests_candidate') this.t.inferMax(this, this.server, servedCount, ts);
+    else this.emitVerdict(verdict);
+  }
+
+  emitVerdict(v: Verdict): void {
+    const rec = this.record!;
+    rec.closeReason = v === 'max_requests_candidate' ? 'server_close' : v;
+    this.t.emitClosed(rec);
+  }
+
+  // --- SessionHost (from the session) ---
+
+  rolesFromContent(clientDir: number): boolean {
+    const flow = this.flow;
+    flow.assignRoles(clientDir);
+    if (this.t.acceptsServerPort(flow.port(1 - clientDir))) return true;
+    this.confirmed = Confirmed.NotHttp;
+    flow.ignore();
+    return false;
+  }
+
+  request(r: RequestRecord, ts: number): void {
+    if (this.confirmed !== Confirmed.Http) this.confirm(ts);
+    const rec = this.record!;
+    if (r.reused) {
+      if (rec.handshakeRtt !== null) {
+        r.savedSeconds = rec.handshakeRtt;
+        r.savedFrom = 'handshake';
+      } else {
+        const median = this.server?.medianRtt() ?? null;
+        if (median !== null) {
+          r.savedSeconds = median;
+          r.savedFrom = 'server_median';
+        }
+      }
+      rec.reusedRequests++;
+      rec.handshakeTimeSaved += r.savedSeconds;
+    }
+    rec.requests = r.index;
+    this.t.emitRequest(rec, r);
+  }
+
+  response(r: RequestRecord, _ts: number): void {
+    const rec = this.record;
+    if (!rec) return;
+    rec.responses++;
+    this.t.emitResponse(rec, r);
+  }
+
+  advertised(timeoutSeconds: number, maxRequests: number): void {
+    const rec = this.record;
+    if (!rec) return;
+    if (timeoutSeconds >= 0) {
+      rec.advertisedTimeout = timeoutSeconds;
+      if (this.server) this.server.advertisedTimeout = timeoutSeconds;
+    }
+    if (maxRequests >= 0) {
+      // The first `max=` of a connection is the configured limit (Apache counts down from it).
+      if (rec.advertisedMax === null && this.server) this.server.advertisedMax = maxRequests;
+      rec.advertisedMax = maxRequests;
+    }
+  }
+
+  activity(ts: number): void {
+    this.lastActivity = ts;
+  }
+
+  tunneled(): void {
+    if (this.record) this.record.tunneled = true;
+  }
+
+  notProtocol(kind: 'tls' | 'http2' | 'other'): void {
+    if (this.confirmed !== Confirmed.Unknown) return;
+    this.confirmed = Confirmed.NotHttp;
+    this.t.counters.nonHttp[kind]++;
+  }
+
+  anomaly(name: Anomaly): void {
+    this.t.anomaly(name);
+  }
+
+  // --- internals ---
+
+  /**
+   * Protocol detection on the first bytes of a stream seen from its start; a stream joined
+   * mid-way goes to HTTP/1, which resynchronises on its own.
+   */
+  private startSession(dir: number, buf: Buffer, off: number, len: number): ProtocolSession | null {
+    const flow = this.flow;
+    if (flow.fromStart && flow.bytesIn(dir) === 0) {
+      const kind = detectProtocol(buf, off, off + len);
+      if (kind !== 'http1') {
+        this.notProtocol(kind);
+        return null;
+      }
+    }
+    return (this.session = new Http1Session(this));
+  }
+
+  private confirm(ts: number): void {
+    const flow = this.flow;
+    this.confirmed = Confirmed.Http;
+    const cd = flow.clientDir;
+    const client = flow.endpoint(cd === 1 ? 1 : 0);
+    const address = flow.endpoint(cd === 1 ? 0 : 1);
+    this.t.httpPorts[flow.port(cd === 1 ? 0 : 1)] = 1;
+    this.server = this.t.serverState(address);
+    // Every record of a server shares its one string.
+    const server = this.server?.name ?? address;
+    const rtt = flow.handshakeRtt >= 0 ? flow.handshakeRtt : null;
+    if (rtt !== null) this.server?.addRtt(rtt);
+    this.record = {
+      id: this.t.newId(),
+      client,
+      server,
+      ipVersion: flow.version,
+      openedAt: flow.synTime >= 0 ? flow.synTime : Math.min(flow.firstSeen, ts),
+      closedAt: null,
+      handshakeRtt: rtt,
+      requests: 0,
+      reusedRequests: 0,
+      responses: 0,
+      handshakeTimeSaved: 0,
+      advertisedTimeout: null,
+      advertisedMax: null,
+      closeReason: 'open',
+      closedBy: null,
+      closedWith: null,
+      idleBeforeClose: null,
+      tunneled: false,
+      midstream: !flow.fromStart,
+    };
+    this.t.emitOpened(this.record);
+  }
+}

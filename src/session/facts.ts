@@ -1,0 +1,70 @@
+/**
+ * The facts a protocol session reports, the same for every protocol: the close-reason
+ * vocabulary and what is known of one request and its response. The connection layer
+ * (src/conn/) builds its `ConnectionRecord` on them; every consumer reads them from there.
+ */
+
+/** Why a connection closed (docs/keepalive-semantics.md, "Why connections close"). */
+export const CLOSE_REASONS = [
+  'idle_timeout',
+  'max_requests',
+  'server_close',
+  'client_close',
+  'client_idle',
+  'not_persistent',
+  'race',
+  'aborted',
+  'reset',
+  'unused',
+] as const;
+export type CloseReason = (typeof CLOSE_REASONS)[number];
+/** `open`: the connection had not closed when tracking ended (capture end, idle expiry, eviction). */
+export type ConnectionOutcome = CloseReason | 'open';
+
+export type Side = 'client' | 'server';
+
+export interface RequestRecord {
+  /** 1-based position on its connection. */
+  index: number;
+  /** Capture time of the request's first byte. */
+  time: number;
+  method: string;
+  /** "1.0" or "1.1" */
+  version: string;
+  /** The request asked for persistence (HTTP/1.1 without close, or HTTP/1.0 with keep-alive). */
+  wantsKeepAlive: boolean;
+  /** The request carried `Connection: close`. */
+  connectionClose: boolean;
+  /** Not the first request on its connection: it saved a handshake. */
+  reused: boolean;
+  /** Handshake time this request saved (its connection's RTT, or the server's median). */
+  savedSeconds: number;
+  /** Where `savedSeconds` came from: the connection's own handshake, the server's median RTT, or nothing known. */
+  savedFrom: 'handshake' | 'server_median' | 'unknown';
+  /** Requests outstanding when this one started (pipelining depth). */
+  outstandingAtStart: number;
+  /** Final status, 0 until the response head is seen. */
+  status: number;
+  responseVersion: string;
+  /** The response allowed the connection to stay open. */
+  responseKeepAlive: boolean;
+  responseConnectionClose: boolean;
+  /**
+   * The response had no length (no Content-Length, no chunked coding): its body ends only with
+   * the connection (RFC 9112 6.3 item 8), so the close was required by the framing.
+   */
+  responseCloseDelimited: boolean;
+  /** `Keep-Alive: timeout=`/`max=` on the response; -1 when absent. */
+  kaTimeout: number;
+  kaMax: number;
+  /** Time the response completed; -1 while outstanding. */
+  responseEnd: number;
+  responseStarted: boolean;
+}
+
+/**
+ * What a session says at the end, decided with the TCP facts: a reason, or a candidate the
+ * connection layer decides across connections of the server (the inference of a limit nobody
+ * announced, `servedCount` being the exchange that ended persistence).
+ */
+export type Verdict = CloseReason | 'max_requests_candidate';

@@ -1,0 +1,97 @@
+/**
+ * The seam between a connection and the protocol it carries (Zeek's analyzers on a connection,
+ * gopacket's stream factory): a connection (src/conn/connection.ts) knows only TCP facts and
+ * hosts one `ProtocolSession` at a time; the session parses both directions and says what ended
+ * persistence. HTTP/1 is `src/http/session.ts`; HTTP/2 and TLS sessions plug in the same way.
+ *
+ * Call order from the connection to its session: `data`/`gap`/`end` per direction in sequence
+ * order (as `tcp/stream.ts` delivers them), `closing` once at the connection's first FIN or RST,
+ * then `finish` once, then `verdict` at most once (only for a connection the session confirmed),
+ * then nothing. The session calls its `SessionHost` from inside those calls only; bytes passed to
+ * `data` are valid only during the call.
+ */
+import type { Anomaly } from '../config/anomalies.js';
+import type { EngineLimits } from '../config/limits.js';
+import type { RequestRecord, Side, Verdict } from './facts.js';
+
+/** What the session may know of its flow: read-only, whatever carries the bytes (capture or proxy). */
+export interface FlowInfo {
+  /** Direction (0 or 1) of client-to-server bytes; -1 until known. */
+  readonly clientDir: number;
+  /** Both streams are seen from their first byte (the handshake was captured, or the proxy). */
+  readonly fromStart: boolean;
+  /** Payload bytes already delivered in direction `dir` (0 before its first byte). */
+  bytesIn(dir: number): number;
+}
+
+/**
+ * Bytes that all parsers (and the reassembly) of one source may hold together: a head cut
+ * across segments is copied, up to `maxHeaderBytes` per direction, and 100,000 connections
+ * each holding 64 KiB of head would be 6 GiB. The flow table's `ReassemblyContext` is one.
+ */
+export interface BufferBudget {
+  heldBytes: number;
+  readonly maxBufferedBytes: number;
+}
+
+/** What a protocol session calls on its connection. */
+export interface SessionHost {
+  readonly flow: FlowInfo;
+  readonly limits: EngineLimits;
+  readonly budget: BufferBudget | null;
+  /**
+   * The content showed the roles (a request seen in direction `clientDir`) on a flow whose
+   * handshake was not seen. False: the connection is not analysed after all (outside --ports),
+   * and the session must drop everything quietly.
+   */
+  rolesFromContent(clientDir: number): boolean;
+  /** A new request (its `index` set by the session); the host fills in `reused`, `savedSeconds`, `savedFrom`. */
+  request(r: RequestRecord, ts: number): void;
+  /** The response to `r` completed. */
+  response(r: RequestRecord, ts: number): void;
+  /** The server announced these keep-alive settings (-1: not announced). */
+  advertised(timeoutSeconds: number, maxRequests: number): void;
+  /** Bytes of the protocol moved at `ts`: idle-before-close counts from the last of them. */
+  activity(ts: number): void;
+  /** The connection became a tunnel (101, CONNECT): nothing after it is parsed. */
+  tunneled(): void;
+  /** The first bytes were not this protocol. */
+  notProtocol(kind: 'tls' | 'http2' | 'other'): void;
+  anomaly(name: Anomaly): void;
+}
+
+/** TCP's side of the close, which the session combines with what ended persistence. */
+export interface TcpCloseFacts {
+  /** Side and kind of the first FIN or RST. */
+  by: Side;
+  rst: boolean;
+  /** Time of the first FIN/RST. */
+  time: number;
+  /** From the last protocol byte to the first FIN/RST. */
+  idleBeforeClose: number;
+  /** A close this soon after the last response reacted to it (`EngineLimits.promptClose*`). */
+  promptWindowSeconds: number;
+  /** A request sent this long before the server's FIN/RST still crossed it. */
+  raceWindowSeconds: number;
+}
+
+export interface SessionVerdict {
+  verdict: Verdict;
+  /** For `max_requests_candidate`: the requests served up to the exchange that ended persistence. */
+  servedCount: number;
+}
+
+export interface ProtocolSession {
+  /** Bytes of direction `dir` in sequence order. */
+  data(dir: number, buf: Buffer, off: number, len: number, ts: number): void;
+  /** `len` bytes of direction `dir` were lost from the capture. */
+  gap(dir: number, len: number, ts: number): void;
+  /** Direction `dir` ended (its FIN). */
+  end(dir: number, ts: number): void;
+  /** The connection's first FIN or RST: the session notes what was in flight. */
+  closing(dir: number, rst: boolean, ts: number): void;
+  /** Both streams are over: close-delimited messages end, buffers are given back. */
+  finish(ts: number): void;
+  /** Why the connection closed, given TCP's facts. */
+  verdict(tcp: TcpCloseFacts): SessionVerdict;
+}
