@@ -97,6 +97,8 @@ export interface HpackStats {
   blocksDesynced: number;
   insertions: number;
   evictions: number;
+  /** Fields or names found in the dynamic table (how much the decoding depends on it). */
+  dynamicRefs: number;
   /** Size updates or SETTINGS values above HPACK_TABLE_SIZE_CAP, kept at the cap. */
   tableSizeCapped: number;
   /** Times the table was forgotten: lost(), a malformed block, a mid-stream start. */
@@ -410,7 +412,7 @@ function newResult(): HpackResult {
 }
 
 export class HpackDecoder {
-  readonly stats: HpackStats = { blocks: 0, failedBlocks: 0, blocksDesynced: 0, insertions: 0, evictions: 0, tableSizeCapped: 0, tableLosses: 0 };
+  readonly stats: HpackStats = { blocks: 0, failedBlocks: 0, blocksDesynced: 0, insertions: 0, evictions: 0, dynamicRefs: 0, tableSizeCapped: 0, tableLosses: 0 };
   private readonly result: HpackResult = newResult();
   private readonly maxString: number;
   /** The decoding peer's SETTINGS_HEADER_TABLE_SIZE as announced (size updates are checked against it) and capped. */
@@ -637,6 +639,7 @@ export class HpackDecoder {
     }
     const i = (this.first + this.count - 1 - k) & this.mask;
     const fid = this.fids![i]!;
+    this.stats.dynamicRefs++;
     if (fid === F_NONE) return;
     if (fid === F_UNKNOWN) {
       r.unknownFields++;
@@ -685,6 +688,7 @@ export class HpackDecoder {
         const i = (this.first + this.count - 1 - k) & this.mask;
         fid = this.fids![i]!;
         nLen = this.nlens![i]!;
+        this.stats.dynamicRefs++;
         if (insert && fid !== F_UNKNOWN) {
           // Copied out: the entry may be evicted, and its bytes moved, by this insertion.
           const s = scratchFor(nLen);
