@@ -432,10 +432,9 @@ export class HpackDecoder {
   private start = 0;
   private end = 0;
   // Entries, a ring of `count` from `first` (oldest); capacity a power of two, <= maxSize / 32.
-  private offs: Int32Array | null = null;
-  private nlens: Int32Array | null = null;
-  private vlens: Int32Array | null = null;
-  private fids: Uint8Array | null = null;
+  // Four slots per entry in one array (one allocation): byte offset, name length, value length,
+  // field id.
+  private meta: Int32Array | null = null;
   private mask = 0;
   private first = 0;
   private count = 0;
@@ -483,17 +482,17 @@ export class HpackDecoder {
   }
   /** Bytes this decoder holds (its entry storage), for memory accounting. */
   get heldBytes(): number {
-    return (this.bytes?.length ?? 0) + (this.offs ? this.offs.length * 13 : 0);
+    return (this.bytes?.length ?? 0) + (this.meta ? this.meta.length * 4 : 0);
   }
 
   /** The k-th newest entry (k = 0 is dynamic index 62) as [name, value] latin1 strings, for tests. */
   entry(k: number): [string, string] | null {
     if (k < 0 || k >= this.count) return null;
     const i = (this.first + this.count - 1 - k) & this.mask;
-    const o = this.offs![i]!;
-    const nl = this.nlens![i]!;
-    const name = this.fids![i] === F_UNKNOWN ? '?' : Buffer.from(this.bytes!.subarray(o, o + nl)).toString('latin1');
-    return [name, Buffer.from(this.bytes!.subarray(o + nl, o + nl + this.vlens![i]!)).toString('latin1')];
+    const o = this.meta![i * 4]!;
+    const nl = this.meta![i * 4 + 1]!;
+    const name = this.meta![i * 4 + 3]! === F_UNKNOWN ? '?' : Buffer.from(this.bytes!.subarray(o, o + nl)).toString('latin1');
+    return [name, Buffer.from(this.bytes!.subarray(o + nl, o + nl + this.meta![i * 4 + 2]!)).toString('latin1')];
   }
 
   /**
@@ -638,7 +637,7 @@ export class HpackDecoder {
       return;
     }
     const i = (this.first + this.count - 1 - k) & this.mask;
-    const fid = this.fids![i]!;
+    const fid = this.meta![i * 4 + 3]!;
     this.stats.dynamicRefs++;
     if (fid === F_NONE) return;
     if (fid === F_UNKNOWN) {
@@ -646,8 +645,8 @@ export class HpackDecoder {
       this.fail('hpack_index_unknown');
       return;
     }
-    const o = this.offs![i]! + this.nlens![i]!;
-    this.setField(fid, this.bytes!, o, this.vlens![i]!);
+    const o = this.meta![i * 4]! + this.meta![i * 4 + 1]!;
+    this.setField(fid, this.bytes!, o, this.meta![i * 4 + 2]!);
   }
 
   /** A literal field whose name index is idx (0: a literal name). null or a fatal error. */
@@ -686,13 +685,13 @@ export class HpackDecoder {
         fid = F_UNKNOWN;
       } else {
         const i = (this.first + this.count - 1 - k) & this.mask;
-        fid = this.fids![i]!;
-        nLen = this.nlens![i]!;
+        fid = this.meta![i * 4 + 3]!;
+        nLen = this.meta![i * 4 + 1]!;
         this.stats.dynamicRefs++;
         if (insert && fid !== F_UNKNOWN) {
           // Copied out: the entry may be evicted, and its bytes moved, by this insertion.
           const s = scratchFor(nLen);
-          s.set(this.bytes!.subarray(this.offs![i]!, this.offs![i]! + nLen), 0);
+          copy(this.bytes!, this.meta![i * 4]!, nLen, s, 0);
           nSrc = s;
           scratchUsed = nLen;
         }
@@ -758,15 +757,15 @@ export class HpackDecoder {
     this.room(n);
     const bytes = this.bytes!;
     const at = this.end;
-    if (nLen > 0) bytes.set(nSrc.subarray(nOff, nOff + nLen), at);
-    if (vLen > 0) bytes.set(vSrc.subarray(vOff, vOff + vLen), at + nLen);
+    copy(nSrc, nOff, nLen, bytes, at);
+    copy(vSrc, vOff, vLen, bytes, at + nLen);
     this.end = at + n;
-    if (this.offs === null || this.count > this.mask) this.growRing();
+    if (this.meta === null || this.count > this.mask) this.growRing();
     const i = (this.first + this.count) & this.mask;
-    this.offs![i] = at;
-    this.nlens![i] = nLen;
-    this.vlens![i] = vLen;
-    this.fids![i] = fid;
+    this.meta![i * 4] = at;
+    this.meta![i * 4 + 1] = nLen;
+    this.meta![i * 4 + 2] = vLen;
+    this.meta![i * 4 + 3] = fid;
     this.count++;
     this.size += entrySize;
     this.stats.insertions++;
@@ -775,11 +774,11 @@ export class HpackDecoder {
   private evictTo(target: number): void {
     while (this.size > target && this.count > 0) {
       const i = this.first;
-      this.size -= this.nlens![i]! + this.vlens![i]! + 32;
+      this.size -= this.meta![i * 4 + 1]! + this.meta![i * 4 + 2]! + 32;
       this.first = (i + 1) & this.mask;
       this.count--;
       this.stats.evictions++;
-      this.start = this.count === 0 ? this.end : this.offs![this.first]!;
+      this.start = this.count === 0 ? this.end : this.meta![this.first * 4]!;
     }
     if (this.count === 0) this.start = this.end = 0;
   }
@@ -802,32 +801,30 @@ export class HpackDecoder {
     const shift = this.start;
     for (let j = 0; j < this.count; j++) {
       const i = (this.first + j) & this.mask;
-      this.offs![i]! -= shift;
+      this.meta![i * 4]! -= shift;
     }
     this.start = 0;
     this.end = live;
   }
 
   private growRing(): void {
-    const cap = this.offs === null ? 16 : (this.mask + 1) * 2;
-    const offs = new Int32Array(cap);
-    const nl = new Int32Array(cap);
-    const vl = new Int32Array(cap);
-    const f = new Uint8Array(cap);
+    const cap = this.meta === null ? 16 : (this.mask + 1) * 2;
+    const meta = new Int32Array(cap * 4);
     for (let j = 0; j < this.count; j++) {
-      const i = (this.first + j) & this.mask;
-      offs[j] = this.offs![i]!;
-      nl[j] = this.nlens![i]!;
-      vl[j] = this.vlens![i]!;
-      f[j] = this.fids![i]!;
+      const i = ((this.first + j) & this.mask) * 4;
+      meta.set(this.meta!.subarray(i, i + 4), j * 4);
     }
-    this.offs = offs;
-    this.nlens = nl;
-    this.vlens = vl;
-    this.fids = f;
+    this.meta = meta;
     this.mask = cap - 1;
     this.first = 0;
   }
+
+}
+
+/** Byte copy without the subarray view that TypedArray.set needs (a view is an allocation). */
+function copy(src: Uint8Array, off: number, len: number, dst: Uint8Array, at: number): void {
+  if (len > 64) dst.set(src.subarray(off, off + len), at);
+  else for (let i = 0; i < len; i++) dst[at + i] = src[off + i]!;
 }
 
 function intError(e: number): HpackError {
