@@ -168,6 +168,13 @@ const enum St {
  */
 const RESYNC_CHAIN = 3;
 
+/**
+ * The candidate lists of a direction that is not resynchronising: shared and always empty
+ * (only `scanAt` pushes, and only after `startResync` gave the direction lists of its own), so
+ * an HTTP/2 direction costs no arrays until it loses framing.
+ */
+const NONE: number[] = [];
+
 /** Resync window: candidate bytes before this piece (< 9) and the first 8 of the piece. */
 const WINDOW_BYTES = 2 * (FRAME_HEADER_LENGTH - 1);
 
@@ -183,7 +190,7 @@ export class H2FrameStream {
 
   private state: St;
   private readonly fromClient: boolean;
-  private readonly lim: FrameStreamLimits;
+  private readonly lim: Readonly<FrameStreamLimits>;
   private readonly budget: H2BufferBudget | null;
   /** Receiver's SETTINGS_MAX_FRAME_SIZE, the largest seen: only resynchronisation uses it. */
   private maxFrameSize = DEFAULT_MAX_FRAME_SIZE;
@@ -221,8 +228,8 @@ export class H2FrameStream {
   private pieceOff = 0;
   private resyncFrom = 0;
   /** Stream positions where a candidate chain expects its next header, and how many plausible headers each chain has so far. */
-  private cands: number[] = [];
-  private depths: number[] = [];
+  private cands: number[] = NONE;
+  private depths: number[] = NONE;
   private win: Buffer | null = null;
   /** Unscanned bytes before the current piece (fewer than 9), at the start of `win`. */
   private carryLen = 0;
@@ -233,7 +240,7 @@ export class H2FrameStream {
     opts: FrameStreamOptions,
   ) {
     this.fromClient = opts.role === 'client';
-    this.lim = { ...H2_FRAME_LIMITS, ...opts.limits };
+    this.lim = opts.limits ? { ...H2_FRAME_LIMITS, ...opts.limits } : H2_FRAME_LIMITS; // shared: one object less per direction
     this.budget = opts.budget ?? null;
     if (opts.start === 'lost') {
       this.state = St.Resync;
@@ -354,8 +361,7 @@ export class H2FrameStream {
   /** Gives back whatever is held (the connection was dropped without an end). */
   release(): void {
     this.releaseReasm();
-    this.cands = [];
-    this.depths = [];
+    this.cands = this.depths = NONE;
     this.win = null;
     this.hdrBuf = null;
   }
@@ -624,8 +630,7 @@ export class H2FrameStream {
   /** Framing found again: the header in `this.h` is delivered normally, its payload starts at buf[q]. */
   private resume(buf: Buffer, q: number, end: number, ts: number): number {
     this.state = St.Header;
-    this.cands = [];
-    this.depths = [];
+    this.cands = this.depths = NONE;
     this.carryLen = 0;
     this.resyncs++;
     this.startTs = ts;
@@ -648,7 +653,7 @@ export class H2FrameStream {
   private resync(buf: Buffer, p: number, end: number, ts: number): number {
     // Stream position of buf[x] is base + x.
     const base = this.pos - this.pieceOff;
-    const win = this.win!;
+    const win = (this.win ??= Buffer.alloc(WINDOW_BYTES + 1));
     if (this.carryLen > 0) {
       // Header-sized windows starting in the bytes before this piece.
       const carry = this.carryLen;
