@@ -326,6 +326,15 @@ describe('hostile input: rejections, never a throw, always bounded', () => {
     expect(seen.size).toBeGreaterThanOrEqual(5);
   });
 
+  it('decodes a block in the middle of a larger buffer, reading nothing outside it', () => {
+    const inner = hex(C6[0]!);
+    const big = Buffer.concat([Buffer.alloc(7, 0xff), inner, Buffer.from([0x80, 0xff, 0xff])]);
+    const d = new HpackDecoder({ maxTableSize: 256 });
+    expect(decode(d, big.subarray(0, 0))).toMatchObject({ error: null, fields: 0 });
+    expect({ ...d.decode(big, 7, inner.length) }).toMatchObject({ error: null, complete: true, status: 302, fields: 4 });
+    expect(table(d)).toEqual(RESP_TABLES[0]);
+  });
+
   it('a block past the end of the buffer is read only up to the buffer', () => {
     const b = hex('8286');
     expect(new HpackDecoder().decode(b, 0, 100)).toMatchObject({ error: null, fields: 2, method: 'GET' });
@@ -347,6 +356,17 @@ describe('desynchronised: a table joined mid-stream or after a lost block', () =
     expect(r.error).toBeNull();
     expect(d.entry(0)![0]).toBe('set-cookie');
     expect(d.stats.blocksDesynced).toBe(3);
+  });
+
+  it('joined mid-stream, the peer\'s SETTINGS are unknown: size updates up to the cap are not errors', () => {
+    const d = new HpackDecoder({ joinedMidStream: true });
+    expect(d.tableMaxSize).toBe(HPACK_TABLE_SIZE_CAP);
+    expect(decode(d, Buffer.from([...int(16384, 5, 0x20), 0x88])).error).toBeNull();
+    expect(d.tableMaxSize).toBe(16384);
+    // Once SETTINGS are seen, they are checked again.
+    d.setMaxTableSize(4096);
+    expect(d.tableMaxSize).toBe(4096);
+    expect(decode(d, Buffer.from(int(8192, 5, 0x20))).error).toBe('hpack_table_size_invalid');
   });
 
   it('a literal whose name is an unknown entry inserts an entry with an unknown name, its value exact', () => {
