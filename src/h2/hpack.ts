@@ -30,7 +30,11 @@
  * harmless, and one kept smaller only yields unknowns.
  */
 
-/** Stable names of decoding failures, to be counted as anomalies (snake_case, never renamed). */
+/**
+ * Stable names of decoding failures, to be counted as anomalies (snake_case, never renamed).
+ * `hpack_index_unknown` and `hpack_table_size_invalid` do not stop a block's decoding; the others
+ * end it there and forget the table.
+ */
 export const HPACK_ERRORS = [
   'hpack_index_unknown', // a dynamic-table index this decoder does not hold (joined mid-stream, a lost block, or a broken peer)
   'hpack_truncated', // the block ended inside a representation (an integer or a string longer than the rest of the block)
@@ -697,6 +701,8 @@ export class HpackDecoder {
         }
       }
       if (fid === F_UNKNOWN) {
+        // Inserted with an empty name: its size is then under the peer's, so the table holds
+        // more than the peer's, which is harmless (see the top of this file).
         nLen = 0;
         r.unknownFields++;
         this.fail('hpack_index_unknown');
