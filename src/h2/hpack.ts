@@ -12,8 +12,9 @@
  *   whenever a header block of that direction was not seen (a capture gap).
  *
  * Never throws on wire data, and every allocation is bounded: the table's bytes are kept in one
- * growable byte array of at most 4 x the table size (itself capped at HPACK_TABLE_SIZE_CAP,
- * whatever the peer announces), entry bookkeeping in typed arrays of at most size/32 entries,
+ * growable byte array of at most the table's size (itself capped at `tableCap`, 64 KiB by
+ * default, whatever the peer announces), entry bookkeeping in one typed array of 16 bytes per
+ * entry (at most size/32 entries, rounded up to a power of two),
  * and a Huffman scratch of at most 8/5 of the longest accepted string.
  *
  * Failure model. A block that cannot be fully decoded returns a stable snake_case reason (see
@@ -70,6 +71,11 @@ export interface HpackOptions {
   joinedMidStream?: boolean;
   /** Longest string literal accepted (default 64 KiB); longer is `hpack_string_too_long`. */
   maxStringBytes?: number;
+  /**
+   * Largest table kept (default HPACK_TABLE_SIZE_CAP). A daemon short of memory may lower it:
+   * a table smaller than the peer's only makes references to the entries it lacks unknown.
+   */
+  tableCap?: number;
 }
 
 /**
@@ -103,7 +109,7 @@ export interface HpackStats {
   evictions: number;
   /** Fields or names found in the dynamic table (how much the decoding depends on it). */
   dynamicRefs: number;
-  /** Size updates or SETTINGS values above HPACK_TABLE_SIZE_CAP, kept at the cap. */
+  /** Size updates or SETTINGS values above the cap (`tableCap`), kept at the cap. */
   tableSizeCapped: number;
   /** Times the table was forgotten: lost(), a malformed block, a mid-stream start. */
   tableLosses: number;
@@ -419,6 +425,7 @@ export class HpackDecoder {
   readonly stats: HpackStats = { blocks: 0, failedBlocks: 0, blocksDesynced: 0, insertions: 0, evictions: 0, dynamicRefs: 0, tableSizeCapped: 0, tableLosses: 0 };
   private readonly result: HpackResult = newResult();
   private readonly maxString: number;
+  private readonly cap: number;
   /** The decoding peer's SETTINGS_HEADER_TABLE_SIZE as announced (size updates are checked against it) and capped. */
   private settings: number;
   private limit: number;
@@ -450,15 +457,16 @@ export class HpackDecoder {
 
   constructor(opts: HpackOptions = {}) {
     this.maxString = opts.maxStringBytes ?? HPACK_DEFAULT_MAX_STRING;
+    this.cap = Math.max(0, Math.min(opts.tableCap ?? HPACK_TABLE_SIZE_CAP, HPACK_TABLE_SIZE_CAP));
     const settings = opts.maxTableSize ?? HPACK_DEFAULT_TABLE_SIZE;
-    if (settings > HPACK_TABLE_SIZE_CAP) this.stats.tableSizeCapped++;
+    if (settings > this.cap) this.stats.tableSizeCapped++;
     this.settings = settings;
-    this.limit = Math.min(settings, HPACK_TABLE_SIZE_CAP);
+    this.limit = Math.min(settings, this.cap);
     this.limitKnown = true;
     this.maxSize = this.limit;
     if (opts.joinedMidStream) {
       // The peer's settings and table are unknown: a table at the cap is never wrong (see top).
-      this.limit = this.maxSize = HPACK_TABLE_SIZE_CAP;
+      this.limit = this.maxSize = this.cap;
       this.limitKnown = false;
       this.desync = true;
       this.reason = 'hpack_index_unknown';
@@ -505,9 +513,9 @@ export class HpackDecoder {
    * a size update, RFC 7541 4.2); raising it only allows larger size updates.
    */
   setMaxTableSize(settings: number): void {
-    if (settings > HPACK_TABLE_SIZE_CAP) this.stats.tableSizeCapped++;
+    if (settings > this.cap) this.stats.tableSizeCapped++;
     this.settings = Math.max(0, settings);
-    this.limit = Math.min(this.settings, HPACK_TABLE_SIZE_CAP);
+    this.limit = Math.min(this.settings, this.cap);
     this.limitKnown = true;
     if (this.maxSize > this.limit) {
       this.maxSize = this.limit;
@@ -553,8 +561,8 @@ export class HpackDecoder {
         const v = this.int(buf, end, 5);
         if (v < 0) { fatal = intError(v); break; }
         if (r.fields > 0 || (this.limitKnown && v > this.settings)) this.fail('hpack_table_size_invalid');
-        if (v > HPACK_TABLE_SIZE_CAP) this.stats.tableSizeCapped++;
-        this.maxSize = Math.min(v, HPACK_TABLE_SIZE_CAP);
+        if (v > this.cap) this.stats.tableSizeCapped++;
+        this.maxSize = Math.min(v, this.cap);
         this.evictTo(this.maxSize);
       } else {
         // 6.2 Literal Header Field: with incremental indexing (01), without (0000) or never
@@ -790,17 +798,20 @@ export class HpackDecoder {
   }
 
   /**
-   * Makes room for n more bytes at end: compacts, or grows to a power of two below 4 x the
-   * live bytes (live + n <= maxSize, so at most 4 x maxSize: 256 KiB at the cap).
+   * Makes room for n more bytes at end, by compacting or by growing (doubling from 256). The
+   * caller evicted first, so live + n <= maxSize: the array never exceeds the table's maximum
+   * size (4 KiB by default), and once it is that large compaction always suffices. Compaction
+   * copies at most maxSize bytes and frees at least 32 per entry evicted or held, so it is rare.
    */
   private room(n: number): void {
     const live = this.end - this.start;
     let b = this.bytes;
     if (b !== null && this.end + n <= b.length) return;
-    if (b === null || live + n > b.length / 2) {
-      let c = b === null ? 256 : b.length;
-      while (c < 2 * (live + n)) c *= 2;
-      const nb = new Uint8Array(c);
+    const limit = Math.max(this.maxSize, live + n);
+    if (b === null || (live + n > b.length / 2 && b.length < limit)) {
+      let c = b === null ? 256 : b.length * 2;
+      while (c < live + n) c *= 2;
+      const nb = new Uint8Array(Math.min(c, limit));
       if (b !== null) nb.set(b.subarray(this.start, this.end), 0);
       this.bytes = b = nb;
     } else b.copyWithin(0, this.start, this.end);
@@ -812,6 +823,7 @@ export class HpackDecoder {
     this.start = 0;
     this.end = live;
   }
+
 
   private growRing(): void {
     const cap = this.meta === null ? 16 : (this.mask + 1) * 2;

@@ -273,6 +273,15 @@ describe('hostile input: rejections, never a throw, always bounded', () => {
     expect(f.tableEntries).toBe(0);
   });
 
+  it('tableCap lowers the cap: a smaller table only makes references unknown, never wrong', () => {
+    const d = new HpackDecoder({ tableCap: 100 });
+    expect(decode(d, hex(C3[0]!)).error).toBeNull();
+    expect(decode(d, hex(C3[1]!))).toMatchObject({ error: null, method: 'GET' }); // :authority (57) still held
+    expect(table(d)).toEqual(['cache-control: no-cache']); // 57 + 53 > 100: :authority evicted
+    expect(decode(d, hex(C3[2]!))).toMatchObject({ error: 'hpack_index_unknown', method: 'GET', scheme: 'https', unknownFields: 1 });
+    expect(d.heldBytes).toBeLessThanOrEqual(100 + 16 * 16);
+  });
+
   it('an entry larger than the table empties it (RFC 7541 4.4)', () => {
     const d = new HpackDecoder({ maxTableSize: 256 });
     decode(d, hex(C5[0]!));
@@ -296,8 +305,8 @@ describe('hostile input: rejections, never a throw, always bounded', () => {
     }
     expect(d.stats.insertions).toBe(20_000);
     expect(d.stats.evictions).toBe(20_000 - d.tableEntries);
-    // 4 x 4096 entry bytes + 16 bytes per slot of at most 4096 / 32 entries (rounded to 256).
-    expect(maxHeld).toBeLessThanOrEqual(4 * 4096 + 256 * 16);
+    // 4096 entry bytes + 16 bytes per slot of at most 4096 / 32 entries.
+    expect(maxHeld).toBeLessThanOrEqual(4096 + 128 * 16);
     // The newest entry is still exact after all that compaction.
     expect(d.entry(0)![0]).toBe('x-h19999');
   });
@@ -321,7 +330,7 @@ describe('hostile input: rejections, never a throw, always bounded', () => {
       if (r.error !== null) seen.add(r.error);
       expect(d.tableSize).toBeLessThanOrEqual(d.tableMaxSize);
     }
-    expect(d.heldBytes).toBeLessThanOrEqual(4 * HPACK_TABLE_SIZE_CAP + 4096 * 16);
+    expect(d.heldBytes).toBeLessThanOrEqual(HPACK_TABLE_SIZE_CAP + 2048 * 16);
     for (const e of seen) expect(HPACK_ERRORS).toContain(e);
     expect(seen.size).toBeGreaterThanOrEqual(5);
   });
