@@ -104,14 +104,14 @@ const RESP_SIZES = [222, 222, 215];
 const RESP_STATUS = [302, 307, 200];
 
 describe('RFC 7541 Appendix C', () => {
-  it('C.1 integers: 10 in a 5-bit prefix, 1337 in a 5-bit prefix, 42 at an octet boundary', () => {
+  it('C.1 integers: 10 and 1337 in a 5-bit prefix (C.1.1, C.1.2); 42 in a 7-bit prefix (HPACK has no 8-bit one)', () => {
     // Read through size updates (a 5-bit prefix): the table's maximum becomes the integer.
     for (const [bytes, v] of [[[0x2a], 10], [[0x3f, 0x9a, 0x0a], 1337]] as const) {
       const d = new HpackDecoder({ maxTableSize: 65536 });
       expect(decode(d, Buffer.from(bytes)).error).toBeNull();
       expect(d.tableMaxSize).toBe(v);
     }
-    // 42 as an 8-bit-prefix string length: a raw 42-byte name.
+    // 42 as a string length: a raw 42-byte name.
     const d = new HpackDecoder();
     const r = decode(d, Buffer.from([0x40, 42, ...Buffer.alloc(42, 0x61), 0]));
     expect(r.error).toBeNull();
