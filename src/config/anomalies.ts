@@ -38,6 +38,33 @@ export const ANOMALIES = [
   // resource caps against floods (limits.ts)
   'flow_chain_full', // a new flow's hash chain was at MAX_CHAIN (crafted addresses): not tracked
   'buffer_budget_exceeded', // all flows together held maxBufferedBytes out of order: the hole was skipped
+  // HTTP/2 frames (src/h2/frame-stream.ts, frames.ts)
+  'h2_bad_preface', // the client's first 24 bytes are not the preface, or a direction does not start with SETTINGS: the direction stops
+  'h2_frame_too_large', // a non-DATA frame over the read cap: delivered unread
+  'h2_header_block_too_large', // a header block over the cap: its fields unread, the HPACK table of that direction lost
+  'h2_continuation_flood', // a header block over the frame cap (CVE-2024-27316)
+  'h2_bad_continuation', // a CONTINUATION with no block open, or another frame inside an open block
+  'h2_settings_flood', // SETTINGS frames past the cap on a direction (CVE-2019-9515)
+  'h2_bad_padding', // pad length not less than the frame length
+  'h2_gap_in_data', // a capture gap inside a DATA payload: skipped, framing kept
+  'h2_frame_lost', // a capture gap inside another frame: delivered unread, framing kept
+  'h2_resync', // a gap covered a frame header: framing lost, resynchronising
+  'h2_resync_failed', // no trustworthy frame header found: the direction is no longer parsed
+  'h2_truncated_frame', // the stream ended inside a frame
+  'h2_bad_frame_size', // a fixed-size frame (PING, RST_STREAM, SETTINGS, WINDOW_UPDATE, PRIORITY, GOAWAY) of the wrong size
+  'h2_bad_stream_id', // a frame on a stream its type does not allow
+  'h2_zero_window_increment',
+  'h2_bad_setting_value',
+  'h2_self_dependency', // a stream depending on itself (PRIORITY)
+  'h2_stream_overflow', // more open streams than MAX_OPEN_STREAMS on one connection: the oldest is dropped
+  // HPACK (src/h2/hpack.ts)
+  'hpack_index_unknown', // a dynamic-table index not held (joined mid-stream, a lost block): the field is unknown, never wrong
+  'hpack_truncated',
+  'hpack_integer_overflow',
+  'hpack_string_too_long',
+  'hpack_huffman_invalid',
+  'hpack_malformed',
+  'hpack_table_size_invalid',
 ] as const;
 
 export type Anomaly = (typeof ANOMALIES)[number];

@@ -63,6 +63,16 @@ export interface EngineLimits {
    * MaxKeepAliveRequests 100 default (it serves 101 when the header was not asked for).
    */
   knownMaxRequestsDefaults: number[];
+  /** An age limit is inferred only from connections at least this old (seconds): shorter ones ending at similar ages are a coincidence, not nginx's keepalive_time. */
+  inferMaxAgeMinSeconds: number;
+  /**
+   * Two connections ended at one age limit when their ages differ by at most this fraction of the
+   * smaller (or `inferMaxAgeToleranceSeconds`, whichever is larger): nginx checks keepalive_time
+   * when a request arrives, so the ages differ by up to the gap between requests (1.20, 1.35 and
+   * 1.40 s for keepalive_time 1s with requests every 300, 450 and 700 ms).
+   */
+  inferMaxAgeTolerance: number;
+  inferMaxAgeToleranceSeconds: number;
   /** How long (capture time) a candidate for an inferred max waits for a confirming connection before it is reported as `server_close`. */
   inferMaxRequestsWaitSeconds: number;
   /** Candidates for an inferred max held at once across all servers. */
@@ -90,6 +100,9 @@ export const DEFAULT_LIMITS: EngineLimits = {
   raceWindowSeconds: 1,
   inferMaxRequestsAfter: 2,
   knownMaxRequestsDefaults: [100, 101, 1000],
+  inferMaxAgeMinSeconds: 1,
+  inferMaxAgeTolerance: 0.1,
+  inferMaxAgeToleranceSeconds: 0.5,
   inferMaxRequestsWaitSeconds: 120,
   maxPendingInferences: 10_000,
   rttSamplesPerServer: 63,

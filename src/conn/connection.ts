@@ -11,9 +11,10 @@
 import type { Anomaly } from '../config/anomalies.js';
 import type { StreamSink } from '../tcp/stream.js';
 import type { RequestRecord, Side, Verdict } from '../session/facts.js';
-import { detectProtocol } from '../session/detect.js';
+import { detectProtocol, isH2ServerGreeting } from '../session/detect.js';
 import type { BufferBudget, FlowInfo, ProtocolSession, SessionHost } from '../session/session.js';
 import { Http1Session } from '../http/session.js';
+import { H2Session } from '../h2/session.js';
 import type { ConnectionRecord } from './records.js';
 import type { ServerState } from './servers.js';
 import type { ConnectionTracker } from './tracker.js';
@@ -93,7 +94,7 @@ export class Connection implements StreamSink, SessionHost {
     if (this.confirmed === Confirmed.Unknown) {
       // No HTTP message: an unused connection, if it went to a port that carries HTTP.
       if (!this.first || flow.clientDir < 0 || !flow.fromStart) return;
-      if (!this.t.portCarriesHttp(flow.port(1 - flow.clientDir))) return;
+      if (!this.session?.spoke && !this.t.portCarriesHttp(flow.port(1 - flow.clientDir))) return;
       this.confirm(this.first.time);
     }
     if (this.confirmed !== Confirmed.Http || !this.record) return;
@@ -119,9 +120,12 @@ export class Connection implements StreamSink, SessionHost {
       raceWindowSeconds: limits.raceWindowSeconds,
     };
     // A connection that carried no message has no session verdict: nothing was asked of it.
-    const { verdict, servedCount } = this.session ? this.session.verdict(tcp) : { verdict: 'unused' as const, servedCount: 0 };
-    if (verdict === 'max_requests_candidate') this.t.inferMax(this, this.server, servedCount, ts);
-    else this.emitVerdict(verdict);
+    const v = this.session ? this.session.verdict(tcp) : { verdict: 'unused' as const, servedCount: 0, signalTime: first.time };
+    if (this.session instanceof H2Session) {
+      rec.h2 = { peakConcurrentStreams: this.session.peakConcurrentStreams, streamsRefused: this.session.streamsRefused, serverMaxConcurrentStreams: this.session.serverMaxConcurrentStreams >= 0 ? this.session.serverMaxConcurrentStreams : null };
+    }
+    if (v.verdict === 'max_requests_candidate') this.t.inferLimit(this, this.server, v.servedCount, v.signalTime - rec.openedAt, ts);
+    else this.emitVerdict(v.verdict);
   }
 
   emitVerdict(v: Verdict): void {
@@ -159,6 +163,7 @@ export class Connection implements StreamSink, SessionHost {
       rec.handshakeTimeSaved += r.savedSeconds;
     }
     rec.requests = r.index;
+    if (r.index === 1 && r.version === '1.0') rec.protocol = 'http/1.0';
     this.t.emitRequest(rec, r);
   }
 
@@ -187,6 +192,14 @@ export class Connection implements StreamSink, SessionHost {
     this.lastActivity = ts;
   }
 
+  upgradeToH2c(upgradeRequest: RequestRecord, dir: number, buf: Buffer, off: number, len: number, ts: number): void {
+    const h2 = new H2Session(this, this.flow.clientDir);
+    h2.adoptUpgradeRequest(upgradeRequest);
+    this.session = h2;
+    if (this.record) this.record.protocol = 'h2c';
+    if (len > 0) h2.data(dir, buf, off, len, ts);
+  }
+
   tunneled(): void {
     if (this.record) this.record.tunneled = true;
   }
@@ -211,9 +224,17 @@ export class Connection implements StreamSink, SessionHost {
     const flow = this.flow;
     if (flow.fromStart && flow.bytesIn(dir) === 0) {
       const kind = detectProtocol(buf, off, off + len);
+      // h2c with prior knowledge: the preface comes from the client (RFC 9113 3.3).
+      if (kind === 'http2' && (flow.clientDir === dir || flow.clientDir < 0)) {
+        if (flow.clientDir < 0 && !this.rolesFromContent(dir)) return null;
+        return (this.session = new H2Session(this, dir));
+      }
       if (kind !== 'http1') {
         this.notProtocol(kind);
         return null;
+      }
+      if (flow.clientDir >= 0 && dir !== flow.clientDir && isH2ServerGreeting(buf, off, off + len)) {
+        return (this.session = new H2Session(this, flow.clientDir));
       }
     }
     return (this.session = new Http1Session(this));
@@ -251,6 +272,8 @@ export class Connection implements StreamSink, SessionHost {
       idleBeforeClose: null,
       tunneled: false,
       midstream: !flow.fromStart,
+      protocol: this.session instanceof H2Session ? 'h2c' : 'http/1.1',
+      h2: null,
     };
     this.t.emitOpened(this.record);
   }

@@ -35,7 +35,14 @@ export interface ConnectionRecord {
   tunneled: boolean;
   /** The capture started after the connection opened: roles were inferred from the HTTP itself. */
   midstream: boolean;
+  /** What the connection spoke: `http/1.0` or `http/1.1` (its first request's version), `h2c` (HTTP/2 in cleartext). */
+  protocol: ConnectionProtocol;
+  /** HTTP/2 only: peak concurrent streams, streams the server refused or did not process, its SETTINGS_MAX_CONCURRENT_STREAMS. */
+  h2: { peakConcurrentStreams: number; streamsRefused: number; serverMaxConcurrentStreams: number | null } | null;
 }
+
+export const CONNECTION_PROTOCOLS = ['http/1.0', 'http/1.1', 'h2c'] as const;
+export type ConnectionProtocol = (typeof CONNECTION_PROTOCOLS)[number];
 
 export interface EngineConsumer {
   opened?(c: ConnectionRecord): void;

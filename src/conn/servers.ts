@@ -11,6 +11,8 @@ export class ServerState {
   /** `max=` on the first response of the latest connection that announced one: the configured limit. */
   advertisedMax: number | null = null;
   inferredMax: number | null = null;
+  /** An age limit inferred from connections ended at the same age with different counts (nginx keepalive_time). */
+  inferredMaxAge: number | null = null;
   /** Server-ended connections on a success response, by request count: the evidence for inference. */
   readonly candidateCounts = new Map<number, number>();
 

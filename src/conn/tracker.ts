@@ -30,6 +30,8 @@ interface PendingInference {
   conn: Connection;
   server: ServerState;
   count: number;
+  /** Age of the connection when persistence ended. */
+  age: number;
   deadline: number;
 }
 
@@ -125,37 +127,60 @@ export class ConnectionTracker implements FlowEvents {
   }
 
   /**
-   * A server ended persistence on a success response with nothing announced. nginx does exactly
-   * this at `keepalive_requests` (docs/keepalive-semantics.md, "Inferring a limit nobody announced"): the same count again on the same
-   * server confirms a limit; a lone one is an ordinary `server_close`.
+   * A server ended persistence with nothing announced, at a limit it keeps to itself. nginx does
+   * exactly this at `keepalive_requests` (docs/keepalive-semantics.md, "Inferring a limit nobody
+   * announced"): the same served count again on the same server confirms a request limit. Its
+   * `keepalive_time` (and gRPC's MAX_CONNECTION_AGE) ends connections at a constant age instead,
+   * with varying counts: the same age again (within `inferMaxAgeTolerance`) on a connection with
+   * another count confirms an age limit. A lone one is an ordinary `server_close`.
    */
-  inferMax(conn: Connection, server: ServerState | null, count: number, ts: number): void {
+  inferLimit(conn: Connection, server: ServerState | null, count: number, age: number, ts: number): void {
     if (!server) return conn.emitVerdict('server_close');
+    const lim = this.limits;
     if (server.inferredMax === count) return conn.emitVerdict('max_requests');
+    const aged = age >= lim.inferMaxAgeMinSeconds;
+    if (aged && server.inferredMaxAge !== null && this.sameAge(age, server.inferredMaxAge)) return conn.emitVerdict('max_age');
     // Apache announces max=N (MaxKeepAliveRequests) on connections that ask for keep-alive and
     // serves N+1 requests; on those that do not ask it announces nothing but stops at the same count.
     if (server.advertisedMax !== null && count === server.advertisedMax + 1) return conn.emitVerdict('max_requests');
-    if (this.limits.knownMaxRequestsDefaults.includes(count)) {
+    if (lim.knownMaxRequestsDefaults.includes(count)) {
       server.inferredMax = count;
       return conn.emitVerdict('max_requests');
     }
     const seen = (server.candidateCounts.get(count) ?? 0) + 1;
     if (server.candidateCounts.size < 64 || server.candidateCounts.has(count)) server.candidateCounts.set(count, seen);
-    if (seen >= this.limits.inferMaxRequestsAfter) {
+    if (seen >= lim.inferMaxRequestsAfter) {
       server.inferredMax = count;
-      const keep: PendingInference[] = [];
-      for (const p of this.pendingInferences) {
-        if (p.server === server && p.count === count) p.conn.emitVerdict('max_requests');
-        else keep.push(p);
-      }
-      this.pendingInferences = keep;
+      this.releasePending((p) => p.server === server && p.count === count, 'max_requests');
       return conn.emitVerdict('max_requests');
     }
-    if (this.pendingInferences.length >= this.limits.maxPendingInferences) {
+    if (aged) {
+      const sameAge = (p: PendingInference) => p.server === server && p.count !== count && p.age >= lim.inferMaxAgeMinSeconds && this.sameAge(p.age, age);
+      if (this.pendingInferences.filter(sameAge).length + 1 >= lim.inferMaxRequestsAfter) {
+        server.inferredMaxAge = age;
+        this.releasePending(sameAge, 'max_age');
+        return conn.emitVerdict('max_age');
+      }
+    }
+    if (this.pendingInferences.length >= lim.maxPendingInferences) {
       this.anomaly('inference_overflow');
       this.pendingInferences.shift()!.conn.emitVerdict('server_close');
     }
-    this.pendingInferences.push({ conn, server, count, deadline: ts + this.limits.inferMaxRequestsWaitSeconds });
+    this.pendingInferences.push({ conn, server, count, age, deadline: ts + lim.inferMaxRequestsWaitSeconds });
+  }
+
+  /** Ages of two connections ended at one age limit: the limit is checked when a request arrives, so they differ by up to the gap between requests. */
+  private sameAge(a: number, b: number): boolean {
+    return Math.abs(a - b) <= Math.max(this.limits.inferMaxAgeToleranceSeconds, this.limits.inferMaxAgeTolerance * Math.min(a, b));
+  }
+
+  private releasePending(match: (p: PendingInference) => boolean, verdict: 'max_requests' | 'max_age'): void {
+    const keep: PendingInference[] = [];
+    for (const p of this.pendingInferences) {
+      if (match(p)) p.conn.emitVerdict(verdict);
+      else keep.push(p);
+    }
+    this.pendingInferences = keep;
   }
 
   /** Releases inference candidates whose wait expired (capture time), or all of them at the end. */

@@ -17,6 +17,8 @@ export interface MessageHead {
   close: boolean;
   keepAlive: boolean;
   upgrade: boolean;
+  /** `Upgrade: h2c` (RFC 7540 3.2): on a request, asked; on a 101, granted. */
+  upgradeH2c: boolean;
   /** `Keep-Alive: timeout=, max=` parameters (RFC 2068 19.7.1); -1 when absent. */
   kaTimeout: number;
   kaMax: number;
@@ -63,6 +65,8 @@ const NAME_TRANSFER_ENCODING = Buffer.from('transfer-encoding');
 const TOK_CLOSE = Buffer.from('close');
 const TOK_KEEP_ALIVE = NAME_KEEP_ALIVE;
 const TOK_UPGRADE = Buffer.from('upgrade');
+const NAME_UPGRADE = TOK_UPGRADE;
+const TOK_H2C = Buffer.from('h2c');
 const TOK_CHUNKED = Buffer.from('chunked');
 const TOK_TIMEOUT = Buffer.from('timeout');
 const TOK_MAX = Buffer.from('max');
@@ -81,12 +85,12 @@ function eqLower(buf: Buffer, p: number, end: number, lower: Buffer): boolean {
 function newHead(): MessageHead {
   return {
     isRequest: false, method: '', minor: 1, status: 0,
-    close: false, keepAlive: false, upgrade: false,
+    close: false, keepAlive: false, upgrade: false, upgradeH2c: false,
     kaTimeout: -1, kaMax: -1, contentLength: -1, transferEncoding: false, chunked: false, fieldError: '',
   };
 }
 
-const enum Field { None, Connection, KeepAlive, ContentLength, TransferEncoding }
+const enum Field { None, Connection, KeepAlive, ContentLength, TransferEncoding, Upgrade }
 
 /** Where the last successful `scanHead` found the end of its head (just after the empty line). */
 export const headScan = { end: -1 };
@@ -190,6 +194,8 @@ function parseHeadAt(buf: Buffer, start: number, end: number, needEnd: boolean):
         if (nameLen === 10 && eqLower(buf, lineStart, colon, NAME_KEEP_ALIVE)) field = Field.KeepAlive;
       } else if (c === 116) {
         if (nameLen === 17 && eqLower(buf, lineStart, colon, NAME_TRANSFER_ENCODING)) field = Field.TransferEncoding;
+      } else if (c === 117) {
+        if (nameLen === 7 && eqLower(buf, lineStart, colon, NAME_UPGRADE)) field = Field.Upgrade;
       } else if (c === 112) {
         // Proxy-Connection: sent by old clients in place of Connection
         if (nameLen === 16 && eqLower(buf, lineStart, colon, NAME_PROXY_CONNECTION)) field = Field.Connection;
@@ -239,6 +245,9 @@ function fieldValue(field: Field, buf: Buffer, p: number, end: number, head: Mes
         break;
       case Field.KeepAlive:
         keepAliveParam(buf, s, e, head);
+        break;
+      case Field.Upgrade:
+        if (eqLower(buf, s, e, TOK_H2C)) head.upgradeH2c = true;
         break;
       case Field.ContentLength: {
         // A list of identical values is allowed (RFC 9110 8.6); differing values are an error.

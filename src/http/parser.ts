@@ -64,6 +64,8 @@ export class HttpStreamParser {
   state: State = State.Start;
   /** Messages whose head was seen. */
   messages = 0;
+  /** Offset in the last piece given to `data` where a tunnel began (valid right after that call); -1 if none. */
+  tunnelOffset = -1;
   /** The connection is known to carry HTTP (the other direction parsed a message): never give up on it. */
   established = false;
   private remaining = 0;
@@ -185,9 +187,12 @@ export class HttpStreamParser {
           } else if (c !== 13) this.lineLen++;
           continue;
         }
+        case State.Tunnel:
+          // Where the tunnel starts in this piece: after a 101 to `Upgrade: h2c` the HTTP/2 session takes the rest.
+          this.tunnelOffset = p;
+          return;
         case State.BodyClose:
         case State.AwaitUpgrade:
-        case State.Tunnel:
         case State.Dead:
           return;
         case State.Resync:

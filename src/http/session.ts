@@ -46,11 +46,15 @@ export class Http1Session implements ProtocolSession, HttpEvents {
   private pendingAtClose = 0;
   /** Capture time of a gap that made the response parser resynchronise; -1 if none pending. */
   private respResyncTime = -1;
+  /** The request that asked `Upgrade: h2c`, while it waits for its answer. */
+  private h2cAsked: RequestRecord | null = null;
+  /** A 101 granted it: HTTP/2 takes over after the current piece's 101. */
+  private h2cGranted: RequestRecord | null = null;
 
   constructor(private readonly host: SessionHost) {}
 
-  /** True once a request was seen: the host made the connection's record. */
-  get confirmed(): boolean {
+  /** HTTP/1 is certain only with a request: a lone connection to a port that never carried one stays unknown. */
+  get spoke(): boolean {
     return this.http;
   }
 
@@ -63,6 +67,13 @@ export class Http1Session implements ProtocolSession, HttpEvents {
     // Tunnel bytes are activity too: idle-before-close counts from the last byte either way.
     this.host.activity(ts);
     if (p.state !== State.Tunnel) p.data(buf, off, len, ts);
+    const granted = this.h2cGranted;
+    if (granted) {
+      this.h2cGranted = null;
+      this.dead = true;
+      const at = p.tunnelOffset >= 0 ? p.tunnelOffset : off + len;
+      this.host.upgradeToH2c(granted, dir, buf, at, off + len - at, ts);
+    }
   }
 
   gap(dir: number, len: number, ts: number): void {
@@ -108,7 +119,7 @@ export class Http1Session implements ProtocolSession, HttpEvents {
       raceWindowSeconds: tcp.raceWindowSeconds,
     });
     // The served count is the exchange that ended persistence, not requests pipelined past it.
-    return { verdict, servedCount: ender ? ender.index : this.requests };
+    return { verdict, servedCount: ender ? ender.index : this.requests, signalTime: ender ? ender.responseEnd : tcp.time };
   }
 
   // --- HttpEvents (from the parsers) ---
@@ -227,6 +238,7 @@ export class Http1Session implements ProtocolSession, HttpEvents {
       responseEnd: -1,
       responseStarted: false,
     };
+    this.h2cAsked = h.upgradeH2c ? r : null;
     if (this.pending.length >= this.host.limits.maxPendingRequests) {
       this.host.anomaly('pipeline_overflow');
       this.pending.shift();
@@ -264,6 +276,17 @@ export class Http1Session implements ProtocolSession, HttpEvents {
     if (this.http && (h.kaTimeout >= 0 || h.kaMax >= 0)) this.host.advertised(h.kaTimeout, h.kaMax);
     const clientDir = this.host.flow.clientDir;
     const reqParser = this.parser(clientDir);
+    if (h.status === 101 && h.upgradeH2c && this.h2cAsked === r && this.http) {
+      // h2c (RFC 7540 3.2): the upgrade request becomes stream 1 of an HTTP/2 connection, and its
+      // response comes there; the 101 is not its answer.
+      this.pending.shift();
+      r.responseStarted = false;
+      r.status = 0;
+      this.h2cGranted = r;
+      reqParser?.enterTunnel();
+      this.parser(1 - clientDir)?.enterTunnel();
+      return;
+    }
     if (h.status === 101 || (r.method === 'CONNECT' && h.status >= 200 && h.status < 300)) {
       if (this.http) this.host.tunneled();
       reqParser?.enterTunnel();

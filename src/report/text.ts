@@ -2,7 +2,7 @@
 import { IDLE_CLOSE_TOLERANCE_SECONDS, REQUESTS_PER_CONNECTION_BUCKETS, type ServerSummary, type Totals, type Warning } from './summary.js';
 import type { EngineStats } from '../conn/engine.js';
 import type { CaptureSummary } from '../capture/file.js';
-import { CLOSE_REASONS } from '../conn/records.js';
+import { CLOSE_REASONS, type CloseReason } from '../conn/records.js';
 
 export interface TextReportInput {
   file: string;
@@ -19,7 +19,7 @@ export interface TextReportInput {
   midstream: number;
 }
 
-const REASON_HELP: Record<string, string> = {
+const REASON_HELP: Record<CloseReason | 'open', string> = {
   idle_timeout: 'server closed an idle keep-alive connection',
   max_requests: 'server reached its max requests per connection',
   server_close: 'server ended persistence (Connection: close)',
@@ -30,6 +30,7 @@ const REASON_HELP: Record<string, string> = {
   aborted: 'closed with a request in flight',
   reset: 'RST on an idle connection',
   unused: 'no request at all (preconnect, health check)',
+  max_age: 'server ended the connection at its age limit',
   open: 'still open when the capture ended',
 };
 
@@ -56,7 +57,7 @@ export function renderText(r: TextReportInput): string {
   if (r.midstream > 0) out.push(row('  already open', `${num(r.midstream)}  (opened before the capture: roles inferred from HTTP, first request not counted as reused)`));
   out.push('');
   out.push('Close reasons');
-  const reasons = [...CLOSE_REASONS, 'open'].filter((k) => t.closeReasons[k]);
+  const reasons = ([...CLOSE_REASONS, 'open'] as const).filter((k) => t.closeReasons[k]);
   if (reasons.length === 0) out.push('  (no connections)');
   for (const k of reasons) {
     const n = t.closeReasons[k];

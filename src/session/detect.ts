@@ -26,3 +26,14 @@ export function detectProtocol(buf: Buffer, p: number, end: number): DetectedPro
   if (end - p >= 12 && buf.toString('latin1', p, p + 12) === 'PRI * HTTP/2') return 'http2';
   return 'http1';
 }
+
+/**
+ * A server that speaks first with an HTTP/2 SETTINGS frame on stream 0 (Node.js's http2 server
+ * sends its SETTINGS the moment it accepts, before the client's preface is captured). Nine bytes
+ * decide: type 4, no flags, stream 0, a length that is a multiple of 6 and at most 16 settings.
+ */
+export function isH2ServerGreeting(buf: Buffer, p: number, end: number): boolean {
+  if (end - p < 9) return false;
+  const len = (buf[p] << 16) | (buf[p + 1] << 8) | buf[p + 2];
+  return buf[p + 3] === 4 && buf[p + 4] === 0 && buf.readUInt32BE(p + 5) === 0 && len % 6 === 0 && len <= 96;
+}

@@ -16,6 +16,8 @@ export const CLOSE_REASONS = [
   'aborted',
   'reset',
   'unused',
+  // the server ended the connection at its age limit (nginx keepalive_time, gRPC MAX_CONNECTION_AGE)
+  'max_age',
 ] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
 /** `open`: the connection had not closed when tracking ended (capture end, idle expiry, eviction). */

@@ -55,6 +55,11 @@ export interface SessionHost {
   activity(ts: number): void;
   /** The connection became a tunnel (101, CONNECT): nothing after it is parsed. */
   tunneled(): void;
+  /**
+   * `Upgrade: h2c` was granted (a 101): HTTP/2 takes over the connection, `upgradeRequest` being
+   * its stream 1. `buf[off, off + len)` is what followed the 101 in direction `dir`.
+   */
+  upgradeToH2c(upgradeRequest: RequestRecord, dir: number, buf: Buffer, off: number, len: number, ts: number): void;
   /** The first bytes were not this protocol. */
   notProtocol(kind: 'tls' | 'http2' | 'other'): void;
   anomaly(name: Anomaly): void;
@@ -79,9 +84,13 @@ export interface SessionVerdict {
   verdict: Verdict;
   /** For `max_requests_candidate`: the requests served up to the exchange that ended persistence. */
   servedCount: number;
+  /** When persistence was ended (for the age of a connection closed at an age limit). */
+  signalTime: number;
 }
 
 export interface ProtocolSession {
+  /** The protocol is certain even without a request (an HTTP/2 preface and SETTINGS): the connection counts as `unused` rather than vanishing. */
+  readonly spoke: boolean;
   /** Bytes of direction `dir` in sequence order. */
   data(dir: number, buf: Buffer, off: number, len: number, ts: number): void;
   /** `len` bytes of direction `dir` were lost from the capture. */
