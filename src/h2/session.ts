@@ -41,6 +41,8 @@ interface H2Stream {
   readonly req: RequestRecord;
   /** Response DATA bytes still expected by content-length; -1 when unknown. */
   remaining: number;
+  /** The request was reported to the host (once its header block was read, for its method). */
+  reported: boolean;
 }
 
 interface Goaway {
@@ -95,7 +97,7 @@ export class H2Session implements ProtocolSession, FrameSink {
     this.upgraded[0] = this.upgraded[1] = true;
     this.requests = r.index;
     this.highestClientStream = 1;
-    this.open.set(1, { id: 1, req: r, remaining: -1 });
+    this.open.set(1, { id: 1, req: r, remaining: -1, reported: true });
     this.recentIds[(r.index - 1) % MAX_OPEN_STREAMS] = 1;
     if (this.peakConcurrent < 1) this.peakConcurrent = 1;
   }
@@ -315,14 +317,14 @@ export class H2Session implements ProtocolSession, FrameSink {
     };
     if (this.open.size >= MAX_OPEN_STREAMS) {
       this.host.anomaly('h2_stream_overflow');
-      const oldest = this.open.keys().next().value!;
-      this.open.delete(oldest);
+      const oldest = this.open.values().next().value!;
+      this.report(oldest);
+      this.open.delete(oldest.id);
     }
-    this.open.set(id, { id, req: r, remaining: -1 });
+    this.open.set(id, { id, req: r, remaining: -1, reported: false });
     this.recentIds[(r.index - 1) % MAX_OPEN_STREAMS] = id;
     const concurrent = this.inFlight();
     if (concurrent > this.peakConcurrent) this.peakConcurrent = concurrent;
-    this.host.request(r, ts);
   }
 
   /**
@@ -344,9 +346,13 @@ export class H2Session implements ProtocolSession, FrameSink {
     const s = this.open.get(streamId);
     if (kind !== 1 || !s) return;
     if (fromClient) {
-      if (method !== null && s.req.method === '') s.req.method = method;
+      if (s.reported) return; // trailers
+      if (method !== null) s.req.method = method;
+      s.reported = true;
+      this.host.request(s.req, s.req.time);
       return;
     }
+    this.report(s);
     const r = s.req;
     if (status >= 100 && status < 200) return; // interim (100 Continue, 103)
     if (!r.responseStarted) {
@@ -359,8 +365,16 @@ export class H2Session implements ProtocolSession, FrameSink {
     if (endStream || (s.remaining === 0 && r.method !== 'HEAD')) this.completeStream(s, ts);
   }
 
+  /** Reports the stream's request once (normally when its header block was read). */
+  private report(s: H2Stream): void {
+    if (s.reported) return;
+    s.reported = true;
+    this.host.request(s.req, s.req.time);
+  }
+
   /** A stream that ended without a response. */
   private noAnswer(s: H2Stream): void {
+    this.report(s);
     if (this.unanswered.length >= MAX_UNANSWERED) this.unanswered.shift();
     this.unanswered.push(s);
     this.open.delete(s.id);
@@ -393,6 +407,7 @@ export class H2Session implements ProtocolSession, FrameSink {
 
   private completeStream(s: H2Stream, ts: number): void {
     if (!this.open.delete(s.id)) return;
+    this.report(s);
     s.req.responseEnd = ts;
     this.host.response(s.req, ts);
   }
