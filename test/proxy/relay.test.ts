@@ -15,6 +15,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import http from 'node:http';
+import http2 from 'node:http2';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { Engine } from '../../src/conn/engine.js';
@@ -985,5 +986,32 @@ describe('ProxyRelay: refuses visibly at maxConnections', () => {
     cb.sock.end();
     await expectAllClosed(a);
     await expectAllClosed(b, upstream.server);
+  });
+});
+
+describe('ProxyRelay: HTTP/2 in cleartext through the tap', () => {
+  it('node:http2 client and server: one h2c connection, each stream a request with its status, closed by the client\'s GOAWAY right after', async () => {
+    const server = http2.createServer();
+    server.on('stream', (stream, headers) => {
+      stream.respond({ ':status': headers[':path'] === '/missing' ? 404 : 200 });
+      stream.end('ok');
+    });
+    await new Promise<void>((r) => server.listen(0, HOST, r));
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    const tap = await startTap((server.address() as net.AddressInfo).port);
+    const client = http2.connect(`http://${HOST}:${tap.port}`);
+    const get = (path: string) => new Promise<number>((resolve, reject) => {
+      const req = client.request({ ':path': path });
+      let status = 0;
+      req.on('response', (h) => { status = Number(h[':status']); });
+      req.on('error', reject);
+      req.resume();
+      req.on('end', () => resolve(status));
+    });
+    expect([await get('/'), await get('/missing'), await get('/')]).toEqual([200, 404, 200]);
+    await new Promise<void>((r) => client.close(() => r()));
+    await until('the tap to report the connection closed', () => tap.facts.closed.length === 1, 10_000);
+    expect(tap.facts.closed[0]).toMatchObject({ protocol: 'h2c', requests: 3, reusedRequests: 2, responses: 3, closeReason: 'client_close', closedBy: 'client' });
+    expect(tap.facts.responses.map((x) => [x.req.method, x.req.status])).toEqual([['GET', 200], ['GET', 404], ['GET', 200]]);
   });
 });
