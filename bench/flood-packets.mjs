@@ -44,6 +44,36 @@ export const idleConnection = (i) => [
   packet(i, true, 1001 + REQUEST.length, 5001 + RESPONSE.length, ACK),
 ];
 
+// h2c: the client preface + SETTINGS, the server's SETTINGS, one stream (HEADERS :method GET
+// :scheme http :path /, END_STREAM) answered with HEADERS :status 200 + DATA "ok" END_STREAM.
+const h2frame = (type, flags, stream, payload) => {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type; h[4] = flags; h.writeUInt32BE(stream, 5);
+  return Buffer.concat([h, payload]);
+};
+export const H2_CLIENT = Buffer.concat([
+  Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'),
+  h2frame(4, 0, 0, Buffer.alloc(0)),
+  h2frame(1, 0x05, 1, Buffer.from([0x82, 0x86, 0x84])),
+]);
+export const H2_SERVER = Buffer.concat([
+  h2frame(4, 0, 0, Buffer.from([0, 3, 0, 0, 0, 100])),
+  h2frame(4, 0x01, 0, Buffer.alloc(0)),
+  h2frame(1, 0x04, 1, Buffer.from([0x88])),
+  h2frame(0, 0x01, 1, Buffer.from('ok')),
+]);
+
+/** An HTTP/2 (h2c) connection that served one stream and stays open. */
+export const idleH2cConnection = (i) => [
+  packet(i, true, 1000, 0, SYN),
+  packet(i, false, 5000, 1001, SYN | ACK),
+  packet(i, true, 1001, 5001, ACK),
+  packet(i, true, 1001, 5001, ACK | PSH, H2_CLIENT),
+  packet(i, false, 5001, 1001 + H2_CLIENT.length, ACK | PSH, H2_SERVER),
+  packet(i, true, 1001 + H2_CLIENT.length, 5001 + H2_SERVER.length, ACK),
+];
+
 /** A connection holding 1 KiB out of order: the 100 bytes before it were never captured. */
 export const heldOutOfOrder = (i) => [
   packet(i, true, 1000, 0, SYN),

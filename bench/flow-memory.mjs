@@ -6,12 +6,12 @@
  *   node --expose-gc bench/flow-memory.mjs [N]
  *
  * Kinds: a SYN alone (a SYN flood), an idle keep-alive HTTP connection (handshake, request,
- * response, no close), and a connection holding 1 KiB of out-of-order data (a hole before it).
+ * response, no close), the same over HTTP/2 in cleartext (preface, SETTINGS, one stream), and a connection holding 1 KiB of out-of-order data (a hole before it).
  * The packets are raw IPv4 (link type 101) built here, one client address per flow.
  */
 import { Engine } from '../dist/conn/engine.js';
 import { Exporter } from '../dist/metrics/exporter.js';
-import { LINKTYPE_RAW, heldOutOfOrder, idleConnection, synOnly } from './flood-packets.mjs';
+import { LINKTYPE_RAW, heldOutOfOrder, idleConnection, idleH2cConnection, synOnly } from './flood-packets.mjs';
 
 const N = Number(process.argv[2] ?? 100_000);
 if (typeof globalThis.gc !== 'function') {
@@ -22,6 +22,7 @@ if (typeof globalThis.gc !== 'function') {
 const kinds = {
   'SYN only': synOnly,
   'idle HTTP connection': idleConnection,
+  'idle h2c connection': idleH2cConnection,
   'out-of-order 1 KiB held': heldOutOfOrder,
 };
 

@@ -35,6 +35,8 @@ import { HpackDecoder } from './hpack.js';
 export const MAX_OPEN_STREAMS = 256;
 /** Unanswered streams kept for the race rule (the latest ones; a cancel flood keeps only these). */
 const MAX_UNANSWERED = 64;
+/** The empty list every session starts with (never written: `noAnswer` replaces it). */
+const NO_STREAMS: H2Stream[] = [];
 
 interface H2Stream {
   readonly id: number;
@@ -75,9 +77,7 @@ export class H2Session implements ProtocolSession, FrameSink {
   private goaway: [Goaway | null, Goaway | null] = [null, null];
   private openAtClose = 0;
   /** Client streams that got no response (refused, cancelled, never answered), the latest `MAX_UNANSWERED`. */
-  private unanswered: H2Stream[] = [];
-  /** Ids of the latest `MAX_OPEN_STREAMS` requests, a ring: which were above a GOAWAY's last-stream-id. */
-  private readonly recentIds = new Int32Array(MAX_OPEN_STREAMS);
+  private unanswered: H2Stream[] = NO_STREAMS;
   private refused = 0;
   private peakConcurrent = 0;
   serverMaxConcurrentStreams = -1;
@@ -98,7 +98,6 @@ export class H2Session implements ProtocolSession, FrameSink {
     this.requests = r.index;
     this.highestClientStream = 1;
     this.open.set(1, { id: 1, req: r, remaining: -1, reported: true });
-    this.recentIds[(r.index - 1) % MAX_OPEN_STREAMS] = 1;
     if (this.peakConcurrent < 1) this.peakConcurrent = 1;
   }
 
@@ -322,7 +321,6 @@ export class H2Session implements ProtocolSession, FrameSink {
       this.open.delete(oldest.id);
     }
     this.open.set(id, { id, req: r, remaining: -1, reported: false });
-    this.recentIds[(r.index - 1) % MAX_OPEN_STREAMS] = id;
     const concurrent = this.inFlight();
     if (concurrent > this.peakConcurrent) this.peakConcurrent = concurrent;
   }
@@ -375,6 +373,7 @@ export class H2Session implements ProtocolSession, FrameSink {
   /** A stream that ended without a response. */
   private noAnswer(s: H2Stream): void {
     this.report(s);
+    if (this.unanswered === NO_STREAMS) this.unanswered = [];
     if (this.unanswered.length >= MAX_UNANSWERED) this.unanswered.shift();
     this.unanswered.push(s);
     this.open.delete(s.id);
@@ -428,15 +427,15 @@ export class H2Session implements ProtocolSession, FrameSink {
     return { verdict: idle < tcp.promptWindowSeconds ? 'server_close' : 'idle_timeout', servedCount: 0, ...at };
   }
 
-  /** Requests whose stream id is at most `lastStreamId`: ids grow with each request, so those above it are the latest. */
+  /**
+   * Requests whose stream id is at most `lastStreamId`. A stream above it was not processed
+   * (RFC 9113 6.8), so it is still open or among the unanswered ones: only those are looked at.
+   */
   private requestsUpTo(lastStreamId: number): number {
     let n = this.requests;
-    const ring = Math.min(this.requests, MAX_OPEN_STREAMS);
-    for (let k = 0; k < ring; k++) {
-      const index = this.requests - k; // 1-based, newest first
-      if (this.recentIds[(index - 1) % MAX_OPEN_STREAMS] > lastStreamId) n--;
-      else break;
-    }
+    for (const s of this.open.values()) if (s.id > lastStreamId) n--;
+    for (const s of this.unanswered) if (s.id > lastStreamId) n--;
     return n;
   }
+
 }
