@@ -7,10 +7,17 @@
  *
  * Cardinality: the only unbounded value, the server, is capped at `maxServers` distinct label
  * values; later servers are reported as server="other". No label carries a path, query,
- * cookie, Host header or client address.
+ * cookie, Host header or client address. `protocol` takes the values of CONNECTION_PROTOCOLS
+ * (http/1.0, http/1.1, h2c) and nothing else: it multiplies the connection and request families
+ * by at most 3 per server, and only for protocols a server really spoke (a series appears when
+ * its protocol is first seen). The families it is on: connections opened, open, closed,
+ * untracked and upgraded, requests, requests per connection. Not on the handshakes-saved pair
+ * (one per reused request: requests_total{reused="true"} already splits it by protocol) nor on
+ * idle before close (a TCP fact, and the widest per-server histogram: tripling it would triple
+ * the series of every server for nothing the close reasons by protocol do not already say).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { CLOSE_REASONS, type ConnectionRecord, type EngineConsumer, type RequestRecord } from '../conn/records.js';
+import { CLOSE_REASONS, CONNECTION_PROTOCOLS, type ConnectionRecord, type EngineConsumer, type RequestRecord } from '../conn/records.js';
 import type { Engine } from '../conn/engine.js';
 import type { ServerState } from '../conn/servers.js';
 import { ANOMALIES } from '../config/anomalies.js';
@@ -39,9 +46,13 @@ export const OTHER_SERVER = 'other';
 export const IDLE_BUCKETS = [0.1, 0.25, 0.5, 1, 1.5, 2, 3, 4, 5, 6, 10, 15, 20, 30, 45, 60, 65, 75, 90, 120, 300, 600];
 const RTT_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 3];
 const REQUESTS_BUCKETS = [0, 1, 2, 3, 4, 5, 10, 20, 50, 100, 200, 500, 1000, 10000];
+/** Peak concurrent streams of an HTTP/2 connection: powers of two up to 256 (nginx's default http2_max_concurrent_streams is 128, Node.js and Go allow 100 or 250, h2load -m picks any). */
+export const H2_STREAMS_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 const DURATION_BUCKETS = [0.01, 0.1, 0.5, 1, 2, 5, 10, 15, 30, 60, 75, 120, 300, 600, 1800, 3600, 14400];
 
 const CLOSED_BY = ['client', 'server', 'unknown'] as const;
+const PROTOCOLS = CONNECTION_PROTOCOLS.length;
+const CLOSED_PER_PROTOCOL = CLOSE_REASONS.length * CLOSED_BY.length;
 
 /**
  * The counts of one (source, server) pair, kept as plain numbers and handed to prom-client only
@@ -50,22 +61,51 @@ const CLOSED_BY = ['client', 'server', 'unknown'] as const;
  * strings, which let the heap grow by a fifth under a connection flood (bench/flood.mjs).
  */
 class SeriesTally {
-  opened = 0;
-  open = 0;
-  untracked = 0;
-  requestsFresh = 0;
-  requestsReused = 0;
+  /** By protocol (CONNECTION_PROTOCOLS order), the protocol a connection opened with (its first request's). */
+  readonly opened = new Float64Array(PROTOCOLS);
+  /** By the protocol the connection speaks now. */
+  readonly open = new Float64Array(PROTOCOLS);
+  readonly untracked = new Float64Array(PROTOCOLS);
+  /** Connections that switched to this protocol after opening (HTTP/1.1 `Upgrade: h2c`). */
+  readonly upgraded = new Float64Array(PROTOCOLS);
+  readonly requestsFresh = new Float64Array(PROTOCOLS);
+  readonly requestsReused = new Float64Array(PROTOCOLS);
+  handshakesSaved = 0;
   savedTime = 0;
-  /** By close reason x closed_by (CLOSE_REASONS order, then CLOSED_BY order). */
-  readonly closed = new Float64Array(CLOSE_REASONS.length * CLOSED_BY.length);
+  /** HTTP/2 connections closed, and the streams their servers refused or did not process. */
+  h2Closed = 0;
+  streamsRefused = 0;
+  /** Bit i: protocol i has series (set when first seen, never cleared: a series does not vanish). */
+  protocols = 0;
+  /** By protocol x close reason x closed_by (CONNECTION_PROTOCOLS, CLOSE_REASONS, CLOSED_BY order). */
+  readonly closed = new Float64Array(PROTOCOLS * CLOSE_REASONS.length * CLOSED_BY.length);
   readonly labels: { server: string; source?: string };
+  /** `labels` with each protocol, made once (the scrape reuses them). */
+  readonly byProtocol: Array<{ server: string; source?: string; protocol: string }>;
 
   constructor(readonly server: string, source: string) {
     this.labels = source ? { server, source } : { server };
+    this.byProtocol = CONNECTION_PROTOCOLS.map((protocol) => ({ ...this.labels, protocol }));
   }
 }
 
+/**
+ * An open connection as the exporter counts it: its tally, the protocol its series carry now, and
+ * whether its first request was seen. The engine emits `opened` and the first request in one
+ * synchronous call (conn/connection.ts: the record is made when the first request confirms HTTP,
+ * and only then does that request set `http/1.0`), so until the first request the opening may be
+ * re-filed under the first request's protocol: no scrape can run in between, and no counter is
+ * seen going down. A change after the first request is a protocol switch (the 101 of
+ * `Upgrade: h2c`): the opening stays where it was and the switch is counted in `upgraded`.
+ */
+interface OpenEntry {
+  t: SeriesTally;
+  p: number;
+  requested: boolean;
+}
+
 const REASON_INDEX = new Map<string, number>(CLOSE_REASONS.map((r, i) => [r, i]));
+const PROTOCOL_INDEX = new Map<string, number>(CONNECTION_PROTOCOLS.map((p, i) => [p, i]));
 const CLOSED_BY_INDEX = new Map<string, number>(CLOSED_BY.map((b, i) => [b, i]));
 
 /** A source of packets (live capture, a file): its state as the exporter shows it. */
@@ -118,12 +158,15 @@ export class Exporter implements EngineConsumer {
   private readonly scrapesRejected: Counter;
   private readonly servers = new Set<string>();
   /** Open connections and the tally they count in. */
-  readonly openByConnection = new Map<ConnectionRecord, SeriesTally>();
+  readonly openByConnection = new Map<ConnectionRecord, OpenEntry>();
   /** Per (source, server) counts, in order of first appearance. */
   private readonly tallies = new Map<string, SeriesTally>();
 
   private readonly rtt: Histogram;
-  private readonly perConnection: Histogram<'server'>;
+  private readonly perConnection: Histogram<'server' | 'protocol'>;
+  private readonly h2Streams: Histogram<'server'>;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS of each labelled server's latest closed HTTP/2 connection that announced one. */
+  private readonly h2MaxStreams = new Map<string, number>();
   private readonly duration: Histogram;
   private readonly idle: Histogram<'server' | 'closed_by'>;
   readonly advTimeout: Gauge<'server'>;
@@ -148,25 +191,41 @@ export class Exporter implements EngineConsumer {
       this.reset();
       for (const t of tallies.values()) each(this, t);
     };
-    new Counter({ name: 'keepalive_connections_opened_total', help: 'HTTP/1.x connections seen opening (or first seen, for connections open before the capture).', labelNames: ['server', 'source'], registers, collect: fromTallies((m, t) => m.inc(t.labels, t.opened)) });
-    new Counter({ name: 'keepalive_connections_closed_total', help: 'Connections closed, by close reason and the side that closed first.', labelNames: ['server', 'source', 'reason', 'closed_by'], registers, collect: fromTallies((m, t) => {
+    // Per protocol: only the protocols the tally has seen (bit set), each with its own label object.
+    const each = (t: SeriesTally, f: (labels: Record<string, string>, p: number) => void): void => {
+      for (let p = 0; p < PROTOCOLS; p++) if (t.protocols & (1 << p)) f(t.byProtocol[p], p);
+    };
+    new Counter({ name: 'keepalive_connections_opened_total', help: 'HTTP connections seen opening (or first seen, for connections open before the capture), by the protocol of their first request (an Upgrade: h2c connection opens as http/1.1: see keepalive_connections_upgraded_total).', labelNames: ['server', 'source', 'protocol'], registers, collect: fromTallies((m, t) => each(t, (l, p) => m.inc(l, t.opened[p]))) });
+    new Counter({ name: 'keepalive_connections_closed_total', help: 'Connections closed, by close reason, the side that closed first and the protocol spoken at the close.', labelNames: ['server', 'source', 'protocol', 'reason', 'closed_by'], registers, collect: fromTallies((m, t) => {
       t.closed.forEach((n, i) => {
-        if (n > 0) m.inc({ ...t.labels, reason: CLOSE_REASONS[Math.floor(i / CLOSED_BY.length)], closed_by: CLOSED_BY[i % CLOSED_BY.length] }, n);
+        if (n > 0) {
+          const p = Math.floor(i / CLOSED_PER_PROTOCOL);
+          const j = i % CLOSED_PER_PROTOCOL;
+          m.inc({ ...t.byProtocol[p], reason: CLOSE_REASONS[Math.floor(j / CLOSED_BY.length)], closed_by: CLOSED_BY[j % CLOSED_BY.length] }, n);
+        }
       });
     }) });
-    new Counter({ name: 'keepalive_connections_untracked_total', help: 'Connections still open when tracking ended: their source ended, or they were idle past the flow timeout or evicted.', labelNames: ['server', 'source'], registers, collect: fromTallies((m, t) => { if (t.untracked > 0) m.inc(t.labels, t.untracked); }) });
-    new Counter({ name: 'keepalive_requests_total', help: 'HTTP requests; reused="true" for every request after the first on its connection.', labelNames: ['server', 'source', 'reused'], registers, collect: fromTallies((m, t) => {
-      if (t.requestsFresh > 0) m.inc({ ...t.labels, reused: 'false' }, t.requestsFresh);
-      if (t.requestsReused > 0) m.inc({ ...t.labels, reused: 'true' }, t.requestsReused);
-    }) });
-    new Counter({ name: 'keepalive_handshakes_saved_total', help: 'TCP handshakes saved by connection reuse (one per reused request).', labelNames: ['server', 'source'], registers, collect: fromTallies((m, t) => { if (t.requestsReused > 0) m.inc(t.labels, t.requestsReused); }) });
+    new Counter({ name: 'keepalive_connections_untracked_total', help: 'Connections still open when tracking ended: their source ended, or they were idle past the flow timeout or evicted.', labelNames: ['server', 'source', 'protocol'], registers, collect: fromTallies((m, t) => each(t, (l, p) => { if (t.untracked[p] > 0) m.inc(l, t.untracked[p]); })) });
+    new Counter({ name: 'keepalive_connections_upgraded_total', help: 'Connections that switched protocol after their first request (HTTP/1.1 Upgrade: h2c), by the protocol they switched to: their opening counts under http/1.1, their close under this protocol.', labelNames: ['server', 'source', 'protocol'], registers, collect: fromTallies((m, t) => each(t, (l, p) => { if (t.upgraded[p] > 0) m.inc(l, t.upgraded[p]); })) });
+    new Counter({ name: 'keepalive_requests_total', help: 'HTTP requests (HTTP/2: client streams), by the protocol that carried them; reused="true" for every request after the first on its connection.', labelNames: ['server', 'source', 'protocol', 'reused'], registers, collect: fromTallies((m, t) => each(t, (l, p) => {
+      if (t.requestsFresh[p] > 0) m.inc({ ...l, reused: 'false' }, t.requestsFresh[p]);
+      if (t.requestsReused[p] > 0) m.inc({ ...l, reused: 'true' }, t.requestsReused[p]);
+    })) });
+    new Counter({ name: 'keepalive_handshakes_saved_total', help: 'TCP handshakes saved by connection reuse (one per reused request).', labelNames: ['server', 'source'], registers, collect: fromTallies((m, t) => { if (t.handshakesSaved > 0) m.inc(t.labels, t.handshakesSaved); }) });
     new Counter({ name: 'keepalive_handshake_time_saved_seconds_total', help: 'Estimated handshake time saved by reuse: the connection handshake RTT, or the server median RTT.', labelNames: ['server', 'source'], registers, collect: fromTallies((m, t) => { if (t.savedTime > 0) m.inc(t.labels, t.savedTime); }) });
-    new Gauge({ name: 'keepalive_open_connections', help: 'HTTP/1.x connections open now.', labelNames: ['server', 'source'], registers, collect() {
+    new Counter({ name: 'keepalive_h2_streams_refused_total', help: 'HTTP/2 streams the server refused (RST_STREAM REFUSED_STREAM) or did not process (above its GOAWAY last-stream-id), counted when their connection closes.', labelNames: ['server', 'source'], registers, collect: fromTallies((m, t) => { if (t.h2Closed > 0) m.inc(t.labels, t.streamsRefused); }) });
+    new Gauge({ name: 'keepalive_open_connections', help: 'HTTP connections open now, by the protocol they speak.', labelNames: ['server', 'source', 'protocol'], registers, collect() {
       this.reset();
-      for (const t of tallies.values()) this.set(t.labels, t.open);
+      for (const t of tallies.values()) each(t, (l, p) => this.set(l, t.open[p]));
     } });
     this.rtt = new Histogram({ name: 'keepalive_handshake_rtt_seconds', help: 'TCP handshake round trip: client SYN to the client ACK of the SYN-ACK.', buckets: RTT_BUCKETS, registers });
-    this.perConnection = new Histogram({ name: 'keepalive_requests_per_connection', help: 'Requests carried by each connection, observed when it closes.', labelNames: ['server'], buckets: REQUESTS_BUCKETS, registers });
+    this.perConnection = new Histogram({ name: 'keepalive_requests_per_connection', help: 'Requests carried by each connection, observed when it closes, by the protocol spoken at the close.', labelNames: ['server', 'protocol'], buckets: REQUESTS_BUCKETS, registers });
+    this.h2Streams = new Histogram({ name: 'keepalive_h2_concurrent_streams', help: 'Peak concurrent streams of each HTTP/2 connection, observed when it closes.', labelNames: ['server'], buckets: H2_STREAMS_BUCKETS, registers });
+    const h2MaxStreams = this.h2MaxStreams;
+    new Gauge({ name: 'keepalive_h2_advertised_max_concurrent_streams', help: 'SETTINGS_MAX_CONCURRENT_STREAMS the server announced on its latest closed HTTP/2 connection that announced one.', labelNames: ['server'], registers, collect() {
+      this.reset();
+      for (const [server, v] of h2MaxStreams) this.set({ server }, v);
+    } });
     this.duration = new Histogram({ name: 'keepalive_connection_duration_seconds', help: 'From the connection opening to its first FIN or RST.', buckets: DURATION_BUCKETS, registers });
     this.idle = new Histogram({ name: 'keepalive_idle_before_close_seconds', help: 'Idle time from the last HTTP byte to the first FIN or RST, by the side that closed.', labelNames: ['server', 'closed_by'], buckets: IDLE_BUCKETS, registers });
     // What the engines learned about each server, read at scrape time (the same knowledge analyze reports).
@@ -289,8 +348,30 @@ export class Exporter implements EngineConsumer {
     return t;
   }
 
-  private tallyOf(c: ConnectionRecord, source: string): SeriesTally {
-    return this.openByConnection.get(c) ?? this.tally(this.label(c.server), source);
+  /** The entry of an open connection; for one opened before this consumer subscribed, a loose one (as before: its open count goes below zero). */
+  private entryOf(c: ConnectionRecord, source: string): OpenEntry {
+    const e = this.openByConnection.get(c);
+    if (e !== undefined) return e;
+    const t = this.tally(this.label(c.server), source);
+    const p = PROTOCOL_INDEX.get(c.protocol) ?? 0;
+    t.protocols |= 1 << p;
+    return { t, p, requested: true };
+  }
+
+  /** The connection's protocol changed since its last event: move its open count, and re-file its opening or count the switch (see OpenEntry). */
+  private follow(e: OpenEntry, c: ConnectionRecord): void {
+    const p = PROTOCOL_INDEX.get(c.protocol);
+    if (p === undefined || p === e.p) return;
+    const t = e.t;
+    t.protocols |= 1 << p;
+    t.open[e.p]--;
+    t.open[p]++;
+    if (e.requested) t.upgraded[p]++;
+    else {
+      t.opened[e.p]--;
+      t.opened[p]++;
+    }
+    e.p = p;
   }
 
   /**
@@ -320,32 +401,48 @@ export class Exporter implements EngineConsumer {
 
   private onOpened(c: ConnectionRecord, source: string): void {
     const t = this.tally(this.label(c.server), source);
-    this.openByConnection.set(c, t);
-    t.opened++;
-    t.open++;
+    const p = PROTOCOL_INDEX.get(c.protocol) ?? 0;
+    this.openByConnection.set(c, { t, p, requested: false });
+    t.protocols |= 1 << p;
+    t.opened[p]++;
+    t.open[p]++;
     if (c.handshakeRtt !== null) this.rtt.observe(c.handshakeRtt);
   }
 
   private onRequest(c: ConnectionRecord, r: RequestRecord, source: string): void {
-    const t = this.tallyOf(c, source);
-    if (!r.reused) t.requestsFresh++;
+    const e = this.entryOf(c, source);
+    if (c.protocol !== CONNECTION_PROTOCOLS[e.p]) this.follow(e, c);
+    e.requested = true;
+    const t = e.t;
+    if (!r.reused) t.requestsFresh[e.p]++;
     else {
-      t.requestsReused++;
+      t.requestsReused[e.p]++;
+      t.handshakesSaved++;
       if (r.savedSeconds > 0) t.savedTime += r.savedSeconds;
     }
   }
 
   private onClosed(c: ConnectionRecord, source: string): void {
-    const t = this.tallyOf(c, source);
+    const e = this.entryOf(c, source);
+    if (c.protocol !== CONNECTION_PROTOCOLS[e.p]) this.follow(e, c);
+    const t = e.t;
+    const p = e.p;
     this.openByConnection.delete(c);
-    t.open--;
+    t.open[p]--;
     if (c.closeReason === 'open') {
-      t.untracked++;
+      t.untracked[p]++;
       return;
     }
     const by = c.closedBy ?? 'unknown';
-    t.closed[REASON_INDEX.get(c.closeReason)! * CLOSED_BY.length + CLOSED_BY_INDEX.get(by)!]++;
-    this.perConnection.observe({ server: t.server }, c.requests);
+    t.closed[p * CLOSED_PER_PROTOCOL + REASON_INDEX.get(c.closeReason)! * CLOSED_BY.length + CLOSED_BY_INDEX.get(by)!]++;
+    this.perConnection.observe({ server: t.server, protocol: CONNECTION_PROTOCOLS[p] }, c.requests);
+    if (c.h2 !== null) {
+      t.h2Closed++;
+      t.streamsRefused += c.h2.streamsRefused;
+      this.h2Streams.observe({ server: t.server }, c.h2.peakConcurrentStreams);
+      // Per labelled server only, as the other advertised gauges: "other" mixes servers.
+      if (c.h2.serverMaxConcurrentStreams !== null && t.server !== OTHER_SERVER) this.h2MaxStreams.set(t.server, c.h2.serverMaxConcurrentStreams);
+    }
     if (c.closedAt !== null) this.duration.observe(Math.max(0, c.closedAt - c.openedAt));
     if (c.idleBeforeClose !== null) this.idle.observe({ server: t.server, closed_by: by }, c.idleBeforeClose);
   }
@@ -357,6 +454,7 @@ export class Exporter implements EngineConsumer {
     return all.slice(0, limit).map((c) => ({
       client: c.client,
       server: c.server,
+      protocol: c.protocol,
       openedAt: c.openedAt,
       requests: c.requests,
       reusedRequests: c.reusedRequests,

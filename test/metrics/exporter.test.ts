@@ -10,6 +10,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { Engine, type EngineOptions } from '../../src/conn/engine.js';
 import { readCapture } from '../../src/capture/file.js';
 import { AnalyzeReport } from '../../src/report/summary.js';
@@ -20,6 +21,18 @@ import { corpusFiles } from '../helpers/corpus.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const FIXTURE = join(ROOT, 'test/fixtures/real/real-servers.pcap');
+const H2C_FIXTURE = join(ROOT, 'test/fixtures/h2c/h2c-servers.pcap');
+const MORE_FIXTURE = join(ROOT, 'test/fixtures/servers/more-servers.pcap');
+
+interface ManifestEntry {
+  scenario: string;
+  server: string;
+  expectedProtocol: string;
+  expectedRequests: number;
+  expectedReason: string;
+  expectedH2?: { peakConcurrentStreams: number; streamsRefused: number };
+}
+const H2C_MANIFEST = JSON.parse(readFileSync(join(ROOT, 'test/fixtures/h2c/manifest.json'), 'utf8')) as ManifestEntry[];
 
 /** Metrics with a server label (counters, the gauge, the two per-server histograms), each of which must respect the cap. */
 const SERVER_COUNTERS = [
@@ -62,7 +75,7 @@ function close(a: number, b: number): boolean {
 }
 
 describe('scraped metrics equal the analyze report of the same capture', () => {
-  const files = [FIXTURE, ...corpusFiles()];
+  const files = [FIXTURE, H2C_FIXTURE, MORE_FIXTURE, ...corpusFiles()];
 
   it.each(files.map((f) => [f.slice(f.lastIndexOf('/') + 1), f]))('%s', async (_name, path) => {
     const r = rig();
@@ -206,6 +219,75 @@ function flood(servers: number, maxServers: number): Rig {
   r.engine.finish();
   return r;
 }
+
+describe('the protocol label and the HTTP/2 families, on the h2c capture (test/fixtures/h2c/manifest.json)', () => {
+  it('connections, requests and closes by protocol; the Upgrade: h2c switch; refused streams; the concurrency histogram', async () => {
+    const r = rig();
+    await readCapture(H2C_FIXTURE, r.engine);
+    r.engine.finish();
+    const s = await r.scrape();
+    const h2c = H2C_MANIFEST.filter((c) => c.expectedProtocol === 'h2c');
+    const h1 = H2C_MANIFEST.filter((c) => c.expectedProtocol === 'http/1.1');
+    const upgrades = H2C_MANIFEST.filter((c) => /^(upgrade_|idle_timeout_upgrade)/.test(c.scenario));
+    expect([h2c.length, h1.length, upgrades.length]).toEqual([28, 3, 3]);
+    expect(upgrades.every((c) => c.expectedProtocol === 'h2c' && c.server === '127.0.0.1:18103')).toBe(true);
+
+    // Only the three values, and only those a server spoke.
+    for (const name of ['keepalive_connections_opened_total', 'keepalive_connections_closed_total', 'keepalive_requests_total', 'keepalive_open_connections', 'keepalive_requests_per_connection_count', 'keepalive_connections_upgraded_total']) {
+      for (const x of samples(s, name)) expect(['http/1.1', 'h2c'], name).toContain(x.labels.protocol);
+    }
+    // An Upgrade: h2c connection opens as http/1.1 (its first request is HTTP/1.1) and closes as h2c.
+    expect(Object.fromEntries(byLabel(s, 'keepalive_connections_opened_total', 'protocol'))).toEqual({ h2c: 25, 'http/1.1': 6 });
+    expect(Object.fromEntries(byLabel(s, 'keepalive_connections_upgraded_total', 'protocol'))).toEqual({ h2c: 3 });
+    expect(total(s, 'keepalive_connections_upgraded_total', { server: '127.0.0.1:18103' })).toBe(3);
+    expect(Object.fromEntries(byLabel(s, 'keepalive_connections_closed_total', 'protocol'))).toEqual({ h2c: 28, 'http/1.1': 3 });
+    expect(Object.fromEntries(byLabel(s, 'keepalive_requests_per_connection_count', 'protocol'))).toEqual({ h2c: 28, 'http/1.1': 3 });
+    // The balance per protocol: opened + switched to = closed + untracked + open.
+    for (const protocol of ['h2c', 'http/1.1']) {
+      const inflow = total(s, 'keepalive_connections_opened_total', { protocol }) + total(s, 'keepalive_connections_upgraded_total', { protocol });
+      const away = protocol === 'http/1.1' ? total(s, 'keepalive_connections_upgraded_total') : 0;
+      expect(inflow - away, protocol).toBe(total(s, 'keepalive_connections_closed_total', { protocol }) + total(s, 'keepalive_connections_untracked_total', { protocol }) + total(s, 'keepalive_open_connections', { protocol }));
+    }
+    // Requests by the protocol that carried them: each upgrade request was HTTP/1.1 (stream 1 of its h2c connection).
+    const sum = (cs: ManifestEntry[]) => cs.reduce((a, c) => a + c.expectedRequests, 0);
+    expect(total(s, 'keepalive_requests_total', { protocol: 'h2c' })).toBe(sum(h2c) - upgrades.length);
+    expect(total(s, 'keepalive_requests_total', { protocol: 'http/1.1' })).toBe(sum(h1) + upgrades.length);
+    expect(total(s, 'keepalive_requests_per_connection_sum', { protocol: 'h2c' })).toBe(sum(h2c));
+    // Close reasons by protocol, max_age included (nginx keepalive_time on 18101).
+    const reasons = (protocol: string) => Object.fromEntries(byLabel(s, 'keepalive_connections_closed_total', 'reason', { protocol }));
+    const expected = (cs: ManifestEntry[]) => cs.reduce<Record<string, number>>((a, c) => ({ ...a, [c.expectedReason]: (a[c.expectedReason] ?? 0) + 1 }), {});
+    expect(reasons('h2c')).toEqual(expected(h2c));
+    expect(reasons('http/1.1')).toEqual(expected(h1));
+    expect(total(s, 'keepalive_connections_closed_total', { protocol: 'h2c', reason: 'max_age', server: '127.0.0.1:18101' })).toBe(3);
+
+    // Refused streams, per server, and a series (at 0) for an h2c server that refused none.
+    for (const server of new Set(h2c.map((c) => c.server))) {
+      const mine = h2c.filter((c) => c.server === server);
+      const refused = samples(s, 'keepalive_h2_streams_refused_total', { server });
+      expect(refused.length, server).toBe(1);
+      expect(refused[0].value, server).toBe(mine.reduce((a, c) => a + c.expectedH2!.streamsRefused, 0));
+      // The concurrency histogram: one observation per h2c connection, each in the bucket of its peak.
+      const buckets = samples(s, 'keepalive_h2_concurrent_streams_bucket', { server });
+      expect(buckets.map((x) => x.labels.le)).toEqual(['1', '2', '4', '8', '16', '32', '64', '128', '256', '+Inf']);
+      for (const b of buckets) {
+        const le = b.labels.le === '+Inf' ? Infinity : Number(b.labels.le);
+        expect(b.value, `${server} le=${b.labels.le}`).toBe(mine.filter((c) => c.expectedH2!.peakConcurrentStreams <= le).length);
+      }
+      expect(total(s, 'keepalive_h2_concurrent_streams_sum', { server }), server).toBe(mine.reduce((a, c) => a + c.expectedH2!.peakConcurrentStreams, 0));
+    }
+    expect(total(s, 'keepalive_h2_streams_refused_total')).toBe(4);
+    // The server announced SETTINGS_MAX_CONCURRENT_STREAMS: Node.js 4 (settings.maxConcurrentStreams), nginx 128 (its default).
+    expect(total(s, 'keepalive_h2_advertised_max_concurrent_streams', { server: '127.0.0.1:18102' })).toBe(4);
+    expect(total(s, 'keepalive_h2_advertised_max_concurrent_streams', { server: '127.0.0.1:18100' })).toBe(128);
+    // HTTP/1 servers have none of the HTTP/2 series.
+    const rr = rig();
+    await readCapture(FIXTURE, rr.engine);
+    rr.engine.finish();
+    const h1s = await rr.scrape();
+    expect(samples(h1s, 'keepalive_h2_concurrent_streams_count').length + samples(h1s, 'keepalive_h2_streams_refused_total').length + samples(h1s, 'keepalive_h2_advertised_max_concurrent_streams').length + samples(h1s, 'keepalive_connections_upgraded_total').length).toBe(0);
+    expect(new Set(samples(h1s, 'keepalive_connections_opened_total').map((x) => x.labels.protocol))).toEqual(new Set(['http/1.0', 'http/1.1']));
+  });
+});
 
 describe('the server label is capped', () => {
   it('5,000 servers with --max-servers 50: the first 50 servers and "other", totals exact', async () => {

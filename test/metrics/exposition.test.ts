@@ -7,7 +7,8 @@
  *  - each format is right: text counters are `..._total` in TYPE and samples; OpenMetrics names
  *    the family without `_total` in HELP/TYPE, keeps `_total` on the samples and ends `# EOF`;
  *  - our text is byte for byte prom-client's own text rendering of the same registry;
- *  - the real-server fixture's whole scrape equals the golden files in test/fixtures/metrics/.
+ *  - the real-server fixture's whole scrape, and the h2c fixture's (issue 12: protocol labels, the
+ *    HTTP/2 families), equal the golden files in test/fixtures/metrics/.
  *    Regenerate them with `UPDATE_GOLDEN=1 npx vitest run test/metrics/exposition.test.ts`
  *    (and review the diff: every changed line is a changed name, label or value).
  *
@@ -27,17 +28,18 @@ import { Exporter, type SourceStatus } from '../../src/metrics/exporter.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const FIXTURE_NAME = 'test/fixtures/real/real-servers.pcap';
-const GOLDEN = { text: join(ROOT, 'test/fixtures/metrics/real-servers.prom'), openmetrics: join(ROOT, 'test/fixtures/metrics/real-servers.openmetrics') };
+const H2C_FIXTURE_NAME = 'test/fixtures/h2c/h2c-servers.pcap';
+const golden = (base: string) => ({ text: join(ROOT, `test/fixtures/metrics/${base}.prom`), openmetrics: join(ROOT, `test/fixtures/metrics/${base}.openmetrics`) });
 const OM_ACCEPT = 'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
 
 /** The daemon's app over one engine that read the real-server fixture, as `--pcap` names it. */
-async function fixtureApp(): Promise<{ app: FastifyInstance; exporter: Exporter }> {
+async function fixtureApp(fixture = FIXTURE_NAME): Promise<{ app: FastifyInstance; exporter: Exporter }> {
   const engine = new Engine();
-  const source: SourceStatus = { name: `file:${FIXTURE_NAME}`, kind: 'file', up: true, done: false, restarts: 0, kernelDrops: 0, interfaceDrops: 0, engine };
+  const source: SourceStatus = { name: `file:${fixture}`, kind: 'file', up: true, done: false, restarts: 0, kernelDrops: 0, interfaceDrops: 0, engine };
   // A fixed build: keepalive_exporter_build_info is in the golden files without changing at every commit.
   const exporter = new Exporter({ maxServers: 500, sources: () => [source], build: { version: 'test', revision: 'test', nodeVersion: 'test' } });
   engine.subscribe(exporter.forSource(source.name));
-  await readCapture(join(ROOT, FIXTURE_NAME), engine);
+  await readCapture(join(ROOT, fixture), engine);
   engine.finish();
   source.up = false;
   source.done = true;
@@ -133,26 +135,43 @@ describe('text, OpenMetrics, text: the same names', () => {
   });
 });
 
+async function compareGolden(fixture: string, base: string): Promise<{ text: string; openmetrics: string }> {
+  const { app } = await fixtureApp(fixture);
+  const got = {
+    text: withoutDefaults((await scrape(app)).body),
+    openmetrics: withoutDefaults((await scrape(app, OM_ACCEPT)).body),
+  };
+  const paths = golden(base);
+  for (const format of ['text', 'openmetrics'] as const) {
+    const path = paths[format];
+    if (process.env.UPDATE_GOLDEN === '1') {
+      mkdirSync(dirname(path), { recursive: true });
+      writeFileSync(path, got[format]);
+    }
+    expect(existsSync(path), `${path} is missing: UPDATE_GOLDEN=1 npx vitest run test/metrics/exposition.test.ts`).toBe(true);
+    // Whole-file equality: any name, label, value or order change fails, and vitest shows the diff.
+    expect(got[format], `${format} differs from ${path}`).toBe(readFileSync(path, 'utf8'));
+  }
+  expect(got.text).not.toMatch(/^(process|nodejs)_/m);
+  expect(got.openmetrics.endsWith('# EOF\n')).toBe(true);
+  return got;
+}
+
 describe('the golden scrape of the real-server fixture', () => {
   it('text and OpenMetrics equal test/fixtures/metrics/ whole (default process_/nodejs_ metrics aside)', async () => {
-    const { app } = await fixtureApp();
-    const got = {
-      text: withoutDefaults((await scrape(app)).body),
-      openmetrics: withoutDefaults((await scrape(app, OM_ACCEPT)).body),
-    };
-    for (const format of ['text', 'openmetrics'] as const) {
-      const path = GOLDEN[format];
-      if (process.env.UPDATE_GOLDEN === '1') {
-        mkdirSync(dirname(path), { recursive: true });
-        writeFileSync(path, got[format]);
-      }
-      expect(existsSync(path), `${path} is missing: UPDATE_GOLDEN=1 npx vitest run test/metrics/exposition.test.ts`).toBe(true);
-      // Whole-file equality: any name, label, value or order change fails, and vitest shows the diff.
-      expect(got[format], `${format} differs from ${path}`).toBe(readFileSync(path, 'utf8'));
-    }
+    const got = await compareGolden(FIXTURE_NAME, 'real-servers');
     // The golden files are what they claim: real traffic, both formats, no default metrics.
-    expect(got.text).toContain(`keepalive_requests_total{server="127.0.0.1:18080",source="file:${FIXTURE_NAME}",reused="true"}`);
-    expect(got.text).not.toMatch(/^(process|nodejs)_/m);
-    expect(got.openmetrics.endsWith('# EOF\n')).toBe(true);
+    expect(got.text).toContain(`keepalive_requests_total{server="127.0.0.1:18080",source="file:${FIXTURE_NAME}",protocol="http/1.1",reused="true"}`);
+  });
+});
+
+describe('the golden scrape of the h2c fixture', () => {
+  it('text and OpenMetrics equal test/fixtures/metrics/h2c-servers.* whole: protocol labels and the HTTP/2 families', async () => {
+    const got = await compareGolden(H2C_FIXTURE_NAME, 'h2c-servers');
+    const src = `source="file:${H2C_FIXTURE_NAME}"`;
+    expect(got.text).toContain(`keepalive_requests_total{server="127.0.0.1:18100",${src},protocol="h2c",reused="true"}`);
+    expect(got.text).toContain(`keepalive_connections_closed_total{server="127.0.0.1:18101",${src},protocol="h2c",reason="max_age",closed_by="server"} 3\n`);
+    expect(got.text).toContain('# TYPE keepalive_h2_concurrent_streams histogram\n');
+    expect(got.openmetrics).toContain('# TYPE keepalive_h2_streams_refused counter\n');
   });
 });
