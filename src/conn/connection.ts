@@ -122,7 +122,13 @@ export class Connection implements StreamSink, SessionHost {
     // A connection that carried no message has no session verdict: nothing was asked of it.
     const v = this.session ? this.session.verdict(tcp) : { verdict: 'unused' as const, servedCount: 0, signalTime: first.time };
     if (this.session instanceof H2Session) {
-      rec.h2 = { peakConcurrentStreams: this.session.peakConcurrentStreams, streamsRefused: this.session.streamsRefused, serverMaxConcurrentStreams: this.session.serverMaxConcurrentStreams >= 0 ? this.session.serverMaxConcurrentStreams : null };
+      const h2 = this.session;
+      rec.h2 = {
+        peakConcurrentStreams: h2.peakConcurrentStreams,
+        streamsRefused: h2.streamsRefused,
+        serverMaxConcurrentStreams: h2.serverMaxConcurrentStreams >= 0 ? h2.serverMaxConcurrentStreams : null,
+        goaways: h2.goaways,
+      };
     }
     if (v.verdict === 'max_requests_candidate') this.t.inferLimit(this, this.server, v.servedCount, v.signalTime - rec.openedAt, ts);
     else this.emitVerdict(v.verdict);

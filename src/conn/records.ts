@@ -3,8 +3,8 @@
  * tests) reads these and nothing else.
  */
 
-export { CLOSE_REASONS, type CloseReason, type ConnectionOutcome, type RequestRecord, type Side } from '../session/facts.js';
-import type { ConnectionOutcome, RequestRecord, Side } from '../session/facts.js';
+export { CLOSE_REASONS, type CloseReason, type ConnectionOutcome, type H2Facts, type H2Goaway, type RequestRecord, type Side } from '../session/facts.js';
+import type { ConnectionOutcome, H2Facts, RequestRecord, Side } from '../session/facts.js';
 
 export interface ConnectionRecord {
   id: number;
@@ -38,8 +38,9 @@ export interface ConnectionRecord {
   /** What the connection spoke: `http/1.0` or `http/1.1` (its first request's version), `h2c` (HTTP/2 in cleartext). */
   protocol: ConnectionProtocol;
   /** HTTP/2 only: peak concurrent streams, streams the server refused or did not process, its SETTINGS_MAX_CONCURRENT_STREAMS. */
-  h2: { peakConcurrentStreams: number; streamsRefused: number; serverMaxConcurrentStreams: number | null } | null;
+  h2: H2Facts | null;
 }
+
 
 export const CONNECTION_PROTOCOLS = ['http/1.0', 'http/1.1', 'h2c'] as const;
 export type ConnectionProtocol = (typeof CONNECTION_PROTOCOLS)[number];

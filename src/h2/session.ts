@@ -13,11 +13,12 @@
  * "HTTP/2".
  */
 import type { Anomaly } from '../config/anomalies.js';
-import type { RequestRecord, Verdict } from '../session/facts.js';
+import type { H2Goaway, RequestRecord, Verdict } from '../session/facts.js';
 import type { ProtocolSession, SessionHost, SessionVerdict, TcpCloseFacts } from '../session/session.js';
 import { H2FrameStream, type FrameSink, type FrameStreamAnomaly } from './frame-stream.js';
 import {
   ErrorCode,
+  errorCodeName,
   FLAG_END_HEADERS,
   FLAG_END_STREAM,
   FLAG_PADDED,
@@ -54,6 +55,8 @@ interface Goaway {
   errorCode: number;
   /** Streams open when it came. */
   openAtGoaway: number;
+  /** Its debug data, printable ASCII, at most 64 characters. */
+  debug: string;
   /** The side's last activity before it. */
   activityBefore: number;
 }
@@ -109,6 +112,16 @@ export class H2Session implements ProtocolSession, FrameSink {
 
   get peakConcurrentStreams(): number {
     return this.peakConcurrent;
+  }
+
+  /** The first GOAWAY of each side, in time order, for the connection's record. */
+  get goaways(): H2Goaway[] {
+    const out: H2Goaway[] = [];
+    for (const dir of [0, 1]) {
+      const g = this.goaway[dir];
+      if (g) out.push({ side: dir === this.clientDir ? 'client' : 'server', time: g.time, lastStreamId: g.lastStreamId, error: errorCodeName(g.errorCode), debug: g.debug });
+    }
+    return out.sort((a, b) => a.time - b.time);
   }
 
   // --- ProtocolSession ---
@@ -206,7 +219,10 @@ export class H2Session implements ProtocolSession, FrameSink {
         if (typeof v === 'string') return this.host.anomaly(v);
         const g = this.goaway[dir];
         if (g) g.lastStreamId = v.lastStreamId;
-        else this.goaway[dir] = { time: ts, lastStreamId: v.lastStreamId, errorCode: v.errorCode, openAtGoaway: this.inFlight(), activityBefore: this.lastActive };
+        else {
+          const debug = payload.toString('latin1', v.debugOffset, v.debugOffset + Math.min(v.debugLength, 64)).replace(/[^\x20-\x7e]/g, '?');
+          this.goaway[dir] = { time: ts, lastStreamId: v.lastStreamId, errorCode: v.errorCode, openAtGoaway: this.inFlight(), activityBefore: this.lastActive, debug };
+        }
         return;
       }
       case FrameType.SETTINGS: {

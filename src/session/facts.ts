@@ -70,3 +70,25 @@ export interface RequestRecord {
  * announced, `servedCount` being the exchange that ended persistence).
  */
 export type Verdict = CloseReason | 'max_requests_candidate';
+
+/** What an HTTP/2 connection said of itself. */
+export interface H2Facts {
+  peakConcurrentStreams: number;
+  /** Streams the server refused (RST_STREAM REFUSED_STREAM) or did not process (above its GOAWAY's last-stream-id). */
+  streamsRefused: number;
+  /** The server's SETTINGS_MAX_CONCURRENT_STREAMS; null when it set none. */
+  serverMaxConcurrentStreams: number | null;
+  /** The first GOAWAY of each side that sent one, in time order. */
+  goaways: H2Goaway[];
+}
+
+export interface H2Goaway {
+  side: Side;
+  time: number;
+  /** The last GOAWAY of that side's (gRPC sends 2^31-1 first, then the real one). */
+  lastStreamId: number;
+  /** RFC 9113 section 7 name (`NO_ERROR`, `PROTOCOL_ERROR`...), `UNKNOWN` for others. */
+  error: string;
+  /** The opaque debug data as printable ASCII, at most 64 characters (nginx and Go put a reason there). */
+  debug: string;
+}

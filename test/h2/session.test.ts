@@ -103,6 +103,7 @@ describe('why an HTTP/2 connection closed', () => {
     c.serverSends(goaway(1, ERR.NO_ERROR), 1.0).close('server', 0);
     const r = run(c);
     expect(r.closed.map(summary)).toEqual([['h2c', 1, 1, 'idle_timeout', 'server']]);
+    expect(r.closed[0].h2?.goaways).toEqual([{ side: 'server', time: expect.any(Number), lastStreamId: 1, error: 'NO_ERROR', debug: '' }]);
   });
 
   it('idle_timeout: PINGs every 400 ms are not activity (nginx and Node.js close on time)', () => {
@@ -173,10 +174,12 @@ describe('why an HTTP/2 connection closed', () => {
     expect(r.closed.map(summary)).toEqual([['h2c', 2, 1, 'race', 'server']]);
   });
 
-  it('server_close: a GOAWAY with an error code (PROTOCOL_ERROR)', () => {
+  it('server_close: a GOAWAY with an error code (ENHANCE_YOUR_CALM, gRPC answering too many pings)', () => {
     const c = exchange(open(conv()), 1);
-    const r = run(c.serverSends(goaway(1, ERR.PROTOCOL_ERROR), 0.01).close('server', 0));
+    const r = run(c.serverSends(goaway(1, ERR.ENHANCE_YOUR_CALM, 'too_many_pings\x01'), 0.01).close('server', 0));
     expect(r.closed[0].closeReason).toBe('server_close');
+    // The debug data as printable ASCII (gRPC and Go put the reason there).
+    expect(r.closed[0].h2?.goaways).toEqual([{ side: 'server', time: expect.any(Number), lastStreamId: 1, error: 'ENHANCE_YOUR_CALM', debug: 'too_many_pings?' }]);
   });
 
   it('gRPC\'s graceful shutdown (GOAWAY 2^31-1, a PING, the real GOAWAY) is one close', () => {
@@ -185,6 +188,7 @@ describe('why an HTTP/2 connection closed', () => {
     c.serverSends(goaway(1, ERR.NO_ERROR), 0.0001).close('server', 0);
     const r = run(c);
     expect(r.closed.map(summary)).toEqual([['h2c', 1, 1, 'idle_timeout', 'server']]);
+    expect(r.closed[0].h2?.goaways.map((g) => [g.side, g.lastStreamId])).toEqual([['server', 1]]);
   });
 
   it('client_idle: the client\'s GOAWAY 300 ms after its last stream (a pool timeout); client_close right after it (h2load, nghttp)', () => {
