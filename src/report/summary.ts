@@ -3,7 +3,7 @@
  * connection, per-server figures and warnings. Its `toJSON` is the stable `--json` interface
  * documented in the README.
  */
-import { CLOSE_REASONS, type ConnectionOutcome, type ConnectionRecord, type EngineConsumer, type RequestRecord } from '../conn/records.js';
+import { CLOSE_REASONS, CONNECTION_PROTOCOLS, type ConnectionOutcome, type ConnectionProtocol, type H2Facts, type ConnectionRecord, type EngineConsumer, type RequestRecord } from '../conn/records.js';
 import type { EngineStats } from '../conn/engine.js';
 import type { ServerState } from '../conn/servers.js';
 
@@ -15,6 +15,11 @@ export interface Totals {
   handshakesSaved: number;
   handshakeTimeSavedSeconds: number;
   closeReasons: Record<string, number>;
+  /**
+   * Connections by the protocol they spoke at their close (CONNECTION_PROTOCOLS order, only
+   * those seen): an `Upgrade: h2c` connection counts as h2c.
+   */
+  protocols: Record<string, number>;
 }
 
 export interface ServerSummary extends Totals {
@@ -72,6 +77,14 @@ export interface ConnectionSummary {
   closedBy: 'client' | 'server' | null;
   handshakeRttSeconds: number | null;
   idleBeforeCloseSeconds: number | null;
+  /** `http/1.0`, `http/1.1` or `h2c` (at the close: an upgraded connection is h2c). */
+  protocol: ConnectionProtocol;
+  /**
+   * HTTP/2 only (null otherwise): the peak of concurrent streams, the streams the server refused
+   * or did not process, its SETTINGS_MAX_CONCURRENT_STREAMS, and each side's first GOAWAY (its
+   * time, the last-stream-id of that side's last GOAWAY, the error name, the debug data).
+   */
+  h2: H2Facts | null;
 }
 
 /** Buckets of the requests-per-connection distribution (upper bounds, inclusive). */
@@ -87,6 +100,7 @@ class Acc {
   savedFromMedian = 0;
   savedUnknown = 0;
   readonly reasons = new Map<string, number>();
+  readonly protocols = new Map<string, number>();
   readonly idleServer: number[] = [];
   readonly idleClient: number[] = [];
   readonly rtts: number[] = [];
@@ -105,6 +119,7 @@ class Acc {
       handshakesSaved: this.reusedRequests,
       handshakeTimeSavedSeconds: round(this.timeSaved, 6),
       closeReasons,
+      protocols: Object.fromEntries(CONNECTION_PROTOCOLS.filter((p) => this.protocols.has(p)).map((p) => [p, this.protocols.get(p)!])),
     };
   }
 }
@@ -155,6 +170,8 @@ export class AnalyzeReport implements EngineConsumer {
     if (c.midstream) this.midstream++;
     for (const a of [this.all, this.acc(c.server)]) {
       a.reasons.set(c.closeReason, (a.reasons.get(c.closeReason) ?? 0) + 1);
+      // At the close, the protocol the connection ended speaking (exactly one close per connection).
+      a.protocols.set(c.protocol, (a.protocols.get(c.protocol) ?? 0) + 1);
       if (c.idleBeforeClose !== null) {
         const list = c.closeReason === 'idle_timeout' ? a.idleServer : c.closeReason === 'client_idle' ? a.idleClient : null;
         if (list && list.length < MAX_IDLE_SAMPLES) list.push(c.idleBeforeClose);
@@ -175,6 +192,13 @@ export class AnalyzeReport implements EngineConsumer {
         closedBy: c.closedBy,
         handshakeRttSeconds: c.handshakeRtt === null ? null : round(c.handshakeRtt, 6),
         idleBeforeCloseSeconds: c.idleBeforeClose === null ? null : round(c.idleBeforeClose, 6),
+        protocol: c.protocol,
+        h2: c.h2 === null ? null : {
+          peakConcurrentStreams: c.h2.peakConcurrentStreams,
+          streamsRefused: c.h2.streamsRefused,
+          serverMaxConcurrentStreams: c.h2.serverMaxConcurrentStreams,
+          goaways: c.h2.goaways.map((g) => ({ side: g.side, time: round(g.time, 6), lastStreamId: g.lastStreamId, error: g.error, debug: g.debug })),
+        },
       });
     }
   }
@@ -236,6 +260,9 @@ export function findWarnings(servers: ServerSummary[], totals: Totals, stats: En
   for (const s of servers) {
     const r = s.closeReasons;
     const closed = s.connections - (r.open ?? 0);
+    // Which settings to name: the HTTP/1 servers', HTTP/2's, or both for a server that speaks both.
+    const h2 = (s.protocols.h2c ?? 0) > 0;
+    const h1 = (s.protocols['http/1.0'] ?? 0) + (s.protocols['http/1.1'] ?? 0) > 0 || !h2;
     const advertised = s.advertisedTimeoutSeconds;
     const observed = advisable(s.observedIdleTimeoutSeconds);
     const diff = s.idleCloseVsAdvertisedSeconds;
@@ -263,7 +290,7 @@ export function findWarnings(servers: ServerSummary[], totals: Totals, stats: En
       w.push({
         code: 'keepalive_race',
         server: s.server,
-        message: `${r.race} keep-alive race(s) on ${s.server}: requests were sent into connections the server was closing (clients see ECONNRESET). Make the clients' idle timeout shorter than the server's keep-alive timeout${why}.`,
+        message: `${r.race} keep-alive race(s) on ${s.server}: requests were sent into connections the server was closing (clients see ECONNRESET). Make the clients' idle timeout shorter than the server's keep-alive timeout${why}.${h2 ? ' Over HTTP/2 a race is a stream the server refused (REFUSED_STREAM) or that was sent above its GOAWAY\'s last-stream-id: not processed, so clients may retry it (RFC 9113 section 8.7), at the cost of a round trip and a new connection.' : ''}`,
       });
     }
     if (r.idle_timeout && closed > 0 && r.idle_timeout / closed >= 0.25) {
@@ -283,7 +310,7 @@ export function findWarnings(servers: ServerSummary[], totals: Totals, stats: En
         w.push({
           code: 'clients_outlive_server_timeout',
           server: s.server,
-          message: `${share}${t !== null ? ` (${t})` : ''}: clients keep idle connections longer than the server does. Lower the clients' pool idle timeout below it, or raise the server's timeout.`,
+          message: `${share}${t !== null ? ` (${t})` : ''}: clients keep idle connections longer than the server does. Lower the clients' pool idle timeout below it, or raise the server's timeout${h2 ? ` (HTTP/2: nginx keepalive_timeout, http2_idle_timeout before 1.19.7; Node.js http2 server.setTimeout; caddy idle_timeout; the server sends GOAWAY, then closes)` : ''}.`,
         });
       }
     }
@@ -299,7 +326,18 @@ export function findWarnings(servers: ServerSummary[], totals: Totals, stats: En
       w.push({
         code: 'max_requests_dominates',
         server: s.server,
-        message: `${pct(r.max_requests / closed)} of ${s.server}'s connections ended at its max-requests limit${m !== null ? ` (${m})` : ''}: raise keepalive_requests (nginx), MaxKeepAliveRequests (Apache), server.maxRequestsPerSocket (Node.js) or server.max-keep-alive-requests (lighttpd).`,
+        message: `${pct(r.max_requests / closed)} of ${s.server}'s connections ended at its max-requests limit${m !== null ? ` (${m})` : ''}${h2 && !h1 ? ', sending GOAWAY after that many streams' : ''}: raise ${[
+          h1 ? 'keepalive_requests (nginx), MaxKeepAliveRequests (Apache), server.maxRequestsPerSocket (Node.js) or server.max-keep-alive-requests (lighttpd)' : '',
+          h2 ? `${h1 ? 'for HTTP/2, ' : ''}nginx keepalive_requests (http2_max_requests before nginx 1.19.7) or Envoy max_requests_per_connection` : '',
+        ].filter(Boolean).join('; ')}.`,
+      });
+    }
+    if (r.max_age && closed > 0 && r.max_age / closed >= 0.25) {
+      // An age limit rebalances long-lived clients across servers; too short, it costs a handshake per lifetime.
+      w.push({
+        code: 'max_age_dominates',
+        server: s.server,
+        message: `${pct(r.max_age / closed)} of ${s.server}'s connections were ended by the server at its connection age limit: each costs clients a new handshake (and, over HTTP/2, a GOAWAY their in-flight streams must finish under). If that is more often than the rebalancing it buys, raise it: nginx keepalive_time (default 1h), gRPC MAX_CONNECTION_AGE (with MAX_CONNECTION_AGE_GRACE), Envoy max_connection_duration.`,
       });
     }
     if (r.not_persistent && closed > 0 && r.not_persistent / closed >= 0.5) {

@@ -53,6 +53,10 @@ export function renderText(r: TextReportInput): string {
   out.push(row('  time saved (est.)', `${fmtSeconds(t.handshakeTimeSavedSeconds)}${notes.length ? `  (${notes.join('; ')})` : ''}`));
   const nonHttp = s.nonHttp.tls + s.nonHttp.http2 + s.nonHttp.other;
   if (nonHttp > 0) out.push(row('  not HTTP/1 flows', `${num(nonHttp)}  (tls ${s.nonHttp.tls}, http2 ${s.nonHttp.http2}, other ${s.nonHttp.other})`));
+  // Shown when there is a choice to see: more than one protocol, or any HTTP/2.
+  const protocols = Object.entries(t.protocols);
+  const showProtocols = protocols.length > 1 || (t.protocols.h2c ?? 0) > 0;
+  if (showProtocols) out.push(row('  protocols', `${protocols.map(([p, n]) => `${p} ${num(n)}`).join(', ')}  (connections, by what they spoke at the close: Upgrade: h2c counts as h2c)`));
   if (r.tunneled > 0) out.push(row('  tunneled', `${num(r.tunneled)}  (101 Switching Protocols or CONNECT: not parsed further)`));
   if (r.midstream > 0) out.push(row('  already open', `${num(r.midstream)}  (opened before the capture: roles inferred from HTTP, first request not counted as reused)`));
   out.push('');
@@ -78,7 +82,9 @@ export function renderText(r: TextReportInput): string {
   out.push(`Busiest servers${r.servers.length > top.length ? ` (top ${top.length} of ${r.servers.length})` : ''}`);
   // The advertised timeout and the observed idle close side by side: where they differ by more
   // than the tolerance the observed one is marked, and a warning below says which way.
-  const header = ['server', 'conns', 'reqs', 'reuse', 'ka timeout', 'seen timeout', 'ka max', 'inferred max', 'client idle', 'top close reason'];
+  // The servers' protocols as a column only with HTTP/2 about: an HTTP/1.0 and 1.1 mix is the Totals line's.
+  const protocolColumn = (t.protocols.h2c ?? 0) > 0;
+  const header = ['server', ...(protocolColumn ? ['protocols'] : []), 'conns', 'reqs', 'reuse', 'ka timeout', 'seen timeout', 'ka max', 'inferred max', 'client idle', 'top close reason'];
   let marked = false;
   const rows = top.map((v) => {
     const topReason = Object.entries(v.closeReasons).sort((a, b) => b[1] - a[1])[0];
@@ -86,6 +92,7 @@ export function renderText(r: TextReportInput): string {
     if (mark) marked = true;
     return [
       v.server,
+      ...(protocolColumn ? [Object.keys(v.protocols).join(' ') || '-'] : []),
       num(v.connections),
       num(v.requests),
       `${(v.reuseRatio * 100).toFixed(0)}%`,

@@ -99,6 +99,13 @@ describe('scraped metrics equal the analyze report of the same capture', () => {
     expect(total(s, 'keepalive_connections_untracked_total')).toBe(open);
     // Nothing is open once the source has ended.
     expect(total(s, 'keepalive_open_connections')).toBe(0);
+    // Protocols: what each connection spoke at its close, in both (analyze counts connections there).
+    const atClose = new Map<string, number>();
+    for (const name of ['keepalive_connections_closed_total', 'keepalive_connections_untracked_total']) {
+      for (const [p, n] of byLabel(s, name, 'protocol')) atClose.set(p, (atClose.get(p) ?? 0) + n);
+    }
+    expect(Object.fromEntries([...atClose].filter(([, n]) => n > 0))).toEqual(totals.protocols);
+    for (const [p, n] of Object.entries(totals.protocols)) expect(connections.filter((c) => c.protocol === p).length, p).toBe(n);
 
     // Per server: the same figures as servers[] of the JSON.
     const opened = byLabel(s, 'keepalive_connections_opened_total', 'server');
