@@ -15,10 +15,10 @@ const rate = (metric: string, extra = '', range = '$__rate_interval'): string =>
 /**
  * Closes after which the client had to pay for a new handshake that keep-alive could have saved:
  * the server or client ended a connection still in use (max requests, Connection: close, HTTP/1.0,
- * a race) or one was opened for nothing. Idle closes (either side's idle timeout), aborts and
+ * a race, the server's connection age limit) or one was opened for nothing. Idle closes (either side's idle timeout), aborts and
  * resets are left out: the next request may never have come.
  */
-export const AVOIDABLE_REASONS = 'max_requests|server_close|client_close|not_persistent|race|unused';
+export const AVOIDABLE_REASONS = 'max_requests|server_close|client_close|not_persistent|race|unused|max_age';
 
 const RATIO_THRESHOLDS: Threshold[] = [
   { color: 'red', value: null },
@@ -38,6 +38,7 @@ const REASON_COLORS: Record<string, string> = {
   aborted: 'dark-red',
   reset: 'semi-dark-red',
   unused: 'text',
+  max_age: 'dark-orange',
 };
 
 const overview: PanelSpec[] = [
@@ -48,7 +49,7 @@ const overview: PanelSpec[] = [
   },
   {
     type: 'stat', title: 'Requests', unit: 'reqps', w: 4, h: 4,
-    description: 'HTTP/1.x requests per second to the selected servers, first requests and reused ones together.',
+    description: 'HTTP requests per second to the selected servers (HTTP/2: client streams), first requests and reused ones together, every protocol.',
     targets: [{ expr: `sum(${rate('keepalive_requests_total')})` }],
   },
   {
@@ -106,7 +107,7 @@ const reuse: PanelSpec[] = [
 const closes: PanelSpec[] = [
   {
     type: 'timeseries', title: 'Why connections close', unit: 'cps', w: 12, h: 9, stack: true, colors: REASON_COLORS,
-    description: 'Connections closed per second, stacked by close reason. idle_timeout (blue): the server closed an idle connection after its Keep-Alive timeout. max_requests (orange): the server reached its requests-per-connection limit. client_idle: the client pool closed an idle connection first. race: a request crossed the server closing the connection (the client saw a reset). See the README for every reason.',
+    description: 'Connections closed per second, stacked by close reason. idle_timeout (blue): the server closed an idle connection after its Keep-Alive timeout. max_requests (orange): the server reached its requests-per-connection limit. client_idle: the client pool closed an idle connection first. race: a request crossed the server closing the connection (the client saw a reset; HTTP/2: a refused stream). max_age (dark orange): the server ended the connection at its age limit (nginx keepalive_time, gRPC MAX_CONNECTION_AGE, Envoy max_connection_duration). See the README for every reason.',
     targets: [{ expr: `sum by (reason) (${rate('keepalive_connections_closed_total')})`, legendFormat: '{{reason}}' }],
   },
   {
@@ -142,6 +143,53 @@ const distribution: PanelSpec[] = [
   },
 ];
 
+/**
+ * Which protocol the traffic speaks (issue 12): http/1.0, http/1.1, h2c. Every other panel sums
+ * over the protocol label; these split by it.
+ */
+const protocols: PanelSpec[] = [
+  {
+    type: 'timeseries', title: 'New connections by protocol', unit: 'cps', w: 8, h: 8,
+    description: 'Connections opened per second by the protocol of their first request (h2c: HTTP/2 in cleartext, with prior knowledge). A connection that switches with Upgrade: h2c opens as http/1.1; its switch is the "upgraded to" line.',
+    targets: [
+      { expr: `sum by (protocol) (${rate('keepalive_connections_opened_total')})`, legendFormat: '{{protocol}}' },
+      { expr: `sum by (protocol) (${rate('keepalive_connections_upgraded_total')})`, legendFormat: 'upgraded to {{protocol}}' },
+    ],
+  },
+  {
+    type: 'timeseries', title: 'Requests by protocol', unit: 'reqps', w: 8, h: 8,
+    description: 'Requests per second by the protocol that carried them (HTTP/2: each client stream is a request). One HTTP/2 connection carries many concurrent streams: compare with the new connections beside.',
+    targets: [{ expr: `sum by (protocol) (${rate('keepalive_requests_total')})`, legendFormat: '{{protocol}}' }],
+  },
+  {
+    type: 'timeseries', title: 'Reuse ratio by protocol', unit: 'percentunit', w: 8, h: 8, min: 0, max: 1, decimals: 1,
+    description: 'Share of requests sent on an already open connection, per protocol. HTTP/2 multiplexes, so its reuse is usually the highest; a low h2c ratio means its connections end early (see the close reasons by protocol).',
+    targets: [{
+      expr: `sum by (protocol) (${rate('keepalive_requests_total', 'reused="true"')}) / sum by (protocol) (${rate('keepalive_requests_total')})`,
+      legendFormat: '{{protocol}}',
+    }],
+  },
+  {
+    type: 'timeseries', title: 'Close reasons by protocol', unit: 'cps', w: 8, h: 8, stack: true,
+    description: 'Connections closed per second by protocol and close reason. On HTTP/2, max_requests is a GOAWAY after the server\'s stream limit (nginx keepalive_requests), idle_timeout an idle GOAWAY, race a refused stream, max_age the server\'s connection age limit.',
+    targets: [{ expr: `sum by (protocol, reason) (${rate('keepalive_connections_closed_total')})`, legendFormat: '{{protocol}} {{reason}}' }],
+  },
+  {
+    type: 'timeseries', title: 'HTTP/2 concurrent streams per connection', unit: 'short', w: 8, h: 8,
+    description: 'Peak concurrent streams of each HTTP/2 connection (observed at its close): median and 99th percentile, against the SETTINGS_MAX_CONCURRENT_STREAMS the servers announce. Peaks at the announced limit mean clients queue streams: they open more connections or wait.',
+    targets: [
+      { expr: `histogram_quantile(0.5, sum by (le) (${rate('keepalive_h2_concurrent_streams_bucket')}))`, legendFormat: 'p50 peak streams' },
+      { expr: `histogram_quantile(0.99, sum by (le) (${rate('keepalive_h2_concurrent_streams_bucket')}))`, legendFormat: 'p99 peak streams' },
+      { expr: `max(keepalive_h2_advertised_max_concurrent_streams{${SEL}})`, legendFormat: 'announced max concurrent streams' },
+    ],
+  },
+  {
+    type: 'timeseries', title: 'HTTP/2 refused streams by server', unit: 'reqps', w: 8, h: 8,
+    description: 'HTTP/2 streams per second that the server refused (RST_STREAM REFUSED_STREAM) or did not process (opened above its GOAWAY\'s last-stream-id). They were not processed, so clients may retry them, at the cost of a round trip and often a new connection.',
+    targets: [{ expr: `sum by (server) (${rate('keepalive_h2_streams_refused_total')})`, legendFormat: '{{server}}' }],
+  },
+];
+
 const races: PanelSpec[] = [
   {
     type: 'timeseries', title: 'Keep-alive races by server', unit: 'cps', w: 12, h: 8,
@@ -164,7 +212,7 @@ const tableQuery = (expr: string): { expr: string; instant: true; format: 'table
 const servers: PanelSpec[] = [
   {
     type: 'table', title: 'Servers by handshakes that could still be saved', unit: 'short', w: 24, h: 10,
-    description: 'Every server, ranked by avoidable new connections per second over the time range: connections ended while still useful (max_requests, Connection: close from either side, HTTP/1.0, races) or opened for nothing (unused). Each one cost the next request a handshake. Next to it: requests, reuse, and the limits the server announces (Keep-Alive timeout= and max=) or that were inferred from its closes.',
+    description: 'Every server, ranked by avoidable new connections per second over the time range: connections ended while still useful (max_requests, Connection: close from either side, HTTP/1.0, races, the server\'s age limit) or opened for nothing (unused). Each one cost the next request a handshake. Next to it: requests, reuse, and the limits the server announces (Keep-Alive timeout= and max=) or that were inferred from its closes.',
     targets: [
       tableQuery(`sum by (server) (rate(keepalive_connections_closed_total{${SEL}, reason=~"${AVOIDABLE_REASONS}"}[$__range]))`),
       tableQuery(`sum by (server) (rate(keepalive_requests_total{${SEL}}[$__range]))`),
@@ -209,7 +257,7 @@ const servers: PanelSpec[] = [
 export const reuseDashboard: DashboardSpec = {
   uid: 'keepalive-reuse',
   title: 'HTTP keep-alive reuse',
-  description: 'Are HTTP/1.x connections reused, what does reuse save, and why do connections close. Data from keepalive-exporter.',
+  description: 'Are HTTP connections (HTTP/1.x and h2c) reused, what does reuse save, and why do connections close. Data from keepalive-exporter.',
   tags: ['keepalive-exporter', 'http', 'network'],
   variables: [
     ...jobAndInstance('keepalive_requests_total'),
@@ -221,6 +269,7 @@ export const reuseDashboard: DashboardSpec = {
     { title: 'Why connections close', panels: closes },
     { title: 'Requests per connection and idle time', panels: distribution },
     { title: 'Keep-alive races', panels: races },
+    { title: 'Protocols', panels: protocols },
     { title: 'Servers', panels: servers },
   ],
   links: [{ title: 'keepalive-exporter health', uid: 'keepalive-exporter-health' }],

@@ -6,6 +6,7 @@
  * metrics the daemon really exports. Whether each query returns data on real traffic is checked
  * against a real Prometheus in test/e2e/dashboards-prometheus.test.ts.
  */
+import { CLOSE_REASONS } from '../../src/conn/records.js';
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -158,6 +159,23 @@ describe('the dashboards together', () => {
     expect(colors.get('idle_timeout')).toBeDefined();
     expect(colors.get('max_requests')).toBeDefined();
     expect(colors.get('idle_timeout')).not.toBe(colors.get('max_requests'));
+    // Every close reason has its colour, max_age (issue 12) included.
+    for (const reason of CLOSE_REASONS) expect(colors.get(reason), reason).toBeDefined();
+    expect(new Set(CLOSE_REASONS.map((r) => colors.get(r))).size).toBe(CLOSE_REASONS.length);
+    // The protocol breakdown (issue 12): connections, requests, reuse and closes by protocol; HTTP/2 streams.
+    expect(exprs('New connections by protocol')).toMatch(/sum by \(protocol\) \(rate\(keepalive_connections_opened_total[\s\S]*keepalive_connections_upgraded_total/);
+    expect(exprs('Requests by protocol')).toContain('sum by (protocol) (rate(keepalive_requests_total');
+    expect(exprs('Reuse ratio by protocol')).toMatch(/sum by \(protocol\) \(rate\(keepalive_requests_total\{[^}]*reused="true"/);
+    expect(exprs('Close reasons by protocol')).toContain('sum by (protocol, reason)');
+    expect(exprs('HTTP/2 concurrent streams per connection')).toMatch(/keepalive_h2_concurrent_streams_bucket[\s\S]*keepalive_h2_advertised_max_concurrent_streams/);
+    expect(exprs('HTTP/2 refused streams by server')).toContain('keepalive_h2_streams_refused_total');
+    // The other panels sum the protocol away: no query of the main dashboard keeps it by accident.
+    for (const p of reuse.panels) {
+      for (const t of p.targets ?? []) {
+        if (!/by protocol|HTTP\/2/.test(p.title)) expect(t.expr, p.title).not.toMatch(/by \([^)]*protocol/);
+        expect(t.expr, p.title).toMatch(/^(sum|max|histogram_quantile)/);
+      }
+    }
   });
 
   it('the health dashboard covers the daemon: packets, drops, flows, evictions, parse errors and gaps, restarts, memory', () => {
