@@ -38,7 +38,7 @@ const status: PanelSpec[] = [
   },
   {
     type: 'stat', title: 'Open connections', unit: 'short', w: 4, h: 4,
-    description: 'HTTP/1.x connections open now as the daemons track them, idle keep-alive connections included.',
+    description: 'HTTP connections (HTTP/1.x and h2c) open now as the daemons track them, idle keep-alive connections included.',
     targets: [{ expr: `sum(keepalive_open_connections{${SEL}})` }],
   },
   {
@@ -91,8 +91,8 @@ const engine: PanelSpec[] = [
     targets: [{ expr: `sum by (kind) (${rate('keepalive_anomalies_total', `kind!~"${GAP_KINDS}"`)})`, legendFormat: '{{kind}}' }],
   },
   {
-    type: 'timeseries', title: 'Flows that were not HTTP/1.x', unit: 'cps', w: 12, h: 8, stack: true,
-    description: 'TCP flows on the watched ports that turned out to be TLS, HTTP/2 or something else, per second. TLS here means HTTPS on a port we watch: its reuse cannot be measured from packets (use the proxy tap behind TLS termination).',
+    type: 'timeseries', title: 'Flows that were not measured as HTTP', unit: 'cps', w: 12, h: 8, stack: true,
+    description: 'TCP flows on the watched ports that turned out to be TLS, HTTP/2 the daemon could not follow (a preface where no h2c session could start) or something else, per second. h2c connections are measured like HTTP/1 and are not here. TLS here means HTTPS on a port we watch: its reuse cannot be measured from packets (use the proxy tap behind TLS termination).',
     targets: [{ expr: `sum by (protocol) (${rate('keepalive_non_http_flows_total')})`, legendFormat: '{{protocol}}' }],
   },
 ];
