@@ -3,7 +3,8 @@
  * `test/fixtures/servers/generate.sh` on loopback from a Node.js `http` server
  * (maxRequestsPerSocket 3, keepAliveTimeout 2000), HAProxy 2.6 in `mode http` in front of nginx
  * (keepalive_requests 3, keepalive_timeout 2s; both sides of the proxy captured) and lighttpd 1.4
- * (max-keep-alive-requests 3, max-keep-alive-idle 2). Its manifest names the close reason,
+ * (max-keep-alive-requests 3, max-keep-alive-idle 2), and a second nginx whose only limit in reach
+ * is its age limit (keepalive_time 1s, keepalive_requests 1000, keepalive_timeout 5s). Its manifest names the close reason,
  * closing side and request count each connection must get under the issue-10 rules; the
  * generator's independent checker (test/fixtures/real/check-capture.mjs) verified every entry
  * against the wire before it was written.
@@ -24,6 +25,7 @@ const NODE = '127.0.0.1:18090';
 const HAPROXY = '127.0.0.1:18091';
 const NGINX_BEHIND_HAPROXY = '127.0.0.1:18092';
 const LIGHTTPD = '127.0.0.1:18093';
+const NGINX_AGE = '127.0.0.1:18094'; // keepalive_time 1s
 
 describe('close reasons from Node.js http, HAProxy + nginx and lighttpd (committed capture)', () => {
   const manifest: ManifestEntry[] = JSON.parse(readFileSync(join(FIXTURES, 'manifest.json'), 'utf8'));
@@ -41,6 +43,11 @@ describe('close reasons from Node.js http, HAProxy + nginx and lighttpd (committ
     expect(on(LIGHTTPD).filter((e) => e.expectedReason === 'max_requests').length).toBeGreaterThanOrEqual(3);
     // Node.js announces its limit: max_requests on a lone connection, closed by either side
     expect(has(NODE, 'max_requests', 'client') && has(NODE, 'max_requests', 'server')).toBe(true);
+    // nginx keepalive_time on HTTP/1: Connection: close at about the same age after 5, 4 and 3
+    // requests (requests every 300, 450, 700 ms); different counts, so an age limit, not a request limit
+    const aged = on(NGINX_AGE);
+    expect(aged.map((e) => [e.expectedReason, e.expectedClosedBy])).toEqual([['max_age', 'server'], ['max_age', 'server'], ['max_age', 'server']]);
+    expect(aged.map((e) => e.expectedRequests)).toEqual([5, 4, 3]);
   });
 
   it('gives every connection its exact reason, closing side and request count', async () => {
@@ -58,6 +65,12 @@ describe('close reasons from Node.js http, HAProxy + nginx and lighttpd (committ
     const lighttpd = facts.engine.servers.get(LIGHTTPD);
     expect(lighttpd?.advertisedMax).toBeNull(); // lighttpd announces nothing
     expect(lighttpd?.inferredMax).toBe(4); // max-keep-alive-requests = 3 lets 4 requests through
+    const aged = facts.engine.servers.get(NGINX_AGE);
+    expect(aged?.advertisedMax).toBeNull(); // keepalive_timeout 5s: no Keep-Alive header
+    expect(aged?.inferredMax).toBeNull(); // 5, 4 and 3 requests: no count seen twice
+    // the age the limit was learnt at: the committed capture's 1.215-1.416 s (keepalive_time 1s)
+    expect(aged?.inferredMaxAge).toBeGreaterThanOrEqual(1);
+    expect(aged?.inferredMaxAge).toBeLessThan(1.5);
   });
 });
 
@@ -65,7 +78,8 @@ const haveTools = ['haproxy', 'nginx', 'lighttpd', 'tcpdump', 'curl'].every((t) 
 const isRoot = process.getuid?.() === 0;
 
 // CI (.ci/run) installs HAProxy, nginx, lighttpd and tcpdump and runs as root, so this runs there
-// every time. Its ports (18090-18093) do not clash with real-servers.test.ts's (18080-18082).
+// every time. Its ports (18090-18094) do not clash with real-servers.test.ts's (18080-18082) or
+// h2c's (18100-18103).
 describe.runIf(haveTools && isRoot)('close reasons from more real servers (regenerated now)', () => {
   it('regenerates the capture with live servers and classifies every connection', async () => {
     const out = mkdtempSync(join(tmpdir(), 'ka-more-servers-'));
