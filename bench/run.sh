@@ -10,8 +10,11 @@
 #   --regenerate   regenerate the capture even if it is usable
 #   --runs N       timed runs per tool (default 3); best and median reported
 #   --only LIST    comma-separated subset of: analyze, tshark, read,
-#                  pcap-parser, pcap-parser-hwm, tcpdump, proxy
+#                  pcap-parser, pcap-parser-hwm, tcpdump, proxy, h2c
 #
+# `h2c` times analyze against `tshark -q -z http2,tree` on an HTTP/2 cleartext capture
+# (bench/out/h2c.pcap, >= 1M packets of nginx and h2load, made by
+# bench/generate-h2c-capture.sh when missing or with --regenerate; about 30 s).
 # `proxy` is the proxy tap benchmark (bench/proxy.sh: wrk through the tap,
 # HAProxy and a bare Node.js relay, and directly to nginx; about 2.5 minutes).
 #
@@ -32,7 +35,7 @@ cd "$ROOT_DIR"
 FILE="$ROOT_DIR/bench/out/bench.pcap"
 REGENERATE=0
 RUNS=3
-ONLY="analyze,tshark,read,pcap-parser,pcap-parser-hwm,tcpdump,proxy"
+ONLY="analyze,tshark,read,pcap-parser,pcap-parser-hwm,tcpdump,proxy,h2c"
 MIN_PACKETS="${MIN_PACKETS:-1000000}"
 GOAL_SPEEDUP=10
 GOAL_RSS_MB=200
@@ -168,6 +171,26 @@ wanted pcap-parser && bench pcap-parser "pcap-parser (default)" stdout "$NODE" b
 wanted pcap-parser-hwm && bench pcap-parser-hwm "pcap-parser (1 MiB highWaterMark)" stdout "$NODE" bench/pcap-parser-only.mjs "$FILE" hwm
 wanted tcpdump && bench tcpdump "tcpdump -r -w /dev/null (floor)" null tcpdump -r "$FILE" -w /dev/null
 
+# HTTP/2 in cleartext: its own capture, the same two readers.
+H2C_FILE="$ROOT_DIR/bench/out/h2c.pcap"
+H2C_PACKETS=0
+if wanted h2c; then
+  if [ "$REGENERATE" = 1 ] || [ ! -s "$H2C_FILE" ]; then
+    log "generating $H2C_FILE (bench/generate-h2c-capture.sh)"
+    bash "$BENCH_DIR/generate-h2c-capture.sh" "$H2C_FILE" >&2
+  fi
+  H2C_PACKETS="$(count_packets "$H2C_FILE")"
+  cat "$H2C_FILE" > /dev/null
+  saved_packets=$PACKETS
+  PACKETS=$H2C_PACKETS
+  if [ -f dist/cli/main.js ]; then
+    bench h2c-analyze "keepalive-exporter analyze --json (h2c)" null "$NODE" dist/cli/main.js analyze "$H2C_FILE" --json
+  fi
+  # tshark does not take these ports for HTTP/2 by itself: decode-as, or its tree counts nothing.
+  bench h2c-tshark "tshark -q -z http2,tree (h2c)" null tshark -r "$H2C_FILE" -q -z http2,tree -d tcp.port==18095,http2 -d tcp.port==18096,http2
+  PACKETS=$saved_packets
+fi
+
 # The proxy tap: a load test of its own (bench/proxy.sh), reported in its own section.
 PROXY_STATUS="not run"
 if wanted proxy; then
@@ -233,6 +256,18 @@ GOALS_OK=1
   else
     GOALS_OK=0
     echo "- analyze peak RSS: n/a (analyze ${STATUS[analyze]:-not run}); goal < ${GOAL_RSS_MB} MB: **not checked**"
+  fi
+  if wanted h2c; then
+    if ok h2c-analyze && ok h2c-tshark; then
+      speed_med=$(awk -v t="${MEDIAN[h2c-tshark]}" -v a="${MEDIAN[h2c-analyze]}" 'BEGIN { printf "%.1f", t / a }')
+      if awk -v s="$speed_med" -v g="$GOAL_SPEEDUP" 'BEGIN { exit !(s >= g) }'; then v=PASS; else v=FAIL; GOALS_OK=0; fi
+      echo "- h2c: analyze vs tshark -z http2,tree: ${speed_med}x faster on median time ($H2C_PACKETS packets); goal >= ${GOAL_SPEEDUP}x: **$v**"
+      if awk -v r="${RSS[h2c-analyze]}" -v g="$GOAL_RSS_MB" 'BEGIN { exit !(r < g) }'; then v=PASS; else v=FAIL; GOALS_OK=0; fi
+      echo "- h2c: analyze peak RSS: ${RSS[h2c-analyze]} MB; goal < ${GOAL_RSS_MB} MB: **$v**"
+    else
+      GOALS_OK=0
+      echo "- h2c: n/a (analyze ${STATUS[h2c-analyze]:-not run}, tshark ${STATUS[h2c-tshark]:-not run}): **not checked**"
+    fi
   fi
   if [ "$PROXY_STATUS" = ok ]; then
     line="$(grep -m1 '^- proxy tap / HAProxy:' "$TMP/proxy.md")"
