@@ -170,31 +170,16 @@ log "wrk: -t$WRK_THREADS -c$WRK_CONNS -d${WRK_DURATION}s, HTTP/1.1 keep-alive UR
 for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 BG_PIDS=()
 
-topups=0
-tcpdump_alive() {
-  if ! kill -0 "$TCPDUMP_PID" 2>/dev/null; then
-    echo "generate-capture: tcpdump exited before the traffic was done" >&2
-    exit 1
-  fi
-}
-while :; do
-  tcpdump_alive
-  n=$(node "$BENCH_DIR/count-packets.mjs" "$PARTIAL")
-  log "captured so far: $n packets ($(du -h "$PARTIAL" | cut -f1))"
-  [ "$n" -ge "$TARGET_PACKETS" ] && break
-  if [ "$topups" -ge "$MAX_TOPUPS" ]; then
-    log "warning: still below $TARGET_PACKETS packets after $MAX_TOPUPS top-ups"
-    break
-  fi
-  topups=$((topups + 1))
-  log "top-up $topups: wrk -d${TOPUP_DURATION}s"
+topup() {
+  log "top-up $1: wrk -d${TOPUP_DURATION}s"
   "${LOAD_RUN[@]}" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${TOPUP_DURATION}s" -s "$BENCH_DIR/wrk-mix.lua" "$BASE/" \
     | grep -E 'requests in' >&2 || true
-done
+}
+fill_capture generate-capture "$PARTIAL" "$TARGET_PACKETS" "$MAX_TOPUPS" topup
 
 # Let trailing FINs/ACKs land, then stop the capture cleanly.
 sleep 0.5
-tcpdump_alive
+capture_alive generate-capture
 kill -INT "$TCPDUMP_PID"
 wait "$TCPDUMP_PID" || true
 TCPDUMP_PID=""

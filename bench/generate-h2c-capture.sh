@@ -219,29 +219,14 @@ h2load_run "long" -t "$H2_THREADS" -c "$H2_CONNS" -m "$H2_STREAMS" -D "$LONG_DUR
 for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 BG_PIDS=()
 
-topups=0
-tcpdump_alive() {
-  if ! kill -0 "$TCPDUMP_PID" 2>/dev/null; then
-    echo "generate-h2c-capture: tcpdump exited before the traffic was done" >&2
-    exit 1
-  fi
+topup() {
+  h2load_run "top-up $1" -t "$H2_THREADS" -c "$H2_CONNS" -m "$H2_STREAMS" -D "$TOPUP_DURATION" -i "$WORK/urls-long.txt"
 }
-while :; do
-  tcpdump_alive
-  n=$(node "$BENCH_DIR/count-packets.mjs" "$PARTIAL")
-  log "captured so far: $n packets ($(du -h "$PARTIAL" | cut -f1))"
-  [ "$n" -ge "$TARGET_PACKETS" ] && break
-  if [ "$topups" -ge "$MAX_TOPUPS" ]; then
-    log "warning: still below $TARGET_PACKETS packets after $MAX_TOPUPS top-ups"
-    break
-  fi
-  topups=$((topups + 1))
-  h2load_run "top-up $topups" -t "$H2_THREADS" -c "$H2_CONNS" -m "$H2_STREAMS" -D "$TOPUP_DURATION" -i "$WORK/urls-long.txt"
-done
+fill_capture generate-h2c-capture "$PARTIAL" "$TARGET_PACKETS" "$MAX_TOPUPS" topup
 
 # Let trailing frames, FINs and ACKs land, then stop the capture cleanly.
 sleep 0.5
-tcpdump_alive
+capture_alive generate-h2c-capture
 kill -INT "$TCPDUMP_PID"
 wait "$TCPDUMP_PID" || true
 TCPDUMP_PID=""

@@ -66,3 +66,30 @@ ${listen}    server_name localhost;
 }
 CONF
 }
+
+# fill_capture NAME PARTIAL TARGET MAX_TOPUPS TOPUP_FN: until the capture being written
+# (PARTIAL, by the tcpdump TCPDUMP_PID) holds TARGET packets, calls `TOPUP_FN N` (at most
+# MAX_TOPUPS times, N = 1, 2, ...); exits if tcpdump died. Needs BENCH_DIR and log().
+fill_capture() {
+  local name="$1" partial="$2" target="$3" max="$4" topup="$5" topups=0 n
+  while :; do
+    capture_alive "$name"
+    n=$(node "$BENCH_DIR/count-packets.mjs" "$partial")
+    log "captured so far: $n packets ($(du -h "$partial" | cut -f1))"
+    [ "$n" -ge "$target" ] && break
+    if [ "$topups" -ge "$max" ]; then
+      log "warning: still below $target packets after $max top-ups"
+      break
+    fi
+    topups=$((topups + 1))
+    "$topup" "$topups"
+  done
+}
+
+# capture_alive NAME: exits when the tcpdump TCPDUMP_PID is gone before the traffic was done.
+capture_alive() {
+  if ! kill -0 "$TCPDUMP_PID" 2>/dev/null; then
+    echo "$1: tcpdump exited before the traffic was done" >&2
+    exit 1
+  fi
+}
