@@ -134,13 +134,12 @@ export function validHostname(b: Buffer, p: number, n: number): boolean {
   if (n === 0 || b[p] === 0x2e) return false;
   let prevDot = false;
   for (let i = 0; i < n; i++) {
-    const c = b[p + i] | 0x20; // lower-case letters; digits, '-', '.', '_' are unaffected or checked below
-    const raw = b[p + i];
-    const dot = raw === 0x2e;
+    const c = b[p + i];
+    const dot = c === 0x2e;
     if (dot && prevDot) return false;
     prevDot = dot;
-    if (dot || raw === 0x2d || raw === 0x5f || (raw >= 0x30 && raw <= 0x39) || (c >= 0x61 && c <= 0x7a && raw >= 0x41)) continue;
-    return false;
+    const ok = dot || c === 0x2d || c === 0x5f || (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+    if (!ok) return false;
   }
   return true;
 }

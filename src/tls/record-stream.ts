@@ -258,7 +258,7 @@ export class TlsRecordStream {
         const n = len < this.remaining ? len : this.remaining;
         this.remaining -= n;
         if (this.readable(this.h.type) && !this.skip) this.anomaly('tls_record_lost');
-        if (this.h.type === ContentType.HANDSHAKE) this.loseHandshake();
+        if (this.h.type === ContentType.HANDSHAKE) this.loseHandshake(true);
         this.skip = true;
         this.releaseReasm();
         if (this.remaining === 0) {
@@ -356,7 +356,7 @@ export class TlsRecordStream {
     this.remaining -= n;
     if (this.remaining === 0) {
       if (this.skip) {
-        if (this.h.type === ContentType.HANDSHAKE) this.loseHandshake(); // unread (budget): messages lost
+        if (this.h.type === ContentType.HANDSHAKE) this.loseHandshake(true); // unread (budget): messages lost
         this.deliver(null, 0, ts);
       } else {
         this.deliver(this.reasm, 0, ts);
@@ -404,10 +404,14 @@ export class TlsRecordStream {
   // -------------------------------------------------------------------------------------------
   // Handshake messages
 
-  private loseHandshake(): void {
+  /**
+   * No more messages from this direction. Said (once) only when something readable was lost: a
+   * message in progress, or a cleartext handshake record; a gap between records after the
+   * handshake loses nothing of it.
+   */
+  private loseHandshake(inRecord: boolean): void {
     if (this.hsLost) return;
-    // Only worth saying while messages were still being read (after the cipher change they are not).
-    if (!this.cipherChanged || this.hsRemaining >= 0) this.anomaly('tls_handshake_lost');
+    if (this.hsRemaining >= 0 || this.hsHdrPos > 0 || (inRecord && !this.cipherChanged)) this.anomaly('tls_handshake_lost');
     this.hsLost = true;
     this.releaseHs();
   }
@@ -489,7 +493,7 @@ export class TlsRecordStream {
   private lose(at: number): void {
     this.anomaly('tls_resync');
     this.releaseReasm();
-    this.loseHandshake();
+    this.loseHandshake(false);
     this.state = St.Resync;
     this.hdrPos = 0;
     this.resyncFrom = at;
