@@ -169,6 +169,12 @@ http { access_log off; keepalive_requests 100; keepalive_timeout 5s;
     const got = (await captured(from)).map(seen);
     expect(got.map(({ version, cipher, resumed }) => ({ version, cipher, resumed }))).toEqual(reports);
     for (const g of got) expect([g.sni, g.alpnOffered, g.alpn]).toEqual(['tls.test', [], null]); // s_client offers no ALPN
+    // Both TLS 1.2 signals agree on real bytes: OpenSSL resends the session id with its ticket and
+    // nginx echoes it, and the resumed flights have no Certificate (CCS right after the ServerHello).
+    const f = await captured(from);
+    expect(f.map((x) => x.flight)).toEqual(['certificate', 'abbreviated', 'abbreviated', 'abbreviated', 'abbreviated', 'abbreviated']);
+    expect(f.slice(1).map((x) => [x.ch!.sessionTicket, x.ch!.sessionId === x.sh!.sessionId])).toEqual(Array(5).fill(['ticket', true]));
+    expect(f[0].ch!.sessionTicket).toBe('empty');
   });
 
   it('openssl s_client -tls1_3 -reconnect with stdin at EOF: 6 full handshakes (no ticket read before each close)', async () => {
@@ -217,6 +223,30 @@ http { access_log off; keepalive_requests 100; keepalive_timeout 5s;
     expect(g).toEqual({ version: c.version, cipher: c.cipher, resumed: false, sni: 'tls.test', alpnOffered: c.offers, alpn: null }); // TLS 1.3: the choice is encrypted
     expect(c.accepted).toBe('http/1.1');
     expect(f[0].appRecords[0]).toBeGreaterThanOrEqual(3); // Finished + 2 requests, all type 23 in 1.3
+  });
+
+  it('real bytes re-cut at every split point give the same hellos and records', () => {
+    expect(conns.length).toBeGreaterThan(10);
+    for (const c of [conns[0], conns[conns.length - 1]]) {
+      for (const dir of [0, 1] as const) {
+        const all = Buffer.concat(c.pieces.filter((p) => p.dir === dir).map((p) => p.b));
+        const cut = (at: number): string[] => {
+          const log: string[] = [];
+          const s = new TlsRecordStream(dir, {
+            record: (_d, h) => log.push(`r ${h.type} ${h.length}`),
+            handshake: (_d, t, body, off, len) => log.push(`h ${t} ${len} ${body ? body.toString('hex', off, off + len) : '-'}`),
+            anomaly: (_d, n) => log.push(n),
+          });
+          s.data(all, 0, at, 1);
+          s.data(all, at, all.length - at, 2);
+          s.end(3);
+          return log;
+        };
+        const ref = cut(0);
+        expect(ref.some((x) => x.startsWith('h '))).toBe(true);
+        for (let at = 1; at < all.length; at += 1) if (at < 2000 || at % 7 === 0) expect(cut(at), `dir ${dir} at ${at}`).toEqual(ref);
+      }
+    }
   });
 
   it('curl --tls-max 1.2: the server\'s ALPN choice is visible in the ServerHello and equals curl\'s', async () => {
