@@ -9,7 +9,10 @@
  *    bytes as they cross (what a capture sees), the client's `keylog` event feeding KeylogStore;
  *    every record after the handshake is decrypted with our keys and compared with what was
  *    written: TLS 1.2 with ECDHE-RSA-AES128-GCM-SHA256, -AES256-GCM-SHA384 and -CHACHA20-POLY1305,
- *    TLS 1.3 with each of the three suites. No secret is printed: assertions compare booleans.
+ *    TLS 1.3 with each of the three suites.
+ * 3. A tcpdump capture on lo of curl (SSLKEYLOGFILE, OpenSSL's writer) against `openssl s_server
+ *    -www`, all six suites: the request curl sent and the body it saved come out of the records.
+ * No secret is printed: assertions compare booleans and lengths.
  */
 import { execFileSync } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
@@ -373,5 +376,137 @@ describe('TLS 1.3 live (Node tls, keylog event, relay capture)', () => {
       expect(Buffer.concat(data.map((r) => r.plaintext)).equals(x.response)).toBe(true);
       expect(sv[sv.length - 1].type).toBe(21); // close_notify inside an application-data record
     }, 20_000);
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Real capture: tcpdump on lo, `openssl s_server -www`, curl with SSLKEYLOGFILE (OpenSSL's key
+// log writer, not Node's). Needs root for tcpdump; skipped (visibly) when the tools are missing.
+
+const haveTools = (() => {
+  try {
+    execFileSync('sh', ['-c', 'command -v tcpdump && command -v curl && command -v openssl'], { stdio: 'ignore' });
+    return process.getuid?.() === 0;
+  } catch {
+    return false;
+  }
+})();
+
+/** Per-direction TCP payload of the flow that starts with a ClientHello, from an EN10MB pcap. */
+function flowFromPcap(pcap: Buffer, serverPort: number): { c2s: Buffer; s2c: Buffer } {
+  const le = pcap.readUInt32LE(0) === 0xa1b2c3d4;
+  const u32 = (o: number): number => (le ? pcap.readUInt32LE(o) : pcap.readUInt32BE(o));
+  const flows = new Map<number, { c2s: Map<number, Buffer>; s2c: Map<number, Buffer> }>();
+  for (let off = 24; off + 16 <= pcap.length; ) {
+    const incl = u32(off + 8);
+    const p = pcap.subarray(off + 16, off + 16 + incl);
+    off += 16 + incl;
+    if (p.readUInt16BE(12) !== 0x0800) continue;
+    const ip = 14;
+    const ihl = (p[ip] & 0x0f) * 4;
+    const total = p.readUInt16BE(ip + 2);
+    if (p[ip + 9] !== 6) continue;
+    const tcp = ip + ihl;
+    const sport = p.readUInt16BE(tcp);
+    const dport = p.readUInt16BE(tcp + 2);
+    const seq = p.readUInt32BE(tcp + 4);
+    const data = p.subarray(tcp + (p[tcp + 12] >> 4) * 4, ip + total);
+    if (data.length === 0) continue;
+    const client = sport === serverPort ? dport : sport;
+    let f = flows.get(client);
+    if (!f) flows.set(client, (f = { c2s: new Map(), s2c: new Map() }));
+    (sport === serverPort ? f.s2c : f.c2s).set(seq, Buffer.from(data)); // a retransmission overwrites
+  }
+  // Loopback: no loss, small flows, no wraparound worth handling in a test.
+  const join_ = (m: Map<number, Buffer>): Buffer => Buffer.concat([...m.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]));
+  for (const f of flows.values()) {
+    const c2s = join_(f.c2s);
+    if (c2s[0] === 22) return { c2s, s2c: join_(f.s2c) };
+  }
+  throw new Error('no TLS flow in the capture');
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+async function waitFor(check: () => boolean, ms: number): Promise<void> {
+  for (let waited = 0; !check(); waited += 50) {
+    if (waited > ms) throw new Error('tool did not start');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const CAPTURES = [
+  { name: 'TLS 1.3 AES-128-GCM', server: ['-tls1_3', '-ciphersuites', 'TLS_AES_128_GCM_SHA256'], curl: ['--tlsv1.3', '--tls13-ciphers', 'TLS_AES_128_GCM_SHA256'] },
+  { name: 'TLS 1.3 AES-256-GCM', server: ['-tls1_3', '-ciphersuites', 'TLS_AES_256_GCM_SHA384'], curl: ['--tlsv1.3', '--tls13-ciphers', 'TLS_AES_256_GCM_SHA384'] },
+  { name: 'TLS 1.3 ChaCha20-Poly1305', server: ['-tls1_3', '-ciphersuites', 'TLS_CHACHA20_POLY1305_SHA256'], curl: ['--tlsv1.3', '--tls13-ciphers', 'TLS_CHACHA20_POLY1305_SHA256'] },
+  { name: 'TLS 1.2 ECDHE-RSA-AES128-GCM-SHA256', server: ['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-GCM-SHA256'], curl: ['--tlsv1.2', '--tls-max', '1.2', '--ciphers', 'ECDHE-RSA-AES128-GCM-SHA256'] },
+  { name: 'TLS 1.2 ECDHE-RSA-AES256-GCM-SHA384', server: ['-tls1_2', '-cipher', 'ECDHE-RSA-AES256-GCM-SHA384'], curl: ['--tlsv1.2', '--tls-max', '1.2', '--ciphers', 'ECDHE-RSA-AES256-GCM-SHA384'] },
+  { name: 'TLS 1.2 ECDHE-RSA-CHACHA20-POLY1305', server: ['-tls1_2', '-cipher', 'ECDHE-RSA-CHACHA20-POLY1305'], curl: ['--tlsv1.2', '--tls-max', '1.2', '--ciphers', 'ECDHE-RSA-CHACHA20-POLY1305'] },
+];
+
+describe.skipIf(!haveTools)('tcpdump capture of curl and openssl s_server, curl SSLKEYLOGFILE', () => {
+  for (const t of CAPTURES) {
+    it(`${t.name}: the request curl sent and the body it received`, async () => {
+      const { spawn } = await import('node:child_process');
+      const port = await freePort();
+      const pcapPath = join(dir, `${port}.pcap`);
+      const keylogPath = join(dir, `${port}.keylog`);
+      const bodyPath = join(dir, `${port}.body`);
+      let tdErr = '';
+      const td = spawn('tcpdump', ['-Z', 'root', '-i', 'lo', '--immediate-mode', '-U', '-w', pcapPath, `tcp port ${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+      td.stderr.on('data', (d) => (tdErr += d));
+      const ss = spawn('openssl', ['s_server', '-quiet', '-accept', `127.0.0.1:${port}`, '-cert', join(dir, 'c.pem'), '-key', join(dir, 'k.pem'), '-www', ...t.server], { stdio: 'ignore' });
+      try {
+        await waitFor(() => tdErr.includes('listening'), 5000);
+        let up = false;
+        const probe = (): void => {
+          const s = net.connect(port, '127.0.0.1', () => { up = true; s.destroy(); });
+          s.on('error', () => {});
+        };
+        await waitFor(() => { if (!up) probe(); return up; }, 5000);
+        execFileSync('curl', ['-sk', '--max-time', '10', ...t.curl, '-o', bodyPath, `https://127.0.0.1:${port}/`], { env: { ...process.env, SSLKEYLOGFILE: keylogPath }, stdio: 'ignore' });
+        await new Promise((r) => setTimeout(r, 200)); // let tcpdump write the last packets
+      } finally {
+        ss.kill();
+        if (td.exitCode === null) {
+          const exited = new Promise((r) => td.once('exit', r));
+          td.kill('SIGINT');
+          await exited;
+        }
+      }
+      const { c2s, s2c } = flowFromPcap(readFileSync(pcapPath), port);
+      const store = new KeylogStore();
+      store.push(readFileSync(keylogPath));
+      store.end();
+      expect(Object.values(store.stats.rejected).every((n) => n === 0)).toBe(true);
+      const cr = helloRandom(c2s);
+      const sec = store.get(cr)!;
+      expect(sec).toBeDefined();
+      const suiteId = s2c.readUInt16BE(44 + s2c[43]); // ServerHello: after the session id
+      let client: { type: number; plaintext: Buffer }[];
+      let server: { type: number; plaintext: Buffer }[];
+      if (t.server[0] === '-tls1_3') {
+        const su = tls13Suite(suiteId)!;
+        client = open13(c2s, tls13TrafficKeys(su, sec.CLIENT_HANDSHAKE_TRAFFIC_SECRET!), tls13TrafficKeys(su, sec.CLIENT_TRAFFIC_SECRET_0!));
+        server = open13(s2c, tls13TrafficKeys(su, sec.SERVER_HANDSHAKE_TRAFFIC_SECRET!), tls13TrafficKeys(su, sec.SERVER_TRAFFIC_SECRET_0!));
+      } else {
+        const k = tls12KeyBlock(tls12Suite(suiteId)!, sec.CLIENT_RANDOM!, cr, helloRandom(s2c));
+        client = open12(c2s, k.client);
+        server = open12(s2c, k.server);
+      }
+      const req = Buffer.concat(client.filter((r) => r.type === 23).map((r) => r.plaintext)).toString('latin1');
+      expect(req.startsWith(`GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n`)).toBe(true);
+      const resp = Buffer.concat(server.filter((r) => r.type === 23).map((r) => r.plaintext));
+      const body = readFileSync(bodyPath);
+      expect(body.length).toBeGreaterThan(0);
+      expect(resp.subarray(resp.length - body.length).equals(body)).toBe(true);
+      expect(resp.toString('latin1').startsWith('HTTP/1.0 200 ok')).toBe(true);
+    }, 30_000);
   }
 });
