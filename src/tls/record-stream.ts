@@ -186,7 +186,7 @@ export class TlsRecordStream {
   /* Resync. */
   private pos = 0;
   private resyncFrom = 0;
-  private readonly win = Buffer.alloc(RECORD_HEADER_LENGTH);
+  private readonly win = Buffer.alloc(2 * RECORD_HEADER_LENGTH - 1);
   private winLen = 0;
   private cands: number[] = [];
   private depths: number[] = [];
@@ -513,57 +513,89 @@ export class TlsRecordStream {
   }
 
   /**
-   * Byte by byte through a 5-byte window (resync is rare and bounded): each window position `at`
-   * that is a plausible header extends the chain expecting it or starts one (within the window);
-   * a chain of `resyncChain` resumes framing with that header.
+   * Is the header-sized window at b[o] (stream position `at`) the end of a chain? 1: yes (framing
+   * resumes with it, decoded into `this.h`), -1: the direction was given up, 0: go on. A
+   * plausible header extends the chain expecting it, or starts one within the window.
+   */
+  private scanAt(b: Buffer, o: number, at: number): number {
+    const inWindow = at - this.resyncFrom < this.lim.maxResyncBytes;
+    if (!inWindow) {
+      this.dropCandidates(at);
+      if (this.cands.length === 0) {
+        this.fail('tls_resync_failed');
+        return -1;
+      }
+    }
+    if (!plausibleRecordHeader(b, o)) return 0;
+    const c = this.cands;
+    let depth = 0;
+    for (let i = c.length - 1; i >= 0; i--) {
+      if (c[i] === at) {
+        if (this.depths[i] > depth) depth = this.depths[i];
+        c.splice(i, 1);
+        this.depths.splice(i, 1);
+      }
+    }
+    if (depth + 1 >= this.lim.resyncChain) {
+      this.resyncs++;
+      this.resyncSkippedRecords += depth;
+      this.cands = [];
+      this.depths = [];
+      this.winLen = 0;
+      this.state = St.Header;
+      decodeRecordHeader(b, o, this.h);
+      return 1;
+    }
+    if (depth === 0 && !inWindow) return 0;
+    if (c.length >= this.lim.maxResyncCandidates) this.dropCandidates(at);
+    if (c.length < this.lim.maxResyncCandidates) {
+      c.push(at + RECORD_HEADER_LENGTH + ((b[o + 3] << 8) | b[o + 4]));
+      this.depths.push(depth + 1);
+    }
+    return 0;
+  }
+
+  /**
+   * Every header-sized window: first those starting in the (< 5) unscanned bytes carried from the
+   * last piece, through a 9-byte scratch buffer, then straight in the caller's buffer; the last
+   * < 5 bytes are carried to the next piece.
    */
   private resync(buf: Buffer, p: number, end: number, base: number, ts: number): number {
     const w = this.win;
-    while (p < end) {
-      if (this.winLen < RECORD_HEADER_LENGTH) w[this.winLen++] = buf[p];
-      else {
-        w.copy(w, 0, 1, RECORD_HEADER_LENGTH);
-        w[RECORD_HEADER_LENGTH - 1] = buf[p];
-      }
-      p++;
-      if (this.winLen < RECORD_HEADER_LENGTH) continue;
-      const at = base + p - RECORD_HEADER_LENGTH; // stream position of the window's first byte
-      const inWindow = at - this.resyncFrom < this.lim.maxResyncBytes;
-      if (!inWindow) {
-        this.dropCandidates(at);
-        if (this.cands.length === 0) {
-          this.fail('tls_resync_failed');
-          return end;
+    if (this.winLen > 0) {
+      const k = this.winLen;
+      const take = end - p < RECORD_HEADER_LENGTH - 1 ? end - p : RECORD_HEADER_LENGTH - 1;
+      buf.copy(w, k, p, p + take);
+      const wl = k + take;
+      const wpos = base + p - k;
+      let i = 0;
+      for (; i < k && i + RECORD_HEADER_LENGTH <= wl; i++) {
+        const r = this.scanAt(w, i, wpos + i);
+        if (r < 0) return end;
+        if (r > 0) {
+          this.startTs = ts;
+          return this.begin(buf, p + i + RECORD_HEADER_LENGTH - k, end, ts);
         }
       }
-      if (!plausibleRecordHeader(w, 0)) continue;
-      const c = this.cands;
-      let depth = 0;
-      for (let i = c.length - 1; i >= 0; i--) {
-        if (c[i] === at) {
-          if (this.depths[i] > depth) depth = this.depths[i];
-          c.splice(i, 1);
-          this.depths.splice(i, 1);
-        }
+      if (i < k) {
+        // This piece is too short to finish them: keep what is still unscanned.
+        w.copy(w, 0, i, wl);
+        this.winLen = wl - i;
+        return end;
       }
-      if (depth + 1 >= this.lim.resyncChain) {
-        this.resyncs++;
-        this.resyncSkippedRecords += depth;
-        this.cands = [];
-        this.depths = [];
-        this.winLen = 0;
-        this.state = St.Header;
-        decodeRecordHeader(w, 0, this.h);
+      this.winLen = 0;
+    }
+    let x = p;
+    for (; x + RECORD_HEADER_LENGTH <= end; x++) {
+      const r = this.scanAt(buf, x, base + x);
+      if (r < 0) return end;
+      if (r > 0) {
         this.startTs = ts;
-        return this.begin(buf, p, end, ts);
-      }
-      if (depth === 0 && !inWindow) continue;
-      if (c.length >= this.lim.maxResyncCandidates) this.dropCandidates(at);
-      if (c.length < this.lim.maxResyncCandidates) {
-        c.push(at + RECORD_HEADER_LENGTH + ((w[3] << 8) | w[4]));
-        this.depths.push(depth + 1);
+        return this.begin(buf, x + RECORD_HEADER_LENGTH, end, ts);
       }
     }
+    buf.copy(w, 0, x, end);
+    this.winLen = end - x;
     return end;
   }
 }

@@ -112,6 +112,10 @@ describe('TlsRecordStream', () => {
     expect(r.log).toEqual(['a1 tls_resync', 'r1 23 303 140 -', 'r1 23 303 150 -']);
     expect(r.s.resyncs).toBe(1);
     expect(r.s.resyncSkippedRecords).toBe(1);
+    // The same resync whatever the pieces: byte by byte, and split at every point.
+    const rest = all.subarray(4);
+    expect(run([4, ...[...rest].map((b) => Buffer.from([b]))]).log).toEqual(r.log);
+    for (let i = 0; i <= rest.length; i++) expect(run([4, rest.subarray(0, i), rest.subarray(i)]).log, `split at ${i}`).toEqual(r.log);
   });
 
   it('finds no framing in noise: tls_resync_failed once, then bytes ignored', () => {
