@@ -56,7 +56,7 @@ export type KeylogReject = (typeof KEYLOG_REJECTS)[number];
 
 /** Longest line kept: the longest valid one is 31 + 1 + 64 + 1 + 96 = 193 characters. */
 export const MAX_KEYLOG_LINE = 1024;
-/** Client randoms kept: 5 short secrets each, so 100k entries are about 30 MB. */
+/** Client randoms kept: 100k TLS 1.3 entries (5 secrets each) measured at about 55 MB RSS. */
 export const DEFAULT_MAX_KEYLOG_ENTRIES = 100_000;
 
 /** One connection's secrets, by label. Buffers are the store's: copy what you keep. */
