@@ -27,8 +27,8 @@
  *   it is counted `tls_handshake_too_large` and delivered with a null body, framing of the
  *   messages kept). After this direction's change_cipher_spec, handshake records are encrypted
  *   (TLS 1.2 Finished, renegotiation) and are delivered as records only; the one exception is
- *   TLS 1.3's middlebox-compatibility CCS before a second ClientHello after a HelloRetryRequest
- *   (RFC 8446 D.4): a record that begins a client_hello whose length fits is still read.
+ *   TLS 1.3's middlebox-compatibility CCS around a HelloRetryRequest (RFC 8446 D.4): the real
+ *   ServerHello and the second ClientHello come after their side's CCS (`compatHello`).
  *
  * Gaps (bytes the capture lost): inside a record payload, framing survives (the header gave the
  * length): the record is delivered with a null payload (`tls_record_lost` when it would have been
@@ -50,6 +50,7 @@
  */
 import {
   ContentType,
+  MAX_PLAINTEXT_LENGTH,
   MAX_RECORD_LENGTH,
   RECORD_HEADER_LENGTH,
   checkRecordHeader,
@@ -142,6 +143,7 @@ const enum St {
 
 const HS_HEADER = 4;
 const HS_CLIENT_HELLO = 1;
+const HS_SERVER_HELLO = 2;
 
 export class TlsRecordStream {
   /** Records delivered. */
@@ -422,14 +424,26 @@ export class TlsRecordStream {
     this.hsBufLen = 0;
   }
 
+  /**
+   * After this direction's CCS, is the record at b[p, end) still a cleartext hello? Only in TLS
+   * 1.3 middlebox-compatibility mode around a HelloRetryRequest (RFC 8446 D.4): the server sends
+   * HRR, CCS, then its real ServerHello; the client CCS, then its second ClientHello (seen from
+   * OpenSSL 3.0 and nginx: each hello alone in its record). So: no message open, a client_hello
+   * or server_hello that fills the record exactly (or runs past a full-size one). An encrypted
+   * TLS 1.2 Finished starts with an 8-byte explicit nonce (AES-GCM, 0 first from OpenSSL) or is
+   * ChaCha20 ciphertext, which passes this by chance about once in 2^31.
+   */
+  private compatHello(b: Buffer, p: number, end: number): boolean {
+    if (this.hsRemaining >= 0 || this.hsHdrPos > 0 || end - p < HS_HEADER) return false;
+    if (b[p] !== HS_CLIENT_HELLO && b[p] !== HS_SERVER_HELLO) return false;
+    const total = ((b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) + HS_HEADER;
+    return total === end - p || (end - p === MAX_PLAINTEXT_LENGTH && total > end - p && total <= this.lim.maxHandshakeBytes);
+  }
+
   /** Handshake record fragment b[p, end): cut into messages. */
   private messages(b: Buffer, p: number, end: number, ts: number): void {
     if (this.hsLost) return;
-    if (this.cipherChanged) {
-      // Encrypted from here (RFC 5246 7.1), except a TLS 1.3 compat-mode second ClientHello.
-      if (!(this.hsRemaining < 0 && this.hsHdrPos === 0 && end - p >= HS_HEADER && b[p] === HS_CLIENT_HELLO
-        && ((b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]) + HS_HEADER <= this.lim.maxHandshakeBytes && b[p + 1] === 0)) return;
-    }
+    if (this.cipherChanged && !this.compatHello(b, p, end)) return; // encrypted from here (RFC 5246 7.1)
     while (p < end) {
       if (this.hsRemaining < 0) {
         if (this.hsHdrPos === 0 && end - p >= HS_HEADER) {

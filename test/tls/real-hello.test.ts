@@ -129,13 +129,14 @@ describe.skipIf(!have)('TLS hellos from real clients against nginx', () => {
     const cert = await run(opensslBin!, ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem'), '-days', '2', '-subj', '/CN=tls.test'], { timeoutMs: 30_000 });
     expect(cert.code, cert.stderr).toBe(0);
     const port = await freePort();
-    // nginx 1.22's default ssl_protocols lacks TLSv1.3 (keepalive-semantics section 9).
+    // nginx 1.22's default ssl_protocols lacks TLSv1.3 (keepalive-semantics section 9). Only
+    // X25519: a client whose first key share is P-256 gets a HelloRetryRequest.
     writeFileSync(join(dir, 'nginx.conf'), `worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
 events { worker_connections 64; }
 http { access_log off; keepalive_requests 100; keepalive_timeout 5s;
   server { listen 127.0.0.1:${port} ssl; server_name tls.test;
     ssl_certificate ${dir}/c.pem; ssl_certificate_key ${dir}/k.pem;
-    ssl_protocols TLSv1.2 TLSv1.3; ssl_session_cache shared:TLSHELLO:1m; ssl_session_tickets on;
+    ssl_protocols TLSv1.2 TLSv1.3; ssl_ecdh_curve X25519; ssl_session_cache shared:TLSHELLO:1m; ssl_session_tickets on;
     location / { return 200 "ok\\n"; } } }
 `);
     nginx = start('nginx', nginxBin!, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], join(dir, 'nginx.log'));
@@ -223,6 +224,33 @@ http { access_log off; keepalive_requests 100; keepalive_timeout 5s;
     expect(g).toEqual({ version: c.version, cipher: c.cipher, resumed: false, sni: 'tls.test', alpnOffered: c.offers, alpn: null }); // TLS 1.3: the choice is encrypted
     expect(c.accepted).toBe('http/1.1');
     expect(f[0].appRecords[0]).toBeGreaterThanOrEqual(3); // Finished + 2 requests, all type 23 in 1.3
+  });
+
+  it('openssl s_client -groups P-256:X25519: a HelloRetryRequest, then a second ClientHello after the compatibility CCS', async () => {
+    const from = conns.length;
+    const r = await run('sh', ['-c', `"$0" s_client -connect 127.0.0.1:${tapPort} -servername tls.test -tls1_3 -groups P-256:X25519 </dev/null`, opensslBin!], { timeoutMs: 20_000 });
+    expect(sClientReports(r.stdout).map((x) => x.version), r.stdout + r.stderr).toEqual(['TLSv1.3']);
+    const [c] = conns.slice(from);
+    await c.closed;
+    const hellos: string[] = [];
+    const sink: RecordSink = {
+      record() {},
+      handshake(dir, t, body, off, len) {
+        if (!body) return;
+        if (t === HandshakeType.CLIENT_HELLO && dir === 0) {
+          const v = parseClientHello(body, off, len);
+          hellos.push(typeof v === 'string' ? v : `ch ${v.keyShareGroups.join(',')}`);
+        } else if (t === HandshakeType.SERVER_HELLO && dir === 1) {
+          const v = parseServerHello(body, off, len);
+          hellos.push(typeof v === 'string' ? v : `${v.helloRetryRequest ? 'hrr' : 'sh'} ${v.keyShareGroup} ${versionName(v.version)}`);
+        }
+      },
+      anomaly(_d, n) { hellos.push(n); },
+    };
+    const s = [new TlsRecordStream(0, sink), new TlsRecordStream(1, sink)];
+    for (const p of c.pieces) s[p.dir].data(p.b, 0, p.b.length, 0);
+    expect(hellos).toEqual([`ch ${0x17}`, `hrr ${0x1d} 1.3`, `ch ${0x1d}`, `sh ${0x1d} 1.3`]);
+    expect(s[0].cipherChanged).toBe(true); // the second ClientHello came after the client's CCS
   });
 
   it('real bytes re-cut at every split point give the same hellos and records', () => {

@@ -156,6 +156,14 @@ describe('TlsRecordStream', () => {
     const ch = handshake(HS.CLIENT_HELLO, clientHello({ sni: 'b.test' }));
     const r = run([record(CT.HANDSHAKE, ch, 0x0301), record(CT.CCS, Buffer.from([1])), record(CT.HANDSHAKE, ch)]);
     expect(r.log.filter((x) => x.startsWith('h')).length).toBe(2);
+    // The server side: HRR, CCS, then the real ServerHello in cleartext (found by the real-bytes test).
+    const shm = handshake(HS.SERVER_HELLO, Buffer.alloc(80, 4));
+    const r2 = run([record(CT.HANDSHAKE, shm), record(CT.CCS, Buffer.from([1])), record(CT.HANDSHAKE, shm), record(CT.APP, Buffer.alloc(30))]);
+    expect(r2.log.filter((x) => x.startsWith('h')).length).toBe(2);
+    // An encrypted TLS 1.2 Finished after the CCS is not read, even if it starts like a hello but does not fill its record.
+    const fake = Buffer.concat([Buffer.from([HS.SERVER_HELLO, 0, 0, 10]), Buffer.alloc(30, 9)]);
+    const r3 = run([record(CT.CCS, Buffer.from([1])), record(CT.HANDSHAKE, fake)]);
+    expect(r3.log.filter((x) => x.startsWith('h')).length).toBe(0);
   });
 
   it('joined mid-stream (start: lost) finds the records by resync', () => {
