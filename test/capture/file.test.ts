@@ -191,6 +191,7 @@ describe('readCapture', () => {
         cpSync(resolve('dist'), join(copy, 'dist'), { recursive: true });
         const cli = join(copy, 'dist/cli/main.js');
         const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, cli, 'analyze', p], { encoding: 'utf8' });
+        rmSync(copy, { recursive: true, force: true });
         expect(r.status).toBe(2);
         const lines = r.stderr.trim().split('\n');
         expect(lines).toHaveLength(1);

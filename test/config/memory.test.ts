@@ -2,7 +2,7 @@
  * Caps from the memory limit: the cgroup's or V8's heap limit, whichever is smaller. The last
  * test floods `analyze` running under a small V8 heap: it must evict and finish, never die.
  */
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -60,7 +60,8 @@ describe('analyze under a small V8 heap, flooded', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('evicts and finishes where a fixed 100,000-flow table would exhaust the heap', () => {
-    const { main } = buildCli('kae-memflood-cli-');
+    const { dir: cliDir, main } = buildCli('kae-memflood-cli-');
+    onTestFinished(() => rmSync(cliDir, { recursive: true, force: true }));
     // 200,000 SYNs, then 150,000 keep-alive connections that never close.
     const parts: Buffer[] = [pcapHeader()];
     let t = 1_700_000_000;

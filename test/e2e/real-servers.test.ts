@@ -9,7 +9,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { analyzeFile } from '../helpers/engine.js';
@@ -50,10 +50,14 @@ const isRoot = process.getuid?.() === 0;
 describe.runIf(haveTools && isRoot)('close reasons from real servers (regenerated now)', () => {
   it('regenerates the capture with live servers and classifies every connection', async () => {
     const out = mkdtempSync(join(tmpdir(), 'ka-real-'));
-    execFileSync('bash', [join(FIXTURES, 'generate.sh'), out], { stdio: 'pipe', timeout: 170_000 });
-    const pcap = join(out, 'real-servers.pcap');
-    expect(existsSync(pcap)).toBe(true);
-    const manifest: ManifestEntry[] = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
-    await expectManifest(pcap, manifest);
+    try {
+      execFileSync('bash', [join(FIXTURES, 'generate.sh'), out], { stdio: 'pipe', timeout: 170_000 });
+      const pcap = join(out, 'real-servers.pcap');
+      expect(existsSync(pcap)).toBe(true);
+      const manifest: ManifestEntry[] = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+      await expectManifest(pcap, manifest);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   }, 180_000);
 });
