@@ -76,7 +76,6 @@ export class H2Session implements ProtocolSession, FrameSink {
   private clientFrames = 0;
   private highestClientStream = 0;
   private lastActive = -1;
-  private lastClientHeaders = -1;
   private goaway: [Goaway | null, Goaway | null] = [null, null];
   private openAtClose = 0;
   /** Client streams that got no response (refused, cancelled, never answered), the latest `MAX_UNANSWERED`. */
@@ -323,7 +322,6 @@ export class H2Session implements ProtocolSession, FrameSink {
   private clientHeaders(id: number, ts: number): void {
     if ((id & 1) === 0 || id <= this.highestClientStream) return; // trailers of an open stream, or a stray id
     this.highestClientStream = id;
-    this.lastClientHeaders = ts;
     const r: RequestRecord = {
       index: ++this.requests, time: ts, method: '', version: '2', wantsKeepAlive: true, connectionClose: false,
       reused: this.requests > 1, savedSeconds: 0, savedFrom: 'unknown', outstandingAtStart: this.inFlight(), status: 0,
@@ -430,9 +428,11 @@ export class H2Session implements ProtocolSession, FrameSink {
   private serverGoawayVerdict(g: Goaway, tcp: TcpCloseFacts): SessionVerdict {
     const at = { signalTime: g.time };
     if (g.errorCode !== ErrorCode.NO_ERROR) return { verdict: 'server_close', servedCount: 0, ...at };
-    // At a limit: streams were open, or a client HEADERS had just arrived (nginx sends the GOAWAY
-    // on the Nth stream's HEADERS, before that stream's response).
-    const atLimit = g.openAtGoaway > 0 || (this.lastClientHeaders >= 0 && g.time - this.lastClientHeaders < tcp.promptWindowSeconds && this.lastClientHeaders <= g.time);
+    // At a limit: a stream was open when it came (nginx sends the GOAWAY on the Nth stream's
+    // HEADERS, before that stream's response). A GOAWAY just after streams completed is not: a
+    // quick exchange followed by the server's close (Node.js ending a session) would otherwise
+    // wait for a limit inference that never comes.
+    const atLimit = g.openAtGoaway > 0;
     if (atLimit) return { verdict: 'max_requests_candidate', servedCount: this.requestsUpTo(g.lastStreamId), ...at };
     // An idle close crossed by a stream the server did not process.
     for (const s of this.unanswered) {

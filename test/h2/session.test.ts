@@ -137,6 +137,16 @@ describe('why an HTTP/2 connection closed', () => {
     expect(r.engine.servers.get(SERVER)?.inferredMax).toBe(3);
   });
 
+  it('server_close, at once: a GOAWAY 1 ms after the last stream completed, none open, is the server ending the session, not a limit waiting for inference', () => {
+    const c = exchange(open(conv()), 1).serverSends(goaway(1, ERR.NO_ERROR), 0.001).close('server', 0.0001);
+    const engine = new Engine();
+    const closed: ConnectionRecord[] = [];
+    engine.subscribe({ closed: (x) => closed.push({ ...x }) });
+    feed(engine, c.packets());
+    // Decided without waiting for the end of the input (a limit candidate would wait).
+    expect(closed.map(summary)).toEqual([['h2c', 1, 1, 'server_close', 'server']]);
+  });
+
   it('max_requests with a 4th stream sent in the same write: above last-stream-id it was not processed (counted refused), the reason stays the limit', () => {
     const limited = (t0: number) => {
       const c = open(conv(t0));
