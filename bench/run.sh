@@ -10,11 +10,15 @@
 #   --regenerate   regenerate the capture even if it is usable
 #   --runs N       timed runs per tool (default 3); best and median reported
 #   --only LIST    comma-separated subset of: analyze, tshark, read,
-#                  pcap-parser, pcap-parser-hwm, tcpdump, proxy, h2c
+#                  pcap-parser, pcap-parser-hwm, tcpdump, proxy, h2c, tls
 #
 # `h2c` times analyze against `tshark -q -z http2,tree` on an HTTP/2 cleartext capture
 # (bench/out/h2c.pcap, >= 1M packets of nginx and h2load, made by
 # bench/generate-h2c-capture.sh when missing or with --regenerate; about 30 s).
+# `tls` times `analyze --tls-keylog` against tshark decrypting with the same key log
+# (`-o tls.keylog_file:`, `-q -z http,tree`) on bench/out/tls.pcap + tls.keylog (>= 1M packets
+# of nginx TLS 1.3/1.2 and bench/tls-load.mjs, made by bench/generate-tls-capture.sh when
+# missing or with --regenerate; about 40 s). TLS_RUNS (default: --runs) sets its runs.
 # `proxy` is the proxy tap benchmark (bench/proxy.sh: wrk through the tap,
 # HAProxy and a bare Node.js relay, and directly to nginx; about 2.5 minutes).
 #
@@ -35,7 +39,7 @@ cd "$ROOT_DIR"
 FILE="$ROOT_DIR/bench/out/bench.pcap"
 REGENERATE=0
 RUNS=3
-ONLY="analyze,tshark,read,pcap-parser,pcap-parser-hwm,tcpdump,proxy,h2c"
+ONLY="analyze,tshark,read,pcap-parser,pcap-parser-hwm,tcpdump,proxy,h2c,tls"
 MIN_PACKETS="${MIN_PACKETS:-1000000}"
 GOAL_SPEEDUP=10
 GOAL_RSS_MB=200
@@ -47,7 +51,7 @@ while [ $# -gt 0 ]; do
     --runs=*) RUNS="${1#*=}" ;;
     --only) ONLY="$2"; shift ;;
     --only=*) ONLY="${1#*=}" ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) FILE="$1" ;;
   esac
@@ -191,6 +195,37 @@ if wanted h2c; then
   PACKETS=$saved_packets
 fi
 
+# TLS with a key log: its own capture; analyze decrypting against tshark decrypting.
+TLS_FILE="$ROOT_DIR/bench/out/tls.pcap"
+TLS_KEYLOG="$ROOT_DIR/bench/out/tls.keylog"
+TLS_PACKETS=0
+TLS_FLAG=""
+if wanted tls; then
+  if [ "$REGENERATE" = 1 ] || [ ! -s "$TLS_FILE" ] || [ ! -s "$TLS_KEYLOG" ]; then
+    log "generating $TLS_FILE (bench/generate-tls-capture.sh)"
+    bash "$BENCH_DIR/generate-tls-capture.sh" "$TLS_FILE" >&2
+  fi
+  TLS_PACKETS="$(count_packets "$TLS_FILE")"
+  cat "$TLS_FILE" > /dev/null
+  saved_packets=$PACKETS saved_runs=$RUNS
+  PACKETS=$TLS_PACKETS
+  RUNS="${TLS_RUNS:-$RUNS}"
+  if [ -f dist/cli/main.js ]; then
+    # Until analyze has --tls-keylog, time it without (it then counts the flows as TLS, decrypting nothing).
+    if "$NODE" dist/cli/main.js analyze --help 2>&1 | grep -q -- --tls-keylog; then
+      TLS_FLAG=yes
+      bench tls-analyze "keepalive-exporter analyze --json --tls-keylog (tls)" null "$NODE" dist/cli/main.js analyze "$TLS_FILE" --json --tls-keylog "$TLS_KEYLOG"
+    else
+      TLS_FLAG=missing
+      log "tls: analyze has no --tls-keylog yet; timing plain analyze (no decryption)"
+      bench tls-analyze "keepalive-exporter analyze --json, no --tls-keylog: flag missing (tls)" null "$NODE" dist/cli/main.js analyze "$TLS_FILE" --json
+    fi
+  fi
+  # tshark finds TLS on these ports by itself (its heuristics; ALPN picks http or http2).
+  bench tls-tshark "tshark -o tls.keylog_file -q -z http,tree (tls)" null tshark -r "$TLS_FILE" -o "tls.keylog_file:$TLS_KEYLOG" -q -z http,tree
+  PACKETS=$saved_packets RUNS=$saved_runs
+fi
+
 # The proxy tap: a load test of its own (bench/proxy.sh), reported in its own section.
 PROXY_STATUS="not run"
 if wanted proxy; then
@@ -267,6 +302,21 @@ GOALS_OK=1
     else
       GOALS_OK=0
       echo "- h2c: n/a (analyze ${STATUS[h2c-analyze]:-not run}, tshark ${STATUS[h2c-tshark]:-not run}): **not checked**"
+    fi
+  fi
+  if wanted tls; then
+    if ok tls-analyze && ok tls-tshark; then
+      [ "$TLS_FLAG" = yes ] && what="analyze --tls-keylog" || what="analyze WITHOUT --tls-keylog (flag missing: nothing decrypted)"
+      speed_med=$(awk -v t="${MEDIAN[tls-tshark]}" -v a="${MEDIAN[tls-analyze]}" 'BEGIN { printf "%.1f", t / a }')
+      if awk -v s="$speed_med" -v g="$GOAL_SPEEDUP" 'BEGIN { exit !(s >= g) }'; then v=PASS; else v=FAIL; GOALS_OK=0; fi
+      [ "$TLS_FLAG" = yes ] || { v="$v, not the goal's measurement"; GOALS_OK=0; }
+      echo "- tls: $what vs tshark decrypting: ${speed_med}x faster on median time ($TLS_PACKETS packets); goal >= ${GOAL_SPEEDUP}x: **$v**"
+      if awk -v r="${RSS[tls-analyze]}" -v g="$GOAL_RSS_MB" 'BEGIN { exit !(r < g) }'; then v=PASS; else v=FAIL; GOALS_OK=0; fi
+      [ "$TLS_FLAG" = yes ] || v="$v, not the goal's measurement"
+      echo "- tls: analyze peak RSS: ${RSS[tls-analyze]} MB; goal < ${GOAL_RSS_MB} MB: **$v**"
+    else
+      GOALS_OK=0
+      echo "- tls: n/a (analyze ${STATUS[tls-analyze]:-not run}, tshark ${STATUS[tls-tshark]:-not run}): **not checked**"
     fi
   fi
   if [ "$PROXY_STATUS" = ok ]; then
