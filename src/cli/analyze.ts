@@ -7,12 +7,15 @@ import { AnalyzeReport, findWarnings } from '../report/summary.js';
 import { renderText } from '../report/text.js';
 import { DEFAULT_LIMITS } from '../config/limits.js';
 import { capsForMemory, memoryLimit } from '../config/memory.js';
+import { permissionWarning, readKeylogFile } from '../tls/keylog-file.js';
+import type { KeylogStats } from '../tls/keylog.js';
 import { UsageError, helpEntry, parsePorts, parsePositiveInt, unknownFlag, wrap } from './common.js';
 
 const ANALYZE_OPTIONS: Array<[string, string]> = [
   ['--json', 'print one JSON object (the stable interface described in the README)'],
   ['--connections', 'with --json: include every connection (client, server, times, requests, close reason, who closed, handshake RTT, idle before close)'],
   ['--ports LIST', 'only analyse these server ports, comma-separated (default: any port where HTTP/1.x is seen; HTTP is recognised by content, not by port)'],
+  ['--tls-keylog FILE', 'decrypt TLS connections whose secrets are in this NSS key log (what SSLKEYLOGFILE makes curl, Firefox, Chrome and Python write, and Node.js --tls-keylog): their requests and close reasons are then exact, not estimated from record turns; TLS 1.2 ECDHE and TLS 1.3 with AES-GCM or ChaCha20-Poly1305. The file holds secrets: keep it private (a warning says when others can read it)'],
   ['--top N', 'servers shown in the text report (default 10; --json lists all)'],
   ['--max-flows N', `TCP flows tracked at once; the least recently active is evicted beyond it (default ${DEFAULT_LIMITS.maxFlows}, or fewer where the memory limit, the cgroup's or V8's heap limit, would not hold them)`],
   ['--no-progress', 'no progress line on stderr (it is shown only on a terminal)'],
@@ -36,6 +39,7 @@ export async function runAnalyze(args: string[]): Promise<number> {
         json: { type: 'boolean', default: false },
         connections: { type: 'boolean', default: false },
         ports: { type: 'string' },
+        'tls-keylog': { type: 'string' },
         top: { type: 'string', default: '10' },
         'max-flows': { type: 'string' },
         'no-progress': { type: 'boolean', default: false },
@@ -64,9 +68,22 @@ export async function runAnalyze(args: string[]): Promise<number> {
   const top = parsePositiveInt(o.top!, '--top');
   const maxFlows = o['max-flows'] !== undefined ? parsePositiveInt(o['max-flows'], '--max-flows') : undefined;
 
+  let keylog: { source: import('../session/session.js').SecretSource; stats: KeylogStats; store: { clear(): void } } | null = null;
+  if (o['tls-keylog'] !== undefined) {
+    const path = o['tls-keylog'];
+    try {
+      keylog = readKeylogFile(path);
+    } catch (err) {
+      throw new UsageError(`--tls-keylog: ${(err as Error).message}`);
+    }
+    const warning = permissionWarning(path);
+    if (warning) process.stderr.write(`keepalive-exporter: warning: ${warning}\n`);
+    if (keylog.stats.accepted === 0) process.stderr.write(`keepalive-exporter: warning: ${path} has no key log line (expected lines like "CLIENT_RANDOM <64 hex> <96 hex>" or "CLIENT_TRAFFIC_SECRET_0 ..."): TLS connections are estimated from record turns\n`);
+  }
+
   // The tables at their caps must fit the memory the process may use (a flood fills them).
   const caps = capsForMemory(memoryLimit().bytes, 1);
-  const engine = new Engine({ ports, limits: { ...caps, ...(maxFlows ? { maxFlows } : {}) } });
+  const engine = new Engine({ ports, limits: { ...caps, ...(maxFlows ? { maxFlows } : {}) }, tlsKeys: keylog?.source ?? null });
   const report = new AnalyzeReport(o.connections!);
   engine.subscribe(report);
 
@@ -103,6 +120,7 @@ export async function runAnalyze(args: string[]): Promise<number> {
     throw new UsageError(`${file}: ${capture.problem!.message}`);
   }
   engine.finish();
+  keylog?.store.clear();
   const stats = engine.stats();
   const totals = report.totals();
   const servers = report.serverSummaries(engine.servers);
@@ -137,6 +155,7 @@ export async function runAnalyze(args: string[]): Promise<number> {
         tunneledConnections: report.tunneled,
         midstreamConnections: report.midstream,
         anomalies: stats.anomalies,
+        tlsKeylog: keylog ? { lines: keylog.stats.lines, accepted: keylog.stats.accepted, comments: keylog.stats.comments, evicted: keylog.stats.evicted, rejected: keylog.stats.rejected } : null,
       },
     };
     if (o.connections) out.connections = report.connectionList();

@@ -65,6 +65,34 @@ export const ANOMALIES = [
   'hpack_huffman_invalid',
   'hpack_malformed',
   'hpack_table_size_invalid',
+  // TLS records and handshakes (src/tls/record-stream.ts, handshake.ts)
+  'tls_bad_record', // where framing held, a header no TLS peer sends: the direction stops
+  'tls_record_lost', // a capture gap inside a handshake or alert record (or one being decrypted): delivered unread, framing kept
+  'tls_handshake_lost', // handshake bytes were lost: no more cleartext handshake messages from that direction
+  'tls_handshake_too_large', // a handshake message over 64 KiB: delivered unread
+  'tls_resync', // a gap covered a record header: framing lost, resynchronising
+  'tls_resync_failed', // no chain of plausible record headers found: the direction is no longer parsed
+  'tls_truncated_record', // the stream ended inside a record or a handshake message
+  // ClientHello / ServerHello rejections (handshake.ts HelloRejection): the hello's facts are unknown
+  'tls_hello_truncated',
+  'tls_bad_session_id',
+  'tls_bad_cipher_suites',
+  'tls_hello_malformed',
+  'tls_bad_extension_length',
+  'tls_duplicate_extension',
+  'tls_too_many_extensions',
+  'tls_bad_alpn',
+  'tls_bad_supported_versions',
+  // a server_name that is not kept (handshake.ts SniRejection): sni is null
+  'tls_sni_too_long',
+  'tls_sni_bad_chars',
+  'tls_sni_malformed',
+  // TLS decryption with a key log (src/tls/decrypt.ts)
+  'tls_keys_missing', // a key log is given but has no usable line for a connection (in time): its requests are estimated from turns
+  'tls_cipher_unsupported', // keys found but the suite is not one we decrypt (CBC, RSA key exchange, CCM): estimated
+  'tls_decrypt_failed', // a record that should decrypt did not (wrong key, corrupt bytes): skipped, counted
+  'tls_decrypt_lost', // after a loss of framing no sequence number opened the next record: that direction is no longer decrypted
+  'tls_key_wait_overflow', // records held while waiting for a connection's key log line passed the cap: estimated instead
 ] as const;
 
 export type Anomaly = (typeof ANOMALIES)[number];

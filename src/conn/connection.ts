@@ -12,9 +12,10 @@ import type { Anomaly } from '../config/anomalies.js';
 import type { StreamSink } from '../tcp/stream.js';
 import type { RequestRecord, Side, Verdict } from '../session/facts.js';
 import { detectProtocol, isH2ServerGreeting } from '../session/detect.js';
-import type { BufferBudget, FlowInfo, ProtocolSession, SessionHost } from '../session/session.js';
+import type { BufferBudget, FlowInfo, ProtocolSession, SecretSource, SessionHost } from '../session/session.js';
 import { Http1Session } from '../http/session.js';
 import { H2Session } from '../h2/session.js';
+import { TlsSession } from '../tls/session.js';
 import type { ConnectionRecord } from './records.js';
 import type { ServerState } from './servers.js';
 import type { ConnectionTracker } from './tracker.js';
@@ -64,6 +65,10 @@ export class Connection implements StreamSink, SessionHost {
     return this.flow.budget;
   }
 
+  get keys(): SecretSource | null {
+    return this.t.keys;
+  }
+
   // --- stream sink (from tcp/ or the proxy tap) ---
 
   data(dir: number, buf: Buffer, off: number, len: number, ts: number): void {
@@ -101,6 +106,7 @@ export class Connection implements StreamSink, SessionHost {
     const rec = this.record;
     if (!this.first) {
       // Tracking ended (capture end, idle expiry, eviction) before any FIN or RST.
+      if (this.session instanceof TlsSession) this.tlsFacts(this.session, rec);
       rec.closeReason = 'open';
       this.t.emitClosed(rec);
       return;
@@ -121,6 +127,12 @@ export class Connection implements StreamSink, SessionHost {
     };
     // A connection that carried no message has no session verdict: nothing was asked of it.
     const v = this.session ? this.session.verdict(tcp) : { verdict: 'unused' as const, servedCount: 0, signalTime: first.time };
+    if (v.by !== undefined && v.time !== undefined && (v.by !== by || v.time !== first.time)) {
+      // The session saw the close first (a TLS close_notify before the FIN): its side closed.
+      rec.closedBy = v.by;
+      rec.closedAt = v.time;
+      rec.idleBeforeClose = this.lastActivity >= 0 ? Math.max(0, v.time - this.lastActivity) : v.time - rec.openedAt;
+    }
     if (this.session instanceof H2Session) {
       const h2 = this.session;
       rec.h2 = {
@@ -130,6 +142,7 @@ export class Connection implements StreamSink, SessionHost {
         goaways: h2.goaways,
       };
     }
+    if (this.session instanceof TlsSession) this.tlsFacts(this.session, rec);
     if (v.verdict === 'max_requests_candidate') this.t.inferLimit(this, this.server, v.servedCount, v.signalTime - rec.openedAt, ts);
     else this.emitVerdict(v.verdict);
   }
@@ -165,11 +178,18 @@ export class Connection implements StreamSink, SessionHost {
           r.savedFrom = 'server_median';
         }
       }
+      // Over TLS a reused connection also saved the TLS handshake: this connection's own, else the server's full one.
+      if (this.session instanceof TlsSession) {
+        const own = this.session.handshakeSeconds;
+        const tls = own >= 0 ? own : this.server?.medianFullTlsHandshake() ?? -1;
+        if (tls >= 0) r.savedSeconds += tls;
+      }
       rec.reusedRequests++;
       rec.handshakeTimeSaved += r.savedSeconds;
     }
     rec.requests = r.index;
     if (r.index === 1 && r.version === '1.0') rec.protocol = 'http/1.0';
+    if (this.session instanceof TlsSession) rec.requestsEstimated = this.session.requestsEstimated;
     this.t.emitRequest(rec, r);
   }
 
@@ -210,6 +230,14 @@ export class Connection implements StreamSink, SessionHost {
     if (this.record) this.record.tunneled = true;
   }
 
+  established(ts: number): void {
+    if (this.confirmed === Confirmed.Unknown) this.confirm(ts);
+  }
+
+  decrypted(protocol: 'http/1.1' | 'h2'): void {
+    if (this.record) this.record.protocol = protocol;
+  }
+
   notProtocol(kind: 'tls' | 'http2' | 'other'): void {
     if (this.confirmed !== Confirmed.Unknown) return;
     this.confirmed = Confirmed.NotHttp;
@@ -235,6 +263,8 @@ export class Connection implements StreamSink, SessionHost {
         if (flow.clientDir < 0 && !this.rolesFromContent(dir)) return null;
         return (this.session = new H2Session(this, dir));
       }
+      // TLS: the ClientHello comes from the client (a server does not speak TLS first).
+      if (kind === 'tls' && (flow.clientDir === dir || flow.clientDir < 0)) return (this.session = new TlsSession(this));
       if (kind !== 'http1') {
         this.notProtocol(kind);
         return null;
@@ -244,6 +274,22 @@ export class Connection implements StreamSink, SessionHost {
       }
     }
     return (this.session = new Http1Session(this));
+  }
+
+  /** The TLS facts at the end; a full handshake feeds the server's median, a resumed one is measured against it. */
+  private tlsFacts(tls: TlsSession, rec: ConnectionRecord): void {
+    const hs = tls.handshakeSeconds;
+    let saved = 0;
+    const resumed = tls.resumedHandshake && hs >= 0;
+    if (hs >= 0 && tls.fullHandshake) this.server?.addFullTlsHandshake(hs);
+    else if (resumed) {
+      const full = this.server?.medianFullTlsHandshake() ?? null;
+      if (full !== null && full > hs) saved = full - hs;
+    }
+    rec.tls = tls.facts(saved);
+    rec.handshakeTimeSaved += saved;
+    rec.requestsEstimated = tls.requestsEstimated;
+    rec.protocol = tls.protocol === 'tls' ? 'tls' : rec.protocol;
   }
 
   private confirm(ts: number): void {
@@ -278,9 +324,16 @@ export class Connection implements StreamSink, SessionHost {
       idleBeforeClose: null,
       tunneled: false,
       midstream: !flow.fromStart,
-      protocol: this.session instanceof H2Session ? 'h2c' : 'http/1.1',
+      protocol: this.session?.protocol ?? (this.session instanceof H2Session ? 'h2c' : 'http/1.1'),
+      requestsEstimated: null,
       h2: null,
+      tls: null,
     };
+    if (this.session instanceof TlsSession) {
+      // Known as TLS from its opening (consumers count its requests as TLS ones); the facts are final at the close.
+      this.record.requestsEstimated = this.session.requestsEstimated;
+      this.record.tls = this.session.facts(0);
+    }
     this.t.emitOpened(this.record);
   }
 }

@@ -15,11 +15,14 @@ import { FlowTable } from '../tcp/flows.js';
 import { ConnectionTracker, type TrackerCounters } from './tracker.js';
 import type { EngineConsumer } from './records.js';
 import { StreamTap, type Endpoint } from './stream-tap.js';
+import type { SecretSource } from '../session/session.js';
 
 export interface EngineOptions {
   limits?: Partial<EngineLimits>;
   /** Server ports to analyse; default: any port where HTTP is seen. */
   ports?: number[] | null;
+  /** TLS secrets (`--tls-keylog`): connections with a line in it are decrypted. */
+  tlsKeys?: SecretSource | null;
 }
 
 export interface EngineStats {
@@ -70,7 +73,7 @@ export class Engine implements PacketSink {
       openConnections: 0,
     };
     const ports = opts.ports && opts.ports.length > 0 ? new Set(opts.ports) : null;
-    this.tracker = new ConnectionTracker({ limits: this.limits, ports }, this.counters);
+    this.tracker = new ConnectionTracker({ limits: this.limits, ports, keys: opts.tlsKeys ?? null }, this.counters);
     this.flows = new FlowTable(this.limits, this.tracker);
   }
 

@@ -3,8 +3,8 @@
  * tests) reads these and nothing else.
  */
 
-export { CLOSE_REASONS, type CloseReason, type ConnectionOutcome, type H2Facts, type H2Goaway, type RequestRecord, type Side } from '../session/facts.js';
-import type { ConnectionOutcome, H2Facts, RequestRecord, Side } from '../session/facts.js';
+export { CLOSE_REASONS, type CloseReason, type ConnectionOutcome, type H2Facts, type H2Goaway, type RequestRecord, type Side, type TlsFacts } from '../session/facts.js';
+import { SESSION_PROTOCOLS, type ConnectionOutcome, type H2Facts, type RequestRecord, type SessionProtocol, type Side, type TlsFacts } from '../session/facts.js';
 
 export interface ConnectionRecord {
   id: number;
@@ -16,8 +16,13 @@ export interface ConnectionRecord {
   closedAt: number | null;
   /** Client SYN to client ACK of the SYN-ACK; null when the handshake was not captured. */
   handshakeRtt: number | null;
-  /** Requests seen on the connection. */
+  /** Requests seen on the connection (for `protocol: tls`, the estimate from turns: see `requestsEstimated`). */
   requests: number;
+  /**
+   * TLS not decrypted: the requests estimated from turns (also in `requests`); null when the count
+   * is exact, or unknown (a TLS connection whose ALPN says h2: turns are in `tls.turns`).
+   */
+  requestsEstimated: number | null;
   reusedRequests: number;
   responses: number;
   /** Sum of `savedSeconds` of its reused requests. */
@@ -35,15 +40,17 @@ export interface ConnectionRecord {
   tunneled: boolean;
   /** The capture started after the connection opened: roles were inferred from the HTTP itself. */
   midstream: boolean;
-  /** What the connection spoke: `http/1.0` or `http/1.1` (its first request's version), `h2c` (HTTP/2 in cleartext). */
+  /** What the connection spoke: `http/1.0` or `http/1.1` (its first request's version), `h2c`, `h2` (decrypted TLS), `tls` (not decrypted). */
   protocol: ConnectionProtocol;
   /** HTTP/2 only: peak concurrent streams, streams the server refused or did not process, its SETTINGS_MAX_CONCURRENT_STREAMS. */
   h2: H2Facts | null;
+  /** TLS only: version, cipher, resumption, ALPN, SNI, handshake time, whether it was decrypted. */
+  tls: TlsFacts | null;
 }
 
 
-export const CONNECTION_PROTOCOLS = ['http/1.0', 'http/1.1', 'h2c'] as const;
-export type ConnectionProtocol = (typeof CONNECTION_PROTOCOLS)[number];
+export const CONNECTION_PROTOCOLS = SESSION_PROTOCOLS;
+export type ConnectionProtocol = SessionProtocol;
 
 export interface EngineConsumer {
   opened?(c: ConnectionRecord): void;

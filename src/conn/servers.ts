@@ -4,9 +4,9 @@
  * settings, and the inference of an unannounced max-requests limit.
  */
 export class ServerState {
-  /** Ring of recent handshake RTTs. */
-  private readonly rtts: number[] = [];
-  private rttNext = 0;
+  /** Recent handshake RTTs, and durations of full TLS handshakes (what a resumption is measured against). */
+  private readonly rtts: SampleRing;
+  private readonly tlsFull: SampleRing;
   advertisedTimeout: number | null = null;
   /** `max=` on the first response of the latest connection that announced one: the configured limit. */
   advertisedMax: number | null = null;
@@ -17,24 +17,52 @@ export class ServerState {
   readonly candidateCounts = new Map<number, number>();
 
   constructor(
-    private readonly maxSamples: number,
+    maxSamples: number,
     /** The server's "ip:port": one string shared by all its connection records. */
     readonly name = '',
-  ) {}
+  ) {
+    this.rtts = new SampleRing(maxSamples);
+    this.tlsFull = new SampleRing(maxSamples);
+  }
 
   addRtt(rtt: number): void {
-    if (this.rtts.length < this.maxSamples) this.rtts.push(rtt);
-    else {
-      this.rtts[this.rttNext] = rtt;
-      this.rttNext = (this.rttNext + 1) % this.maxSamples;
-    }
+    this.rtts.add(rtt);
   }
 
   /** Median of recent handshake RTTs, or null if none was captured. */
   medianRtt(): number | null {
-    const n = this.rtts.length;
+    return this.rtts.median();
+  }
+
+  addFullTlsHandshake(seconds: number): void {
+    this.tlsFull.add(seconds);
+  }
+
+  /** Median duration of recent full TLS handshakes, or null if none was seen. */
+  medianFullTlsHandshake(): number | null {
+    return this.tlsFull.median();
+  }
+}
+
+/** The last `cap` samples of a number, and their median. */
+class SampleRing {
+  private readonly v: number[] = [];
+  private next = 0;
+
+  constructor(private readonly cap: number) {}
+
+  add(x: number): void {
+    if (this.v.length < this.cap) this.v.push(x);
+    else {
+      this.v[this.next] = x;
+      this.next = (this.next + 1) % this.cap;
+    }
+  }
+
+  median(): number | null {
+    const n = this.v.length;
     if (n === 0) return null;
-    const s = [...this.rtts].sort((a, b) => a - b);
+    const s = [...this.v].sort((a, b) => a - b);
     return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
   }
 }

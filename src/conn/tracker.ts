@@ -11,11 +11,14 @@ import type { StreamSink } from '../tcp/stream.js';
 import { Connection } from './connection.js';
 import type { ConnectionRecord, EngineConsumer, RequestRecord } from './records.js';
 import { ServerState } from './servers.js';
+import type { SecretSource } from '../session/session.js';
 
 export interface TrackerOptions {
   limits: EngineLimits;
   /** Only these server ports are analysed; null: any port where HTTP is seen. */
   ports: Set<number> | null;
+  /** TLS secrets by client random; null without a key log. */
+  keys: SecretSource | null;
 }
 
 export interface TrackerCounters {
@@ -79,6 +82,10 @@ export class ConnectionTracker implements FlowEvents {
   }
 
   /** False when --ports was given and does not list this server port. */
+  get keys(): SecretSource | null {
+    return this.opts.keys;
+  }
+
   acceptsServerPort(port: number): boolean {
     return !this.opts.ports || this.opts.ports.has(port);
   }

@@ -7,9 +7,9 @@
  *
  * Cardinality: the only unbounded value, the server, is capped at `maxServers` distinct label
  * values; later servers are reported as server="other". No label carries a path, query,
- * cookie, Host header or client address. `protocol` takes the values of CONNECTION_PROTOCOLS
- * (http/1.0, http/1.1, h2c) and nothing else: it multiplies the connection and request families
- * by at most 3 per server, and only for protocols a server really spoke (a series appears when
+ * cookie, Host header or client address (nor SNI: a Host value). `protocol` takes the values of
+ * CONNECTION_PROTOCOLS (http/1.0, http/1.1, h2c, h2, tls) and nothing else: it multiplies the
+ * connection and request families by at most 5 per server, and only for protocols a server really spoke (a series appears when
  * its protocol is first seen). The families it is on: connections opened, open, closed,
  * untracked and upgraded, requests, requests per connection. Not on the handshakes-saved pair
  * (one per reused request: requests_total{reused="true"} already splits it by protocol) nor on
@@ -48,6 +48,8 @@ const RTT_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0
 const REQUESTS_BUCKETS = [0, 1, 2, 3, 4, 5, 10, 20, 50, 100, 200, 500, 1000, 10000];
 /** Peak concurrent streams of an HTTP/2 connection: powers of two up to 256 (nginx's default http2_max_concurrent_streams is 128, Node.js and Go allow 100 or 250, h2load -m picks any). */
 export const H2_STREAMS_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+/** A TLS handshake: one or two round trips plus the server's key exchange (about 1 ms of CPU for ECDHE + RSA-2048 signing). */
+export const TLS_HANDSHAKE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
 const DURATION_BUCKETS = [0.01, 0.1, 0.5, 1, 2, 5, 10, 15, 30, 60, 75, 120, 300, 600, 1800, 3600, 14400];
 
 const CLOSED_BY = ['client', 'server', 'unknown'] as const;
@@ -75,6 +77,13 @@ class SeriesTally {
   /** HTTP/2 connections closed, and the streams their servers refused or did not process. */
   h2Closed = 0;
   streamsRefused = 0;
+  /** TLS connections closed by handshake kind, HelloRetryRequests, and the requests TLS connections carried (exact or estimated). */
+  tlsFull = 0;
+  tlsResumed = 0;
+  tlsHrr = 0;
+  tlsClosed = 0;
+  tlsRequestsFresh = 0;
+  tlsRequestsReused = 0;
   /** Bit i: protocol i has series (set when first seen, never cleared: a series does not vanish). */
   protocols = 0;
   /** By protocol x close reason x closed_by (CONNECTION_PROTOCOLS, CLOSE_REASONS, CLOSED_BY order). */
@@ -94,7 +103,7 @@ class SeriesTally {
 /**
  * An open connection as the exporter counts it: its tally, the protocol its series carry now, and
  * whether its first request was seen. Kept in `openByConnection` packed in one small integer
- * (tally index << 3 | protocol << 1 | requested): a small integer as a Map value costs no heap,
+ * (tally index << 4 | protocol << 1 | requested): a small integer as a Map value costs no heap,
  * where an object per open connection took an idle flow to 1,922 bytes, over the 1,900 of
  * test/conn/memory.test.ts. The engine emits `opened` and the first request in one synchronous call (conn/connection.ts: the record is made when the first request confirms HTTP,
  * and only then does that request set `http/1.0`), so until the first request the opening may be
@@ -170,6 +179,7 @@ export class Exporter implements EngineConsumer {
   /** SETTINGS_MAX_CONCURRENT_STREAMS of each labelled server's latest closed HTTP/2 connection that announced one. */
   private readonly h2MaxStreams = new Map<string, number>();
   private readonly duration: Histogram;
+  private readonly tlsHandshake: Histogram<'server' | 'kind'>;
   private readonly idle: Histogram<'server' | 'closed_by'>;
   readonly advTimeout: Gauge<'server'>;
   readonly advMax: Gauge<'server'>;
@@ -213,9 +223,18 @@ export class Exporter implements EngineConsumer {
       if (t.requestsFresh[p] > 0) m.inc({ ...l, reused: 'false' }, t.requestsFresh[p]);
       if (t.requestsReused[p] > 0) m.inc({ ...l, reused: 'true' }, t.requestsReused[p]);
     })) });
-    new Counter({ name: 'keepalive_handshakes_saved_total', help: 'TCP handshakes saved by connection reuse (one per reused request).', labelNames: ['server', 'source'], registers, collect: fromTallies((m, t) => { if (t.handshakesSaved > 0) m.inc(t.labels, t.handshakesSaved); }) });
-    new Counter({ name: 'keepalive_handshake_time_saved_seconds_total', help: 'Estimated handshake time saved by reuse: the connection handshake RTT, or the server median RTT.', labelNames: ['server', 'source'], registers, collect: fromTallies((m, t) => { if (t.savedTime > 0) m.inc(t.labels, t.savedTime); }) });
+    new Counter({ name: 'keepalive_handshakes_saved_total', help: 'Connection handshakes (TCP, and TLS on TLS connections) saved by connection reuse (one per reused request).', labelNames: ['server', 'source'], registers, collect: fromTallies((m, t) => { if (t.handshakesSaved > 0) m.inc(t.labels, t.handshakesSaved); }) });
+    new Counter({ name: 'keepalive_handshake_time_saved_seconds_total', help: 'Estimated handshake time saved by reuse: the connection handshake RTT, or the server median RTT; on TLS connections plus the TLS handshake, and what a resumed TLS handshake saved against the server\'s median full one.', labelNames: ['server', 'source'], registers, collect: fromTallies((m, t) => { if (t.savedTime > 0) m.inc(t.labels, t.savedTime); }) });
     new Counter({ name: 'keepalive_h2_streams_refused_total', help: 'HTTP/2 streams the server refused (RST_STREAM REFUSED_STREAM) or did not process (above its GOAWAY last-stream-id), counted when their connection closes.', labelNames: ['server', 'source'], registers, collect: fromTallies((m, t) => { if (t.h2Closed > 0) m.inc(t.labels, t.streamsRefused); }) });
+    new Counter({ name: 'keepalive_tls_handshakes_total', help: 'TLS handshakes of closed connections, kind="full" or "resumed" (TLS 1.2 session id or ticket, TLS 1.3 pre_shared_key); one whose handshake was not seen is neither.', labelNames: ['server', 'source', 'kind'], registers, collect: fromTallies((m, t) => {
+      if (t.tlsFull > 0) m.inc({ ...t.labels, kind: 'full' }, t.tlsFull);
+      if (t.tlsResumed > 0) m.inc({ ...t.labels, kind: 'resumed' }, t.tlsResumed);
+    }) });
+    new Counter({ name: 'keepalive_tls_hello_retry_requests_total', help: 'TLS 1.3 HelloRetryRequests (the server asked for another key share: one more round trip), counted when their connection closes.', labelNames: ['server', 'source'], registers, collect: fromTallies((m, t) => { if (t.tlsClosed > 0) m.inc(t.labels, t.tlsHrr); }) });
+    new Counter({ name: 'keepalive_tls_requests_total', help: 'Requests on TLS connections, whatever the protocol label says (protocol="tls": estimated from record turns; decrypted: exact); with keepalive_requests_total it tells reuse on TLS from reuse in cleartext.', labelNames: ['server', 'source', 'reused'], registers, collect: fromTallies((m, t) => {
+      if (t.tlsRequestsFresh > 0) m.inc({ ...t.labels, reused: 'false' }, t.tlsRequestsFresh);
+      if (t.tlsRequestsReused > 0) m.inc({ ...t.labels, reused: 'true' }, t.tlsRequestsReused);
+    }) });
     new Gauge({ name: 'keepalive_open_connections', help: 'HTTP connections open now, by the protocol they speak.', labelNames: ['server', 'source', 'protocol'], registers, collect() {
       this.reset();
       for (const t of tallies.values()) each(t, (l, p) => this.set(l, t.open[p]));
@@ -229,6 +248,7 @@ export class Exporter implements EngineConsumer {
       for (const [server, v] of h2MaxStreams) this.set({ server }, v);
     } });
     this.duration = new Histogram({ name: 'keepalive_connection_duration_seconds', help: 'From the connection opening to its first FIN or RST.', buckets: DURATION_BUCKETS, registers });
+    this.tlsHandshake = new Histogram({ name: 'keepalive_tls_handshake_duration_seconds', help: 'TLS handshake duration of closed connections: the ClientHello to the client\'s first application data (TLS 1.3: its Finished), by kind (full or resumed).', labelNames: ['server', 'kind'], buckets: TLS_HANDSHAKE_BUCKETS, registers });
     this.idle = new Histogram({ name: 'keepalive_idle_before_close_seconds', help: 'Idle time from the last HTTP byte to the first FIN or RST, by the side that closed.', labelNames: ['server', 'closed_by'], buckets: IDLE_BUCKETS, registers });
     // What the engines learned about each server, read at scrape time (the same knowledge analyze reports).
     const serverGauge = (name: string, help: string, pick: (s: ServerState) => number | null): Gauge<'server'> =>
@@ -359,15 +379,15 @@ export class Exporter implements EngineConsumer {
     const t = this.tally(this.label(c.server), source);
     const p = PROTOCOL_INDEX.get(c.protocol) ?? 0;
     t.protocols |= 1 << p;
-    return (t.index << 3) | (p << 1) | 1;
+    return (t.index << 4) | (p << 1) | 1;
   }
 
   /** The connection's protocol changed since its last event: move its open count, and re-file its opening or count the switch (see OpenEntry). Returns the new entry. */
   private follow(e: number, c: ConnectionRecord): number {
     const p = PROTOCOL_INDEX.get(c.protocol);
-    const was = (e >> 1) & 3;
+    const was = (e >> 1) & 7;
     if (p === undefined || p === was) return e;
-    const t = this.tallyList[e >> 3];
+    const t = this.tallyList[e >> 4];
     t.protocols |= 1 << p;
     t.open[was]--;
     t.open[p]++;
@@ -376,7 +396,7 @@ export class Exporter implements EngineConsumer {
       t.opened[was]--;
       t.opened[p]++;
     }
-    return (e & ~6) | (p << 1);
+    return (e & ~14) | (p << 1);
   }
 
   /**
@@ -407,7 +427,7 @@ export class Exporter implements EngineConsumer {
   private onOpened(c: ConnectionRecord, source: string): void {
     const t = this.tally(this.label(c.server), source);
     const p = PROTOCOL_INDEX.get(c.protocol) ?? 0;
-    this.openByConnection.set(c, (t.index << 3) | (p << 1));
+    this.openByConnection.set(c, (t.index << 4) | (p << 1));
     t.protocols |= 1 << p;
     t.opened[p]++;
     t.open[p]++;
@@ -417,25 +437,29 @@ export class Exporter implements EngineConsumer {
   private onRequest(c: ConnectionRecord, r: RequestRecord, source: string): void {
     const was = this.entryOf(c, source);
     let e = was;
-    if (c.protocol !== CONNECTION_PROTOCOLS[(e >> 1) & 3]) e = this.follow(e, c);
+    if (c.protocol !== CONNECTION_PROTOCOLS[(e >> 1) & 7]) e = this.follow(e, c);
     e |= 1;
     // Only the first request and a switch change the entry: one Map write per connection, not per request.
     if (e !== was && this.openByConnection.has(c)) this.openByConnection.set(c, e);
-    const t = this.tallyList[e >> 3];
-    const p = (e >> 1) & 3;
+    const t = this.tallyList[e >> 4];
+    const p = (e >> 1) & 7;
     if (!r.reused) t.requestsFresh[p]++;
     else {
       t.requestsReused[p]++;
       t.handshakesSaved++;
       if (r.savedSeconds > 0) t.savedTime += r.savedSeconds;
     }
+    if (c.tls !== null) {
+      if (r.reused) t.tlsRequestsReused++;
+      else t.tlsRequestsFresh++;
+    }
   }
 
   private onClosed(c: ConnectionRecord, source: string): void {
     let e = this.entryOf(c, source);
-    if (c.protocol !== CONNECTION_PROTOCOLS[(e >> 1) & 3]) e = this.follow(e, c);
-    const t = this.tallyList[e >> 3];
-    const p = (e >> 1) & 3;
+    if (c.protocol !== CONNECTION_PROTOCOLS[(e >> 1) & 7]) e = this.follow(e, c);
+    const t = this.tallyList[e >> 4];
+    const p = (e >> 1) & 7;
     this.openByConnection.delete(c);
     t.open[p]--;
     if (c.closeReason === 'open') {
@@ -451,6 +475,15 @@ export class Exporter implements EngineConsumer {
       this.h2Streams.observe({ server: t.server }, c.h2.peakConcurrentStreams);
       // Per labelled server only, as the other advertised gauges: "other" mixes servers.
       if (c.h2.serverMaxConcurrentStreams !== null && t.server !== OTHER_SERVER) this.h2MaxStreams.set(t.server, c.h2.serverMaxConcurrentStreams);
+    }
+    if (c.tls !== null) {
+      t.tlsClosed++;
+      if (c.tls.helloRetryRequest) t.tlsHrr++;
+      if (c.tls.resumptionSavedSeconds > 0) t.savedTime += c.tls.resumptionSavedSeconds;
+      const kind = c.tls.resumed === true ? 'resumed' : c.tls.resumed === false ? 'full' : null;
+      if (kind === 'full') t.tlsFull++;
+      else if (kind === 'resumed') t.tlsResumed++;
+      if (kind && c.tls.handshakeSeconds !== null) this.tlsHandshake.observe({ server: t.server, kind }, c.tls.handshakeSeconds);
     }
     if (c.closedAt !== null) this.duration.observe(Math.max(0, c.closedAt - c.openedAt));
     if (c.idleBeforeClose !== null) this.idle.observe({ server: t.server, closed_by: by }, c.idleBeforeClose);

@@ -3,7 +3,7 @@
  * connection, per-server figures and warnings. Its `toJSON` is the stable `--json` interface
  * documented in the README.
  */
-import { CLOSE_REASONS, CONNECTION_PROTOCOLS, type ConnectionOutcome, type ConnectionProtocol, type H2Facts, type ConnectionRecord, type EngineConsumer, type RequestRecord } from '../conn/records.js';
+import { CLOSE_REASONS, CONNECTION_PROTOCOLS, type ConnectionOutcome, type ConnectionProtocol, type H2Facts, type TlsFacts, type ConnectionRecord, type EngineConsumer, type RequestRecord } from '../conn/records.js';
 import type { EngineStats } from '../conn/engine.js';
 import type { ServerState } from '../conn/servers.js';
 
@@ -20,6 +20,26 @@ export interface Totals {
    * those seen): an `Upgrade: h2c` connection counts as h2c.
    */
   protocols: Record<string, number>;
+  /** TLS connections (null when there were none): handshakes full and resumed, how many were decrypted, the requests that are estimates. */
+  tls: TlsTotals | null;
+}
+
+export interface TlsTotals {
+  connections: number;
+  /** Handshakes seen full / resumed (a connection whose handshake was not seen is neither). */
+  fullHandshakes: number;
+  resumedHandshakes: number;
+  /** resumed / (full + resumed); 0 without handshakes. */
+  resumptionRatio: number;
+  /** Median ClientHello to the client's first application data, of full handshakes; null if none. */
+  medianFullHandshakeSeconds: number | null;
+  medianResumedHandshakeSeconds: number | null;
+  helloRetryRequests: number;
+  decrypted: number;
+  /** Requests estimated from record turns (connections not decrypted), included in `requests`. */
+  requestsEstimated: number;
+  /** Connections not decrypted whose ALPN says h2: their requests are unknown (not in `requests`). */
+  requestsUnknown: number;
 }
 
 export interface ServerSummary extends Totals {
@@ -77,8 +97,12 @@ export interface ConnectionSummary {
   closedBy: 'client' | 'server' | null;
   handshakeRttSeconds: number | null;
   idleBeforeCloseSeconds: number | null;
-  /** `http/1.0`, `http/1.1` or `h2c` (at the close: an upgraded connection is h2c). */
+  /** `http/1.0`, `http/1.1`, `h2c` (at the close: an upgraded connection is h2c), `h2` (decrypted TLS) or `tls` (not decrypted). */
   protocol: ConnectionProtocol;
+  /** `protocol: tls`: the requests estimated from record turns (also in `requests`); null when exact or unknown (h2). */
+  requestsEstimated: number | null;
+  /** TLS only: version, cipher, resumed, alpnOffered, alpn, sni, handshakeSeconds, decrypted, turns, closeNotifyBy. */
+  tls: TlsFacts | null;
   /**
    * HTTP/2 only (null otherwise): the peak of concurrent streams, the streams the server refused
    * or did not process, its SETTINGS_MAX_CONCURRENT_STREAMS, and each side's first GOAWAY (its
@@ -104,6 +128,28 @@ class Acc {
   readonly idleServer: number[] = [];
   readonly idleClient: number[] = [];
   readonly rtts: number[] = [];
+  tlsConnections = 0;
+  tlsFull = 0;
+  tlsResumed = 0;
+  tlsHrr = 0;
+  tlsDecrypted = 0;
+  tlsEstimated = 0;
+  tlsUnknown = 0;
+  readonly tlsFullSeconds: number[] = [];
+  readonly tlsResumedSeconds: number[] = [];
+
+  closedTls(t: TlsFacts, c: ConnectionRecord): void {
+    this.tlsConnections++;
+    if (t.resumed === true) this.tlsResumed++;
+    else if (t.resumed === false) this.tlsFull++;
+    if (t.helloRetryRequest) this.tlsHrr++;
+    if (t.decrypted) this.tlsDecrypted++;
+    if (c.requestsEstimated !== null) this.tlsEstimated += c.requestsEstimated;
+    else if (!t.decrypted) this.tlsUnknown++;
+    const list = t.resumed === true ? this.tlsResumedSeconds : t.resumed === false ? this.tlsFullSeconds : null;
+    if (list && t.handshakeSeconds !== null && list.length < MAX_IDLE_SAMPLES) list.push(t.handshakeSeconds);
+    this.timeSaved += t.resumptionSavedSeconds;
+  }
 
   totals(): Totals {
     const closeReasons: Record<string, number> = {};
@@ -120,6 +166,18 @@ class Acc {
       handshakeTimeSavedSeconds: round(this.timeSaved, 6),
       closeReasons,
       protocols: Object.fromEntries(CONNECTION_PROTOCOLS.filter((p) => this.protocols.has(p)).map((p) => [p, this.protocols.get(p)!])),
+      tls: this.tlsConnections === 0 ? null : {
+        connections: this.tlsConnections,
+        fullHandshakes: this.tlsFull,
+        resumedHandshakes: this.tlsResumed,
+        resumptionRatio: this.tlsFull + this.tlsResumed > 0 ? round(this.tlsResumed / (this.tlsFull + this.tlsResumed), 4) : 0,
+        medianFullHandshakeSeconds: median(this.tlsFullSeconds, 6),
+        medianResumedHandshakeSeconds: median(this.tlsResumedSeconds, 6),
+        helloRetryRequests: this.tlsHrr,
+        decrypted: this.tlsDecrypted,
+        requestsEstimated: this.tlsEstimated,
+        requestsUnknown: this.tlsUnknown,
+      },
     };
   }
 }
@@ -177,6 +235,7 @@ export class AnalyzeReport implements EngineConsumer {
         if (list && list.length < MAX_IDLE_SAMPLES) list.push(c.idleBeforeClose);
       }
       if (c.handshakeRtt !== null && a.rtts.length < MAX_IDLE_SAMPLES) a.rtts.push(c.handshakeRtt);
+      if (c.tls) a.closedTls(c.tls, c);
     }
     const i = REQUESTS_PER_CONNECTION_BUCKETS.findIndex(([, hi]) => c.requests <= hi);
     this.distribution[i]++;
@@ -193,6 +252,8 @@ export class AnalyzeReport implements EngineConsumer {
         handshakeRttSeconds: c.handshakeRtt === null ? null : round(c.handshakeRtt, 6),
         idleBeforeCloseSeconds: c.idleBeforeClose === null ? null : round(c.idleBeforeClose, 6),
         protocol: c.protocol,
+        requestsEstimated: c.requestsEstimated,
+        tls: c.tls === null ? null : { ...c.tls, handshakeSeconds: c.tls.handshakeSeconds === null ? null : round(c.tls.handshakeSeconds, 6), resumptionSavedSeconds: round(c.tls.resumptionSavedSeconds, 6) },
         h2: c.h2 === null ? null : {
           peakConcurrentStreams: c.h2.peakConcurrentStreams,
           streamsRefused: c.h2.streamsRefused,

@@ -71,6 +71,41 @@ export interface RequestRecord {
  */
 export type Verdict = CloseReason | 'max_requests_candidate';
 
+/**
+ * What a connection spoke: `http/1.0` or `http/1.1` (its first request's version), `h2c` (HTTP/2
+ * in cleartext), `h2` (HTTP/2 in TLS, decrypted), `tls` (TLS not decrypted: requests estimated).
+ */
+export const SESSION_PROTOCOLS = ['http/1.0', 'http/1.1', 'h2c', 'h2', 'tls'] as const;
+export type SessionProtocol = (typeof SESSION_PROTOCOLS)[number];
+
+/** What a TLS connection showed of itself (docs/keepalive-semantics.md, "HTTPS"). */
+export interface TlsFacts {
+  /** "1.2" or "1.3" (from supported_versions in 1.3); null when no ServerHello was seen. */
+  version: string | null;
+  /** IANA name of the suite, or `0x....`; null without a ServerHello. */
+  cipher: string | null;
+  /** Full (false) or resumed (true) handshake; null when it cannot be told (not seen, lost). */
+  resumed: boolean | null;
+  /** The client's ALPN offer, in its order. */
+  alpnOffered: string[];
+  /** The server's choice where visible (TLS 1.2 ServerHello, or decrypted), else null. */
+  alpn: string | null;
+  /** server_name, lower-cased, or null. Never a label: it is a Host value. */
+  sni: string | null;
+  /** ClientHello to the client's first application data (TLS 1.3: its Finished); null if not seen. */
+  handshakeSeconds: number | null;
+  /** The server asked for another ClientHello (HelloRetryRequest). */
+  helloRetryRequest: boolean;
+  /** Decrypted with a key log: every HTTP fact is exact. */
+  decrypted: boolean;
+  /** Client-to-server runs of application data answered by a server-to-client run. */
+  turns: number;
+  /** Side of the first close_notify (an encrypted alert in TLS 1.2, a 19-byte record in 1.3, exact when decrypted); null if none. */
+  closeNotifyBy: Side | null;
+  /** A resumed handshake's saving: the server's median full handshake minus this one (0 when unknown or not resumed). */
+  resumptionSavedSeconds: number;
+}
+
 /** What an HTTP/2 connection said of itself. */
 export interface H2Facts {
   peakConcurrentStreams: number;

@@ -12,7 +12,7 @@
  */
 import type { Anomaly } from '../config/anomalies.js';
 import type { EngineLimits } from '../config/limits.js';
-import type { RequestRecord, Side, Verdict } from './facts.js';
+import type { RequestRecord, SessionProtocol, Side, Verdict } from './facts.js';
 
 /** What the session may know of its flow: read-only, whatever carries the bytes (capture or proxy). */
 export interface FlowInfo {
@@ -62,7 +62,25 @@ export interface SessionHost {
   upgradeToH2c(upgradeRequest: RequestRecord, dir: number, buf: Buffer, off: number, len: number, ts: number): void;
   /** The first bytes were not this protocol. */
   notProtocol(kind: 'tls' | 'http2' | 'other'): void;
+  /** The protocol is certain and the connection counts from now, before any request (TLS whose ALPN says h2, not decrypted). */
+  established(ts: number): void;
+  /** A TLS session decrypts the connection: what the plaintext speaks. */
+  decrypted(protocol: 'http/1.1' | 'h2'): void;
+  /** Key log secrets by client random (`--tls-keylog`); null without a key log. */
+  readonly keys: SecretSource | null;
   anomaly(name: Anomaly): void;
+}
+
+/** Where TLS secrets come from (tls/keylog.ts `KeylogStore`, wrapped by the engine's options). */
+export interface SecretSource {
+  /** The secrets logged for a ClientHello random (64 hex digits), by key log label. */
+  get(clientRandom: string): Partial<Record<string, Buffer>> | undefined;
+  /** Zero and forget them (the keys are derived: key material is not kept after use). */
+  delete(clientRandom: string): boolean;
+  /** The whole key log was read: a random not in it never will be, so nothing waits for it. */
+  readonly complete: boolean;
+  /** Capture seconds a connection waits for its lines when the log is still being written. */
+  readonly keyWaitSeconds: number;
 }
 
 /** TCP's side of the close, which the session combines with what ended persistence. */
@@ -86,9 +104,14 @@ export interface SessionVerdict {
   servedCount: number;
   /** When persistence was ended (for the age of a connection closed at an age limit). */
   signalTime: number;
+  /** The session saw the close first in its own protocol (a TLS close_notify before the FIN): that side and time. */
+  by?: Side;
+  time?: number;
 }
 
 export interface ProtocolSession {
+  /** What the session speaks when it is not simply its kind (TLS: `tls` until decrypted, then the plaintext's). */
+  readonly protocol?: SessionProtocol;
   /** The protocol is certain even without a request (an HTTP/2 preface and SETTINGS): the connection counts as `unused` rather than vanishing. */
   readonly spoke: boolean;
   /** Bytes of direction `dir` in sequence order. */

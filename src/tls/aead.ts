@@ -90,17 +90,29 @@ function decipher(keys: TrafficKeys, nonce: Buffer, aad: Buffer, ct: Buffer, tag
  */
 export function openRecord(keys: TrafficKeys, seq: bigint, buf: Buffer, off = 0): OpenResult {
   if (buf.length - off < RECORD_HEADER_LENGTH) return { ok: false, reason: 'tls_record_truncated' };
-  const type = buf[off];
   const length = buf.readUInt16BE(off + 3);
   const body = off + RECORD_HEADER_LENGTH;
   if (buf.length - body < length) return { ok: false, reason: 'tls_record_truncated' };
+  return openFragment(keys, seq, buf[off], buf.readUInt16BE(off + 1), buf, body, length);
+}
 
+/**
+ * The same as `openRecord` for a record whose header was already read: its content type, its
+ * version field and its fragment at frag[off, off + length) (what the record layer,
+ * record-stream.ts, hands over). The additional data is rebuilt from the header fields.
+ */
+export function openFragment(keys: TrafficKeys, seq: bigint, type: number, version: number, frag: Buffer, off: number, length: number): OpenResult {
+  if (frag.length - off < length) return { ok: false, reason: 'tls_record_truncated' };
+  const body = off;
   if (keys.version === '1.3') {
     if (length > MAX_TLS13_CIPHERTEXT) return { ok: false, reason: 'tls_record_too_long' };
     if (length < TAG_LENGTH + 1) return { ok: false, reason: 'tls_record_too_short' };
-    const aad = buf.subarray(off, body);
-    const ct = buf.subarray(body, body + length - TAG_LENGTH);
-    const tag = buf.subarray(body + length - TAG_LENGTH, body + length);
+    const aad = Buffer.allocUnsafe(RECORD_HEADER_LENGTH);
+    aad[0] = type;
+    aad.writeUInt16BE(version, 1);
+    aad.writeUInt16BE(length, 3);
+    const ct = frag.subarray(body, body + length - TAG_LENGTH);
+    const tag = frag.subarray(body + length - TAG_LENGTH, body + length);
     const inner = decipher(keys, xorNonce(keys.iv, seq), aad, ct, tag);
     if (inner === null) return { ok: false, reason: 'tls_bad_tag' };
     let end = inner.length - 1;
@@ -114,17 +126,16 @@ export function openRecord(keys: TrafficKeys, seq: bigint, buf: Buffer, off = 0)
   const explicit = gcm ? EXPLICIT_NONCE_LENGTH : 0;
   if (length < explicit + TAG_LENGTH) return { ok: false, reason: 'tls_record_too_short' };
   const nonce = gcm
-    ? Buffer.concat([keys.iv, buf.subarray(body, body + EXPLICIT_NONCE_LENGTH)])
+    ? Buffer.concat([keys.iv, frag.subarray(body, body + EXPLICIT_NONCE_LENGTH)])
     : xorNonce(keys.iv, seq);
   const plainLength = length - explicit - TAG_LENGTH;
   const aad = Buffer.alloc(13);
   aad.writeBigUInt64BE(BigInt.asUintN(64, seq), 0);
   aad[8] = type;
-  aad[9] = buf[off + 1];
-  aad[10] = buf[off + 2];
+  aad.writeUInt16BE(version, 9);
   aad.writeUInt16BE(plainLength, 11);
-  const ct = buf.subarray(body + explicit, body + explicit + plainLength);
-  const tag = buf.subarray(body + length - TAG_LENGTH, body + length);
+  const ct = frag.subarray(body + explicit, body + explicit + plainLength);
+  const tag = frag.subarray(body + length - TAG_LENGTH, body + length);
   const plain = decipher(keys, nonce, aad, ct, tag);
   if (plain === null) return { ok: false, reason: 'tls_bad_tag' };
   return { ok: true, type, plaintext: plain };

@@ -18,7 +18,9 @@
  * What is read and what is only counted:
  * - Application data (23), change_cipher_spec (20) and heartbeat (24) payloads are never copied
  *   nor handed over: counted and skipped, the sink gets the header with a null payload once the
- *   record's last byte went by (that is all turn estimation needs: type, length, time).
+ *   record's last byte went by (that is all turn estimation needs: type, length, time). The one
+ *   exception: application data is read like handshake records once `readApplicationData` is set
+ *   (the owner has keys to decrypt it).
  * - Handshake (22) and alert (21) payloads are read: a view into the caller's buffer when the
  *   record is in one piece, else a copy of exactly the record's length (at most 2^14 + 2048,
  *   `MAX_RECORD_LENGTH`), from the shared budget, released after the call.
@@ -160,6 +162,12 @@ export class TlsRecordStream {
   resyncSkippedRecords = 0;
   /** This direction sent change_cipher_spec: its later handshake records are encrypted. */
   cipherChanged = false;
+  /**
+   * Read application data payloads too (a view when the record is in one piece, else a budgeted
+   * copy, as for handshake records): set by the owner once it holds keys for this direction, so
+   * that only connections it can decrypt pay for the copies.
+   */
+  readApplicationData = false;
 
   private state: St;
   private readonly lim: Readonly<RecordStreamLimits>;
@@ -309,7 +317,7 @@ export class TlsRecordStream {
   }
 
   private readable(type: number): boolean {
-    return type === ContentType.HANDSHAKE || type === ContentType.ALERT;
+    return type === ContentType.HANDSHAKE || type === ContentType.ALERT || (type === ContentType.APPLICATION_DATA && this.readApplicationData);
   }
 
   private headerBytes(buf: Buffer, p: number, end: number, ts: number): number {

@@ -39,7 +39,7 @@ function connection(reason: ConnectionOutcome, idle: number | null, requests = 2
     id: nextPort, client: `127.0.0.1:${nextPort++}`, server: SERVER, ipVersion: 4, openedAt: 0, closedAt: 5, handshakeRtt: 0.0001,
     requests, reusedRequests: Math.max(0, requests - 1), responses: requests, handshakeTimeSaved: 0, advertisedTimeout: null,
     advertisedMax: null, closeReason: reason, closedBy: reason === 'client_idle' || reason === 'client_close' ? 'client' : 'server',
-    closedWith: 'fin', idleBeforeClose: idle, tunneled: false, midstream: false, protocol: 'http/1.1', h2: null,
+    closedWith: 'fin', idleBeforeClose: idle, tunneled: false, midstream: false, protocol: 'http/1.1', h2: null, tls: null, requestsEstimated: null,
   };
   return { c, reqs };
 }
