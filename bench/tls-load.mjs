@@ -25,7 +25,7 @@
 // until nginx closes them at its keepalive_timeout (bounded by a 15 s timer).
 // URL mix, per 100 requests: 95 /small.html, 3 /medium.html, 1 /large.bin, 1 /missing.html.
 //
-// The totals ("key value" lines: requests sent, responses by status class, connections by
+// The totals ("key value" lines: requests sent (HTTP/1.1 ones by version; h2_streams), responses by status class, connections by
 // version and ending, resumed handshakes) go to --totals (appended; run.sh sums them) and stderr.
 // Exits 1 when a connection failed to handshake or a response could not be parsed (counted as
 // errors, so a broken setup is not mistaken for a load run).
@@ -72,7 +72,7 @@ const REQS = PATHS.map((p) => Buffer.from(`GET ${p} HTTP/1.1\r\nHost: localhost\
 let pathIdx = 0;
 
 const t = {
-  requests_sent: 0, responses: 0, '2xx': 0, '4xx': 0, other_status: 0,
+  requests_sent: 0, requests_tls13: 0, requests_tls12: 0, responses: 0, '2xx': 0, '4xx': 0, other_status: 0,
   connections: 0, connections_tls13: 0, connections_tls12: 0, connections_h2: 0,
   resumed: 0, resumed_tls13: 0, resumed_tls12: 0, session_offered: 0,
   closed_by_server: 0, closed_by_client: 0, idle_probes: 0, h2_streams: 0, h2_goaway: 0,
@@ -138,6 +138,7 @@ function h1Connection(version, port, session, maxReqs, idle, sessions) {
       if (idle) { budget--; t.idle_probes++; }
       sent++;
       t.requests_sent++;
+      t[version === 'TLSv1.3' ? 'requests_tls13' : 'requests_tls12']++;
       sock.write(REQS[pathIdx]);
       pathIdx = (pathIdx + 1) % REQS.length;
     };
