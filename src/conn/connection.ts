@@ -230,6 +230,23 @@ export class Connection implements StreamSink, SessionHost {
     if (this.record) this.record.tunneled = true;
   }
 
+  serverSpeaksH2(): boolean {
+    return this.serverOfFlow()?.tlsH2 === true;
+  }
+
+  serverChoseH2(): void {
+    const s = this.serverOfFlow();
+    if (s) s.tlsH2 = true;
+  }
+
+  /** The server's state before the connection is confirmed (the record picks it at `confirm`). */
+  private serverOfFlow(): ServerState | null {
+    if (this.server) return this.server;
+    const cd = this.flow.clientDir;
+    if (cd < 0) return null;
+    return this.t.serverState(this.flow.endpoint(cd === 1 ? 0 : 1));
+  }
+
   established(ts: number): void {
     if (this.confirmed === Confirmed.Unknown) this.confirm(ts);
   }
@@ -289,6 +306,8 @@ export class Connection implements StreamSink, SessionHost {
     rec.tls = tls.facts(saved);
     rec.handshakeTimeSaved += saved;
     rec.requestsEstimated = tls.requestsEstimated;
+    // Turned out to be h2 (the TLS 1.3 record pattern, after estimates were made): the count is unknown, not the turns.
+    if (rec.requestsEstimated === null && rec.tls.decrypted === false) rec.requests = 0;
     rec.protocol = tls.protocol === 'tls' ? 'tls' : rec.protocol;
   }
 

@@ -13,6 +13,8 @@ export class ServerState {
   inferredMax: number | null = null;
   /** An age limit inferred from connections ended at the same age with different counts (nginx keepalive_time). */
   inferredMaxAge: number | null = null;
+  /** A TLS connection to it was seen speaking h2 (ALPN visible or decrypted, or the TLS 1.3 record pattern of h2). */
+  tlsH2 = false;
   /** Server-ended connections on a success response, by request count: the evidence for inference. */
   readonly candidateCounts = new Map<number, number>();
 

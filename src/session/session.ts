@@ -68,6 +68,10 @@ export interface SessionHost {
   decrypted(protocol: 'http/1.1' | 'h2'): void;
   /** Key log secrets by client random (`--tls-keylog`); null without a key log. */
   readonly keys: SecretSource | null;
+  /** What is known across connections of this server: it chose h2 on some TLS connection (its TLS 1.3 choice is encrypted). */
+  serverSpeaksH2(): boolean;
+  /** This connection showed the server chose h2. */
+  serverChoseH2(): void;
   anomaly(name: Anomaly): void;
 }
 

@@ -60,6 +60,15 @@ export const MAX_KEY_WAIT_BYTES = 64 * 1024;
 const MAX_CONTROL_RECORD_13 = 22;
 /** A TLS 1.3 close_notify: alert (2) + content type (1) + tag (16). */
 const CLOSE_NOTIFY_13 = 19;
+/**
+ * TLS 1.3 hides the server's ALPN choice. These records show h2 without keys: a 9-byte plaintext
+ * (26 on the wire: a lone SETTINGS ACK, which no HTTP/1.1 message is), and a short server record
+ * before any client data (the server's SETTINGS, which an h2 server sends unprompted at the
+ * start; an HTTP/1.1 server sends nothing before a request but NewSessionTickets, 180-300 bytes
+ * from OpenSSL, Go and BoringSSL). Seen on nginx 1.22 with curl --http2 (test/fixtures/tls).
+ */
+const H2_SETTINGS_ACK_13 = 26;
+const MAX_EARLY_SERVER_H2_13 = 80;
 /** ALPN names that say the connection carries HTTP; an offer with none of them is another protocol. */
 const HTTP_ALPN = /^(http\/|h2|h3|spdy\/)/;
 
@@ -111,6 +120,8 @@ export class TlsSession implements ProtocolSession, RecordSink {
   private awaiting: RequestRecord | null = null;
   private lastAnswered: RequestRecord | null = null;
   private lastData = -1;
+  /** The client sent application data (a request run began). */
+  private clientData = false;
   private closeNotify: { dir: number; ts: number } | null = null;
   private established = false;
 
@@ -279,7 +290,12 @@ export class TlsSession implements ProtocolSession, RecordSink {
         }
         this.sh = v;
         this.tls13 = v.version === TLS13;
-        if (v.alpn === 'h2') this.h2Alpn = true;
+        if (v.alpn === 'h2') {
+          this.h2Alpn = true;
+          this.host.serverChoseH2();
+        }
+        // TLS 1.3 hides the choice: a server that chose h2 before likely does again for a client offering it.
+        if (this.tls13 && this.offersH2() && this.host.serverSpeaksH2()) this.h2Alpn = true;
         if (this.host.keys && this.ch) this.lookupKeys(ts, false);
         return;
       }
@@ -334,6 +350,10 @@ export class TlsSession implements ProtocolSession, RecordSink {
       this.rs[dir] = s;
     }
     return s;
+  }
+
+  private offersH2(): boolean {
+    return this.ch !== null && this.ch.alpnOffered.includes('h2');
   }
 
   private stop(): void {
@@ -472,6 +492,12 @@ export class TlsSession implements ProtocolSession, RecordSink {
     } else if (type === ContentType.HANDSHAKE && !fromClient && this.serverFinished12 < 0) this.serverFinished12 = ts;
     if (!this.sh) data = type === ContentType.APPLICATION_DATA; // joined mid-stream
 
+    if (data && this.tls13 && !this.h2Alpn && this.keyState !== Keys.Found && this.offersH2()) {
+      if (length === H2_SETTINGS_ACK_13 || (!fromClient && !this.clientData && length < MAX_EARLY_SERVER_H2_13)) {
+        this.h2Alpn = true;
+        this.host.serverChoseH2();
+      }
+    }
     if (data) this.turn(dir, ts, startTs);
     if (this.keyState === Keys.Found) this.decrypt(dir, type, version, length, payload, off, ts);
   }
@@ -481,6 +507,7 @@ export class TlsSession implements ProtocolSession, RecordSink {
     this.lastData = ts;
     if (this.keyState !== Keys.Found) this.host.activity(ts);
     if (fromClient) {
+      this.clientData = true;
       if (this.lastDataDir === dir) return;
       this.lastDataDir = dir;
       // Runs alternate, so the previous client run was answered (or there was none): nothing is outstanding.
@@ -556,6 +583,7 @@ export class TlsSession implements ProtocolSession, RecordSink {
     const h2 = alpn === 'h2' || (alpn === null && dir === this.clientDir && detectProtocol(first, 0, first.length) === 'http2');
     this.inner = h2 ? new H2Session(host, this.clientDir) : new Http1Session(host);
     this.host.decrypted(h2 ? 'h2' : 'http/1.1');
+    if (h2) this.host.serverChoseH2();
     return this.inner;
   }
 
@@ -629,6 +657,12 @@ class InnerHost implements SessionHost, FlowInfo {
   }
   established(ts: number): void {
     this.outer.established(ts);
+  }
+  serverSpeaksH2(): boolean {
+    return this.outer.serverSpeaksH2();
+  }
+  serverChoseH2(): void {
+    this.outer.serverChoseH2();
   }
   decrypted(_p: 'http/1.1' | 'h2'): void {}
   anomaly(name: Anomaly): void {
