@@ -46,6 +46,8 @@ export interface DaemonConfig {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   tcpdump: string;
   captureBufferKiB: number;
+  /** --tls-keylog: an NSS key log followed as it grows (tls/keylog-file.ts `KeylogFollower`); null: TLS stays encrypted. */
+  tlsKeylog: string | null;
   config: string | null;
 }
 
@@ -80,6 +82,7 @@ export const OPTIONS: OptionDef[] = [
   { flag: 'log.level', value: 'LEVEL', def: 'info', help: 'debug, info, warn or error (logs are JSON lines on stderr)' },
   { flag: 'tcpdump', value: 'PATH', def: 'tcpdump', help: 'the tcpdump binary to run for live capture' },
   { flag: 'capture.buffer-kib', value: 'KIB', def: '131072', help: 'kernel capture buffer for tcpdump (-B), KiB; 128 MiB is what kept the daemon lossless at 345,000 packets/s (smaller loses packets from about 200,000/s)' },
+  { flag: 'tls-keylog', value: 'FILE', def: '', help: 'decrypt TLS connections whose secrets are in this NSS key log (SSLKEYLOGFILE of curl, Firefox, Chrome, Python; Node.js --tls-keylog), followed as it grows; keep it private' },
   { flag: 'config', value: 'FILE', def: '', help: 'a JSON file of settings, keys named as the flags ({"ports": "80,8080"})' },
 ];
 
@@ -187,6 +190,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     logLevel: level.value as DaemonConfig['logLevel'],
     tcpdump: one('tcpdump').value,
     captureBufferKiB: int('capture.buffer-kib', 64, 4_194_304),
+    tlsKeylog: one('tls-keylog').value || null,
     config: configPath,
   };
 }

@@ -10,9 +10,11 @@
  * systems and across container mounts) reads what was appended; a file that shrank or was
  * replaced (another inode: a rotation, or a client that truncates it on start, as curl does not
  * but some test harnesses do) is read again from the start. A file that does not exist yet is
- * waited for. Errors other than ENOENT are reported once through `onProblem`.
+ * waited for. Errors other than ENOENT (EACCES, a directory or FIFO at the path) are reported once
+ * through `onProblem`, again only after a poll has read the file since.
  */
-import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import type { SecretSource } from '../session/session.js';
 import { KeylogStore, type KeylogStats } from './keylog.js';
 
@@ -65,74 +67,171 @@ function asSource(store: KeylogStore, complete: boolean, keyWaitSeconds: number)
   };
 }
 
-/** The daemon: the file followed as it grows. `start()` reads what is there; `stop()` clears every secret. */
+/** What the follower sees of the file now. */
+export type KeylogFileState = 'waiting' | 'following' | 'error';
+
+/** The follower's counts, for the daemon's metrics and logs (never a secret). */
+export interface KeylogFollowerStats extends KeylogStats {
+  /** `waiting`: no file yet (ENOENT); `following`: read at the last poll; `error`: the last poll could not read it. */
+  state: KeylogFileState;
+  /** Client randoms held now (at most the store's maxEntries). */
+  entries: number;
+  /** Times the file was read again from its start: truncated, replaced (another inode), or removed and created again. */
+  reopens: number;
+  /** Bytes read from the file(s) since start. */
+  bytesRead: number;
+}
+
+/**
+ * Bytes read in one poll at most: the poll is synchronous, so a huge file (an old log of 100k
+ * connections is about 80 MB) is caught up over several polls instead of stalling the event loop
+ * (16 MiB reads in tens of milliseconds).
+ */
+export const MAX_READ_PER_POLL = 16 << 20;
+/** Bytes before the read position fingerprinted to notice a file truncated and regrown past it between two polls. */
+const TAIL_BYTES = 64;
+
+/**
+ * The daemon: the file followed as it grows. Call order: `start()` (reads what is there, then
+ * polls every `pollMs`), `stop()` (clears every secret; no poll after it). `poll()` may be called
+ * directly (tests). Nothing here throws: a problem is reported once through `onProblem` until a
+ * poll reads the file again.
+ */
 export class KeylogFollower {
   readonly store: KeylogStore;
   readonly source: SecretSource;
   private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private dev = -1;
   private ino = -1;
   private pos = 0;
+  /** sha256 of the TAIL_BYTES before `pos` (a hash: no key material is kept for it). */
+  private tail: string | null = null;
   private reported = false;
+  private fileState: KeylogFileState = 'waiting';
+  private reopenCount = 0;
+  private bytes = 0;
   private readonly buf = Buffer.allocUnsafe(READ_CHUNK);
+  private readonly pollMs: number;
+  private readonly onInfo: (message: string) => void;
 
   constructor(
     readonly path: string,
     private readonly onProblem: (message: string) => void,
-    opts: { maxEntries?: number; pollMs?: number; keyWaitSeconds?: number } = {},
+    opts: { maxEntries?: number; pollMs?: number; keyWaitSeconds?: number; onInfo?: (message: string) => void } = {},
   ) {
     this.store = new KeylogStore(opts);
     this.source = asSource(this.store, false, opts.keyWaitSeconds ?? DEFAULT_KEY_WAIT_SECONDS);
     this.pollMs = opts.pollMs ?? 200;
+    this.onInfo = opts.onInfo ?? (() => {});
   }
 
-  private readonly pollMs: number;
+  get state(): KeylogFileState {
+    return this.fileState;
+  }
+
+  get stats(): KeylogFollowerStats {
+    return { ...this.store.stats, rejected: { ...this.store.stats.rejected }, state: this.fileState, entries: this.store.size, reopens: this.reopenCount, bytesRead: this.bytes };
+  }
 
   start(): void {
+    if (this.stopped || this.timer) return;
     this.poll();
     this.timer = setInterval(() => this.poll(), this.pollMs);
     this.timer.unref();
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     this.store.clear();
     this.buf.fill(0);
   }
 
-  /** Reads what was appended since the last poll (exposed for tests). */
+  /** Reads what was appended since the last poll (exposed for tests). Never throws. */
   poll(): void {
+    if (this.stopped) return;
     let fd: number;
     try {
-      fd = openSync(this.path, 'r');
+      // O_NONBLOCK: a FIFO given by mistake must not block the event loop until a writer opens it.
+      fd = openSync(this.path, constants.O_RDONLY | constants.O_NONBLOCK);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'ENOENT') this.problem(`cannot read the TLS key log ${this.path}: ${code ?? (err as Error).message}`);
+      if (code === 'ENOENT') {
+        // Removed (a rotation, a client that recreates it): the next file is read from its
+        // start, even if it gets the old inode number back (file systems reuse them).
+        if (this.ino !== -1) this.restart();
+        this.ino = -1;
+        this.fileState = 'waiting';
+        return;
+      }
+      this.fail(`cannot read the TLS key log ${this.path}: ${code ?? (err as Error).message}`);
       return;
     }
     try {
       const st = fstatSync(fd);
-      if (st.ino !== this.ino || st.size < this.pos) {
-        // Replaced or truncated: read it again (a line cut by the old file ends there).
-        if (this.ino !== -1) this.store.end();
+      if (!st.isFile()) {
+        this.fail(`the TLS key log ${this.path} is not a regular file (${st.isDirectory() ? 'a directory' : 'a FIFO, socket or device'}); give the file SSLKEYLOGFILE names`);
+        return;
+      }
+      const appeared = this.ino === -1;
+      if (st.ino !== this.ino || st.dev !== this.dev || st.size < this.pos || !this.tailMatches(fd)) {
+        // Replaced, truncated, or rewritten: read it again from the start.
+        if (!appeared) this.restart();
+        this.dev = st.dev;
         this.ino = st.ino;
         this.pos = 0;
+        this.tail = null;
       }
-      while (this.pos < st.size) {
-        const n = readSync(fd, this.buf, 0, this.buf.length, this.pos);
+      const limit = Math.min(st.size, this.pos + MAX_READ_PER_POLL);
+      while (this.pos < limit) {
+        const n = readSync(fd, this.buf, 0, Math.min(this.buf.length, limit - this.pos), this.pos);
         if (n <= 0) break;
         this.store.push(this.buf.subarray(0, n));
         this.pos += n;
+        this.bytes += n;
       }
+      this.tail = this.fingerprint(fd);
+      if (appeared) this.onInfo(`reading the TLS key log ${this.path}`);
+      this.fileState = 'following';
       this.reported = false;
     } catch (err) {
-      this.problem(`cannot read the TLS key log ${this.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      this.fail(`cannot read the TLS key log ${this.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     } finally {
-      closeSync(fd);
+      try {
+        closeSync(fd);
+      } catch {
+        // EBADF cannot happen here; nothing to do if it did.
+      }
     }
   }
 
-  private problem(message: string): void {
+  /** The file is read again from its start: a line cut by the old one ends there. */
+  private restart(): void {
+    this.store.end();
+    this.reopenCount++;
+    this.pos = 0;
+    this.tail = null;
+  }
+
+  /** The bytes before `pos` are still the ones read (a truncate-and-regrow keeps size >= pos). */
+  private tailMatches(fd: number): boolean {
+    return this.tail === null || this.fingerprint(fd) === this.tail;
+  }
+
+  private fingerprint(fd: number): string | null {
+    const len = Math.min(TAIL_BYTES, this.pos);
+    if (len === 0) return null;
+    const b = Buffer.alloc(len);
+    const n = readSync(fd, b, 0, len, this.pos - len);
+    const h = createHash('sha256').update(b.subarray(0, n)).digest('hex');
+    b.fill(0);
+    return h;
+  }
+
+  private fail(message: string): void {
+    this.fileState = 'error';
     if (this.reported) return;
     this.reported = true;
     this.onProblem(message);

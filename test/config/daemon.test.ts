@@ -61,6 +61,7 @@ describe('defaults', () => {
       logLevel: 'info',
       tcpdump: 'tcpdump',
       captureBufferKiB: 131072,
+      tlsKeylog: null,
       config: null,
     });
     expect(DEFAULT_LISTEN).toBe('0.0.0.0:10842');
@@ -99,6 +100,7 @@ describe('environment names', () => {
       [envName('web.telemetry-path')]: '/m',
       [envName('web.config.file')]: 'web.yml',
       [envName('web.disable-exporter-metrics')]: 'true',
+      [envName('tls-keylog')]: '/run/keys/sslkeylog.txt',
     };
     expect(Object.keys(env).length + 1).toBe(OPTIONS.length); // all but --config, tested below
     expect(loadConfig([], env)).toEqual<DaemonConfig>({
@@ -114,7 +116,7 @@ describe('environment names', () => {
       webTelemetryPath: '/m',
       webConfigFile: 'web.yml',
       webDisableExporterMetrics: true,
-      maxServers: 7, maxFlows: 77, logLevel: 'debug', tcpdump: '/opt/tcpdump', captureBufferKiB: 1024, config: null,
+      maxServers: 7, maxFlows: 77, logLevel: 'debug', tcpdump: '/opt/tcpdump', captureBufferKiB: 1024, tlsKeylog: '/run/keys/sslkeylog.txt', config: null,
     });
   });
 });
