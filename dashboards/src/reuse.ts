@@ -144,13 +144,14 @@ const distribution: PanelSpec[] = [
 ];
 
 /**
- * Which protocol the traffic speaks (issue 12): http/1.0, http/1.1, h2c. Every other panel sums
+ * Which protocol the traffic speaks (issue 12): http/1.0, http/1.1, h2c; over TLS (issue 13) h2 or
+ * http/1.x when decrypted, tls when not. Every other panel sums
  * over the protocol label; these split by it.
  */
 const protocols: PanelSpec[] = [
   {
     type: 'timeseries', title: 'New connections by protocol', unit: 'cps', w: 8, h: 8,
-    description: 'Connections opened per second by the protocol of their first request (h2c: HTTP/2 in cleartext, with prior knowledge). A connection that switches with Upgrade: h2c opens as http/1.1; its switch is the "upgraded to" line.',
+    description: 'Connections opened per second by the protocol of their first request (h2c: HTTP/2 in cleartext, with prior knowledge; h2: HTTP/2 over TLS, decrypted with --tls-keylog; tls: TLS that was not decrypted). A connection that switches with Upgrade: h2c opens as http/1.1; its switch is the "upgraded to" line.',
     targets: [
       { expr: `sum by (protocol) (${rate('keepalive_connections_opened_total')})`, legendFormat: '{{protocol}}' },
       { expr: `sum by (protocol) (${rate('keepalive_connections_upgraded_total')})`, legendFormat: 'upgraded to {{protocol}}' },
@@ -158,7 +159,7 @@ const protocols: PanelSpec[] = [
   },
   {
     type: 'timeseries', title: 'Requests by protocol', unit: 'reqps', w: 8, h: 8,
-    description: 'Requests per second by the protocol that carried them (HTTP/2: each client stream is a request). One HTTP/2 connection carries many concurrent streams: compare with the new connections beside.',
+    description: 'Requests per second by the protocol that carried them (HTTP/2: each client stream is a request; tls: estimated from record turns, the connection was not decrypted). One HTTP/2 connection carries many concurrent streams: compare with the new connections beside.',
     targets: [{ expr: `sum by (protocol) (${rate('keepalive_requests_total')})`, legendFormat: '{{protocol}}' }],
   },
   {
@@ -187,6 +188,65 @@ const protocols: PanelSpec[] = [
     type: 'timeseries', title: 'HTTP/2 refused streams by server', unit: 'reqps', w: 8, h: 8,
     description: 'HTTP/2 streams per second that the server refused (RST_STREAM REFUSED_STREAM) or did not process (opened above its GOAWAY\'s last-stream-id). They were not processed, so clients may retry them, at the cost of a round trip and often a new connection.',
     targets: [{ expr: `sum by (server) (${rate('keepalive_h2_streams_refused_total')})`, legendFormat: '{{server}}' }],
+  },
+];
+
+/**
+ * TLS (issue 13): session resumption per server, handshake cost by kind, and reuse on TLS next to
+ * cleartext. keepalive_tls_handshakes_total counts a TLS connection at its close, by the kind of
+ * its handshake (full, or resumed by session id, ticket or TLS 1.3 pre_shared_key);
+ * keepalive_tls_requests_total counts the requests of TLS connections whatever their protocol
+ * label (h2 or http/1.x when decrypted with --tls-keylog, tls when not). The protocol label cannot
+ * tell cleartext apart (decrypted HTTP/1.1 over TLS is http/1.1), so cleartext is every request
+ * (connection) minus the TLS ones; `or vector(0)` keeps the cleartext line where there is no TLS.
+ */
+const tlsRate = (metric: string, extra = ''): string => `(sum(${rate(metric, extra)}) or vector(0))`;
+const tls: PanelSpec[] = [
+  {
+    type: 'timeseries', title: 'TLS resumption ratio by server', unit: 'percentunit', w: 8, h: 8, min: 0, max: 1, decimals: 1,
+    description: 'Share of each server\'s TLS handshakes that resumed a session (TLS 1.2 session id or ticket, TLS 1.3 pre_shared_key), counted when the connection closes. A resumed handshake skips the certificate and the key exchange: it is faster and cheaper for the server. A sudden drop means clients\' tickets or session ids stopped being accepted (ticket keys rotated or not shared across the servers behind one name, session cache cleared or too small).',
+    targets: [{
+      expr: `sum by (server) (${rate('keepalive_tls_handshakes_total', 'kind="resumed"')}) / sum by (server) (${rate('keepalive_tls_handshakes_total')})`,
+      legendFormat: '{{server}}',
+    }],
+  },
+  {
+    type: 'timeseries', title: 'TLS handshakes by kind', unit: 'cps', w: 8, h: 8, colors: { full: 'orange', resumed: 'green', HelloRetryRequest: 'red' },
+    description: 'TLS handshakes per second of the connections that closed, full or resumed (a connection whose handshake the capture missed is neither), and TLS 1.3 HelloRetryRequests (the server asked for another key share: one more round trip). Each one is a connection a reused one would have saved.',
+    targets: [
+      { expr: `sum by (kind) (${rate('keepalive_tls_handshakes_total')})`, legendFormat: '{{kind}}' },
+      { expr: `sum(${rate('keepalive_tls_hello_retry_requests_total')})`, legendFormat: 'HelloRetryRequest' },
+    ],
+  },
+  {
+    type: 'timeseries', title: 'TLS handshake duration by kind', unit: 's', w: 8, h: 8,
+    description: 'How long TLS handshakes took, from the ClientHello to the client\'s first application data (TLS 1.3: its Finished), median and 95th percentile, full and resumed apart. The gap between the two is what each resumption saves; a full handshake also costs the server a signature.',
+    targets: [
+      { expr: `histogram_quantile(0.5, sum by (le, kind) (${rate('keepalive_tls_handshake_duration_seconds_bucket')}))`, legendFormat: 'p50 {{kind}}' },
+      { expr: `histogram_quantile(0.95, sum by (le, kind) (${rate('keepalive_tls_handshake_duration_seconds_bucket')}))`, legendFormat: 'p95 {{kind}}' },
+    ],
+  },
+  {
+    type: 'timeseries', title: 'Reuse ratio, TLS vs cleartext', unit: 'percentunit', w: 12, h: 8, min: 0, max: 1, decimals: 1, colors: { TLS: 'purple', cleartext: 'blue' },
+    description: 'Share of requests sent on an already open connection, on TLS connections and on cleartext ones. TLS requests that were not decrypted (protocol="tls", no --tls-keylog) are estimated from record turns (one client flight then one server flight is one request); decrypted ones (protocol h2, or http/1.x over TLS) are exact. Cleartext is every request minus the TLS ones. Reuse matters more on TLS: each new connection pays the TLS handshake on top of TCP\'s.',
+    targets: [
+      { expr: `sum(${rate('keepalive_tls_requests_total', 'reused="true"')}) / sum(${rate('keepalive_tls_requests_total')})`, legendFormat: 'TLS' },
+      {
+        expr: `(sum(${rate('keepalive_requests_total', 'reused="true"')}) - ${tlsRate('keepalive_tls_requests_total', 'reused="true"')}) / (sum(${rate('keepalive_requests_total')}) - ${tlsRate('keepalive_tls_requests_total')})`,
+        legendFormat: 'cleartext',
+      },
+    ],
+  },
+  {
+    type: 'timeseries', title: 'Requests per connection, TLS vs cleartext', unit: 'short', w: 12, h: 8, decimals: 2, colors: { TLS: 'purple', cleartext: 'blue' },
+    description: 'Requests per connection on TLS and on cleartext: TLS requests over TLS handshakes (full and resumed, counted at close), cleartext requests over the closed connections that had no TLS handshake. 1 is no reuse. Where protocol="tls" (not decrypted) the TLS requests are estimated from record turns; with --tls-keylog they are exact.',
+    targets: [
+      { expr: `sum(${rate('keepalive_tls_requests_total')}) / sum(${rate('keepalive_tls_handshakes_total')})`, legendFormat: 'TLS' },
+      {
+        expr: `(sum(${rate('keepalive_requests_total')}) - ${tlsRate('keepalive_tls_requests_total')}) / (sum(${rate('keepalive_connections_closed_total')}) - ${tlsRate('keepalive_tls_handshakes_total')})`,
+        legendFormat: 'cleartext',
+      },
+    ],
   },
 ];
 
@@ -257,7 +317,7 @@ const servers: PanelSpec[] = [
 export const reuseDashboard: DashboardSpec = {
   uid: 'keepalive-reuse',
   title: 'HTTP keep-alive reuse',
-  description: 'Are HTTP connections (HTTP/1.x and h2c) reused, what does reuse save, and why do connections close. Data from keepalive-exporter.',
+  description: 'Are HTTP connections (HTTP/1.x, h2c, and HTTP over TLS) reused, what does reuse save, and why do connections close. Data from keepalive-exporter.',
   tags: ['keepalive-exporter', 'http', 'network'],
   variables: [
     ...jobAndInstance('keepalive_requests_total'),
@@ -270,6 +330,7 @@ export const reuseDashboard: DashboardSpec = {
     { title: 'Requests per connection and idle time', panels: distribution },
     { title: 'Keep-alive races', panels: races },
     { title: 'Protocols', panels: protocols },
+    { title: 'TLS', panels: tls },
     { title: 'Servers', panels: servers },
   ],
   links: [{ title: 'keepalive-exporter health', uid: 'keepalive-exporter-health' }],

@@ -173,9 +173,38 @@ describe('the dashboards together', () => {
     for (const p of reuse.panels) {
       for (const t of p.targets ?? []) {
         if (!/by protocol|HTTP\/2/.test(p.title)) expect(t.expr, p.title).not.toMatch(/by \([^)]*protocol/);
-        expect(t.expr, p.title).toMatch(/^(sum|max|histogram_quantile)/);
+        expect(t.expr, p.title).toMatch(/^\(?(sum|max|histogram_quantile)/);
       }
     }
+  });
+
+  it('the TLS row (issue 13): resumption ratio by server, handshake duration by kind, reuse on TLS next to cleartext', () => {
+    const reuse = files.find((f) => f.json.uid === 'keepalive-reuse')!.json;
+    const rows = reuse.panels.filter((p) => p.type === 'row').map((p) => p.title);
+    expect(rows).toContain('TLS');
+    const byTitle = new Map(reuse.panels.map((p) => [p.title, p]));
+    const targets = (title: string): Target[] => byTitle.get(title)?.targets ?? [];
+    const sel = String.raw`\{job=~"\$job", instance=~"\$instance", server=~"\$server"`;
+    // resumed / (full + resumed), per server.
+    expect(targets('TLS resumption ratio by server').map((t) => t.expr)).toEqual([
+      expect.stringMatching(new RegExp(String.raw`^sum by \(server\) \(rate\(keepalive_tls_handshakes_total${sel}, kind="resumed"\}\[\$__rate_interval\]\)\) / sum by \(server\) \(rate\(keepalive_tls_handshakes_total${sel}\}\[\$__rate_interval\]\)\)$`)),
+    ]);
+    expect(targets('TLS handshakes by kind').map((t) => t.expr).join('\n')).toMatch(/sum by \(kind\) \(rate\(keepalive_tls_handshakes_total[\s\S]*keepalive_tls_hello_retry_requests_total/);
+    // p50 and p95, full and resumed apart.
+    const durations = targets('TLS handshake duration by kind').map((t) => t.expr);
+    expect(durations.map((e) => /^histogram_quantile\(([\d.]+), sum by \(le, kind\) \(rate\(keepalive_tls_handshake_duration_seconds_bucket\{/.exec(e)?.[1])).toEqual(['0.5', '0.95']);
+    // TLS from the TLS counters; cleartext = all minus TLS, the TLS part 0 where a selection has no TLS.
+    for (const title of ['Reuse ratio, TLS vs cleartext', 'Requests per connection, TLS vs cleartext']) {
+      const [tls, clear] = targets(title);
+      expect(tls!.expr, title).toMatch(/keepalive_tls_requests_total/);
+      expect(tls!.expr, title).not.toMatch(/keepalive_requests_total/);
+      expect(clear!.expr, title).toMatch(/^\(sum\(rate\(keepalive_requests_total\{[^}]*\}\[\$__rate_interval\]\)\) - \(sum\(rate\(keepalive_tls_requests_total\{[^}]*\}\[\$__rate_interval\]\)\) or vector\(0\)\)\) \/ \(/);
+      expect(byTitle.get(title)!.description, title).toMatch(/estimated[^.]*record turns/);
+      expect(byTitle.get(title)!.description, title).toContain('protocol="tls"');
+    }
+    expect(targets('Reuse ratio, TLS vs cleartext').map((t) => t.expr.match(/reused="true"/g)?.length)).toEqual([1, 2]);
+    expect(targets('Requests per connection, TLS vs cleartext')[0]!.expr).toMatch(/keepalive_tls_requests_total[^/]*\/ sum\(rate\(keepalive_tls_handshakes_total/);
+    expect(targets('Requests per connection, TLS vs cleartext')[1]!.expr).toMatch(/\/ \(sum\(rate\(keepalive_connections_closed_total\{[^}]*\}\[\$__rate_interval\]\)\) - \(sum\(rate\(keepalive_tls_handshakes_total/);
   });
 
   it('the health dashboard covers the daemon: packets, drops, flows, evictions, parse errors and gaps, restarts, memory', () => {
