@@ -18,6 +18,11 @@ import { loadConfig, ConfigError, daemonHelp, type DaemonConfig } from '../confi
 import { UsageError, VERSION, boundUrl, hostPort } from './common.js';
 import { capsForMemory, memoryLimit } from '../config/memory.js';
 import { DEFAULT_LIMITS } from '../config/limits.js';
+import { KeylogFollower, permissionWarning } from '../tls/keylog-file.js';
+import { DEFAULT_MAX_KEYLOG_ENTRIES } from '../tls/keylog.js';
+import { Counter, Gauge } from 'prom-client';
+import { dirname } from 'node:path';
+import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 
 export const DAEMON_HELP = `Options of the daemon (flags, or environment variables, or a --config JSON file):
 ${daemonHelp()}`;
@@ -47,6 +52,9 @@ export async function runDaemon(argv: string[]): Promise<number> {
       throw err;
     }
   }
+  // Before anything listens: a key log path that can never work (a directory, no such directory,
+  // unreadable) is one line and exit 2; a file not there yet is waited for (see checkKeylog).
+  const keylogWait = cfg.tlsKeylog !== null ? checkKeylog(cfg.tlsKeylog) : false;
   const sources: SourceStatus[] = [];
   const exporter = new Exporter({ maxServers: cfg.maxServers, sources: () => sources, disableDefaultMetrics: cfg.webDisableExporterMetrics });
   const app = buildApp({
@@ -67,8 +75,11 @@ export async function runDaemon(argv: string[]): Promise<number> {
     log.info(`tracking at most ${caps.maxFlows} flows per source (--max-flows auto): ${memory.from} is ${Math.round(memory.bytes / 2 ** 20)} MiB`);
   }
   const limits = { maxFlows: cfg.maxFlows ?? caps.maxFlows, maxBufferedBytes: caps.maxBufferedBytes };
+  // One follower for every source: a client's key log lines are the same whichever source sees
+  // its connection. Started before the sources so a replayed file finds the lines already there.
+  const keylog = cfg.tlsKeylog !== null ? startKeylog(cfg.tlsKeylog, keylogWait, exporter, log) : null;
   const newEngine = (ports: number[] | null, source: string): Engine => {
-    const e = new Engine({ ports, limits });
+    const e = new Engine({ ports, limits, tlsKeys: keylog?.source ?? null });
     e.subscribe(exporter.forSource(source));
     return e;
   };
@@ -77,6 +88,7 @@ export async function runDaemon(argv: string[]): Promise<number> {
   // fails in one line (exit 2), not a daemon that listened and then exits (see checkFiles).
   const badFile = await checkFiles(cfg.pcap);
   if (badFile) {
+    keylog?.stop();
     await app.close();
     throw new UsageError(badFile);
   }
@@ -229,6 +241,8 @@ export async function runDaemon(argv: string[]): Promise<number> {
     await closing;
     clearTimeout(cut);
   });
+  // After the sources: no engine asks for a secret any more. stop() zeroes them.
+  keylog?.stop();
   stopped = true;
   if (stop instanceof Error) throw stop;
   log.info(`stopped on ${String(stop)}`);
@@ -261,4 +275,79 @@ async function checkFiles(paths: string[]): Promise<string | null> {
     seen.set(key, path);
   }
   return null;
+}
+
+/**
+ * --tls-keylog at start. A path that cannot become a key log is a mistake said in one line (exit
+ * 2): a directory or other non-file, a file the daemon may not read, a directory that does not
+ * exist (clients create the file, never its directory). A file that does not exist yet is waited
+ * for, as node_exporter's textfile collector waits for its files: clients create it when they
+ * first connect (SSLKEYLOGFILE set before curl or the browser starts). Returns true when waiting.
+ */
+function checkKeylog(path: string): boolean {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') throw new UsageError(`--tls-keylog: cannot read ${path}: ${code ?? (err as Error).message}`);
+    const dir = dirname(path);
+    let dirOk = false;
+    try {
+      dirOk = statSync(dir).isDirectory();
+    } catch {
+      dirOk = false;
+    }
+    if (!dirOk) throw new UsageError(`--tls-keylog: ${path}: the directory ${dir} does not exist (clients create the key log file, not its directory)`);
+    return true;
+  }
+  if (st.isDirectory()) throw new UsageError(`--tls-keylog: ${path} is a directory; give the file SSLKEYLOGFILE names`);
+  if (!st.isFile()) throw new UsageError(`--tls-keylog: ${path} is not a regular file (a FIFO, socket or device); give the file SSLKEYLOGFILE names`);
+  try {
+    accessSync(path, fsConstants.R_OK);
+  } catch (err) {
+    throw new UsageError(`--tls-keylog: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message} (run the daemon as a user that may read it)`);
+  }
+  return false;
+}
+
+/**
+ * The follower, its warnings and its metrics (registered on the exporter's registry, read at
+ * scrape time; only when --tls-keylog is set). The permission warning is said once: at start, or
+ * when a file waited for appears.
+ */
+function startKeylog(path: string, waiting: boolean, exporter: Exporter, log: { info(m: string): void; warn(m: string): void }): KeylogFollower {
+  let warned = false;
+  const warnPermissions = (): void => {
+    if (warned) return;
+    const w = permissionWarning(path);
+    if (w !== null) {
+      warned = true;
+      log.warn(w);
+    }
+  };
+  const follower = new KeylogFollower(path, (m) => log.warn(m), {
+    onInfo: (m) => {
+      log.info(m);
+      warnPermissions();
+    },
+  });
+  if (waiting) log.warn(`the TLS key log ${path} does not exist yet: waiting for a client to create it (TLS connections are estimated from record turns until then)`);
+  const registers = [exporter.registry];
+  new Gauge({ name: 'keepalive_tls_keylog_entries', help: `TLS connections (client randoms) whose key log secrets are held now (--tls-keylog), waiting for their connection; at most ${DEFAULT_MAX_KEYLOG_ENTRIES}, the oldest evicted beyond.`, registers, collect(this: Gauge) { this.set(follower.stats.entries); } });
+  new Gauge({ name: 'keepalive_tls_keylog_up', help: '1 if the last poll of the --tls-keylog file read it, 0 if it does not exist yet or could not be read.', registers, collect(this: Gauge) { this.set(follower.state === 'following' ? 1 : 0); } });
+  new Counter({ name: 'keepalive_tls_keylog_lines_total', help: 'Key log lines read from --tls-keylog (comments and blank lines aside): result="accepted" stored, "rejected" skipped (not a key log line, or a wrong length).', labelNames: ['result'], registers, collect(this: Counter<'result'>) {
+    const st = follower.stats;
+    this.reset();
+    this.inc({ result: 'accepted' }, st.accepted);
+    this.inc({ result: 'rejected' }, Object.values(st.rejected).reduce((a, b) => a + b, 0));
+  } });
+  new Counter({ name: 'keepalive_tls_keylog_evicted_total', help: `Key log entries dropped, oldest first, when more connections were logged than the store holds (${DEFAULT_MAX_KEYLOG_ENTRIES}) before their connection used them.`, registers, collect(this: Counter) {
+    this.reset();
+    this.inc(follower.stats.evicted);
+  } });
+  follower.start();
+  // start() read a file that was there: the "reading" notice warned already when it is open to others.
+  warnPermissions();
+  return follower;
 }

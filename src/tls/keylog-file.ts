@@ -90,6 +90,8 @@ export interface KeylogFollowerStats extends KeylogStats {
 export const MAX_READ_PER_POLL = 16 << 20;
 /** Bytes before the read position fingerprinted to notice a file truncated and regrown past it between two polls. */
 const TAIL_BYTES = 64;
+/** What `start()` reads before returning, at most (an older, bigger rest is read by the polls). */
+const START_READ_MAX = 1 << 30;
 
 /**
  * The daemon: the file followed as it grows. Call order: `start()` (reads what is there, then
@@ -108,6 +110,7 @@ export class KeylogFollower {
   /** sha256 of the TAIL_BYTES before `pos` (a hash: no key material is kept for it). */
   private tail: string | null = null;
   private reported = false;
+  private badLinesReported = false;
   private fileState: KeylogFileState = 'waiting';
   private reopenCount = 0;
   private bytes = 0;
@@ -134,9 +137,13 @@ export class KeylogFollower {
     return { ...this.store.stats, rejected: { ...this.store.stats.rejected }, state: this.fileState, entries: this.store.size, reopens: this.reopenCount, bytesRead: this.bytes };
   }
 
+  /**
+   * Reads what the file holds now, whole (before the sources start, blocking is what we want: a
+   * capture file replayed fast finds every logged key; at most START_READ_MAX), then polls.
+   */
   start(): void {
     if (this.stopped || this.timer) return;
-    this.poll();
+    for (let i = 0; i < START_READ_MAX / MAX_READ_PER_POLL && this.pollRead() === MAX_READ_PER_POLL; i++);
     this.timer = setInterval(() => this.poll(), this.pollMs);
     this.timer.unref();
   }
@@ -151,7 +158,13 @@ export class KeylogFollower {
 
   /** Reads what was appended since the last poll (exposed for tests). Never throws. */
   poll(): void {
-    if (this.stopped) return;
+    this.pollRead();
+  }
+
+  /** One poll; returns the bytes read. */
+  private pollRead(): number {
+    if (this.stopped) return 0;
+    const before = this.bytes;
     let fd: number;
     try {
       // O_NONBLOCK: a FIFO given by mistake must not block the event loop until a writer opens it.
@@ -164,16 +177,16 @@ export class KeylogFollower {
         if (this.ino !== -1) this.restart();
         this.ino = -1;
         this.fileState = 'waiting';
-        return;
+        return 0;
       }
       this.fail(`cannot read the TLS key log ${this.path}: ${code ?? (err as Error).message}`);
-      return;
+      return 0;
     }
     try {
       const st = fstatSync(fd);
       if (!st.isFile()) {
         this.fail(`the TLS key log ${this.path} is not a regular file (${st.isDirectory() ? 'a directory' : 'a FIFO, socket or device'}); give the file SSLKEYLOGFILE names`);
-        return;
+        return 0;
       }
       const appeared = this.ino === -1;
       if (st.ino !== this.ino || st.dev !== this.dev || st.size < this.pos || !this.tailMatches(fd)) {
@@ -196,6 +209,7 @@ export class KeylogFollower {
       if (appeared) this.onInfo(`reading the TLS key log ${this.path}`);
       this.fileState = 'following';
       this.reported = false;
+      this.reportBadLines();
     } catch (err) {
       this.fail(`cannot read the TLS key log ${this.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     } finally {
@@ -205,6 +219,17 @@ export class KeylogFollower {
         // EBADF cannot happen here; nothing to do if it did.
       }
     }
+    return this.bytes - before;
+  }
+
+  /** The first skipped lines are said once (counts by reason, never the line: it may hold a secret); later ones are only counted. */
+  private reportBadLines(): void {
+    if (this.badLinesReported) return;
+    const r = this.store.stats.rejected;
+    const bad = Object.entries(r).filter(([, n]) => n > 0);
+    if (bad.length === 0) return;
+    this.badLinesReported = true;
+    this.onProblem(`the TLS key log ${this.path} has lines that are not key log lines, skipped (${bad.map(([k, n]) => `${k}: ${n}`).join(', ')}); later ones are only counted`);
   }
 
   /** The file is read again from its start: a line cut by the old one ends there. */
