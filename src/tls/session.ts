@@ -108,8 +108,12 @@ export class TlsSession implements ProtocolSession, RecordSink {
   private serverFlight13 = false;
   private clientFinished13 = false;
   private handshakeEnd = -1;
-  /** TLS 1.2: the server's Finished (its encrypted handshake record), the fallback end of the handshake. */
+  /**
+   * TLS 1.2: each side's Finished (its first encrypted handshake record). The later of the two is
+   * when the handshake completed: the end used when the client sent no application data.
+   */
   private serverFinished12 = -1;
+  private clientFinished12 = -1;
   private h2Alpn = false;
 
   // Turns
@@ -149,7 +153,10 @@ export class TlsSession implements ProtocolSession, RecordSink {
 
   /** The handshake's duration once known (a reused request saves it too); -1 before. */
   get handshakeSeconds(): number {
-    return this.handshakeEnd >= 0 && this.chTime >= 0 ? Math.max(0, this.handshakeEnd - this.chTime) : -1;
+    if (this.chTime < 0) return -1;
+    let end = this.handshakeEnd;
+    if (end < 0 && this.serverFinished12 >= 0 && this.clientFinished12 >= 0) end = Math.max(this.serverFinished12, this.clientFinished12);
+    return end >= 0 ? Math.max(0, end - this.chTime) : -1;
   }
 
   /** A full handshake, for the server's median (false when resumed or not known). */
@@ -165,6 +172,8 @@ export class TlsSession implements ProtocolSession, RecordSink {
   /** Requests estimated from turns, or null (exact: decrypted; unknown: h2). */
   get requestsEstimated(): number | null {
     if (this.protocol !== 'tls' || this.h2Alpn) return null;
+    // Learned while this connection was open (another connection showed the server chooses h2): this one, offering h2, was h2 too.
+    if (this.tls13 && this.offersH2() && this.host.serverSpeaksH2()) return null;
     return this.requests;
   }
 
@@ -489,7 +498,10 @@ export class TlsSession implements ProtocolSession, RecordSink {
       if (fromClient && this.handshakeEnd < 0) this.handshakeEnd = ts;
     } else if (type === ContentType.ALERT) {
       if (!this.closeNotify && this.keyState !== Keys.Found) this.closeNotify = { dir, ts };
-    } else if (type === ContentType.HANDSHAKE && !fromClient && this.serverFinished12 < 0) this.serverFinished12 = ts;
+    } else if (type === ContentType.HANDSHAKE) {
+      if (fromClient && this.clientFinished12 < 0) this.clientFinished12 = ts;
+      else if (!fromClient && this.serverFinished12 < 0) this.serverFinished12 = ts;
+    }
     if (!this.sh) data = type === ContentType.APPLICATION_DATA; // joined mid-stream
 
     if (data && this.tls13 && !this.h2Alpn && this.keyState !== Keys.Found && this.offersH2()) {
