@@ -32,6 +32,7 @@ describe('Prometheus rules', () => {
   it('has the alerts the dashboards\' users need', () => {
     expect(alerts.map((a) => a.alert)).toEqual(expect.arrayContaining([
       'KeepaliveExporterDown', 'KeepaliveReuseCollapsed', 'KeepaliveRacesRising', 'KeepaliveMaxRequestsClosesDominating', 'KeepaliveCaptureDroppingPackets',
+      'KeepaliveTlsResumptionCollapsed',
     ]));
   });
 
@@ -64,6 +65,22 @@ describe('Prometheus rules', () => {
     // What it means, how to confirm it, what fixes it.
     expect(d).toMatch(/Check|Compare/);
     expect(d).toMatch(/Fix|Usual causes|Cause/);
+  });
+
+  it('records the TLS resumption ratio per server, and alerts on it against the server\'s own day with a handshake-rate guard', () => {
+    const byName = new Map(recorded.map((r) => [r.record!, r.expr]));
+    expect(byName.get('server:keepalive_tls_handshakes:rate5m')).toBe('sum by (job, server) (rate(keepalive_tls_handshakes_total[5m]))');
+    expect(byName.get('server:keepalive_tls_resumption:ratio_rate5m')).toBe('server:keepalive_tls_handshakes_resumed:rate5m / server:keepalive_tls_handshakes:rate5m');
+    expect(byName.get('server:keepalive_tls_handshakes_resumed:rate5m')).toContain('kind="resumed"');
+    const a = alerts.find((x) => x.alert === 'KeepaliveTlsResumptionCollapsed')!;
+    expect(a.expr).toMatch(/server:keepalive_tls_resumption:ratio_rate5m\s+< 0\.5 \* avg_over_time\(server:keepalive_tls_resumption:ratio_rate5m\[1d\]/);
+    expect(a.expr).toMatch(/and server:keepalive_tls_handshakes:rate5m > [\d.]+/);
+    // Its unit tests cover a collapse, a steady server and a quiet one.
+    const mine = unitTests.filter((t) => (t.alert_rule_test ?? []).some((c) => c.alertname === a.alert));
+    const series = JSON.stringify(mine);
+    for (const s of ['10.0.0.1:443', '10.0.0.2:443', '10.0.0.3:443']) expect(series).toContain(s);
+    const fired = mine.flatMap((t) => t.alert_rule_test!.flatMap((c) => c.exp_alerts.map((x) => x.exp_labels.server)));
+    expect(fired).toEqual(['10.0.0.1:443']);
   });
 
   it('recording rules are named level:metric:operations and aggregate by job and server (or instance)', () => {
