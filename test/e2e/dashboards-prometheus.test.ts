@@ -1,8 +1,9 @@
 /**
  * The dashboards and rules against the real thing: a private Prometheus (Debian's package) loads
  * dashboards/prometheus/keepalive-rules.yml and scrapes the built daemon every second while the
- * daemon replays the real-server capture (test/fixtures/real) and the h2c one (test/fixtures/h2c:
- * the protocol and HTTP/2 panels) at capture pace, captures live on
+ * daemon replays the real-server capture (test/fixtures/real), the h2c one (test/fixtures/h2c:
+ * the protocol and HTTP/2 panels) and the TLS one (test/fixtures/tls, without its key log: the
+ * TLS panels, with requests estimated from record turns) at capture pace, captures live on
  * `lo` with tcpdump, and relays HTTP through a proxy tap. Then every query of every panel of the
  * committed dashboard JSON, every variable query and every recording rule goes through
  * Prometheus' HTTP API and must return data (a finite value: no empty or NaN-only panel on real
@@ -28,6 +29,7 @@ const ROOT = join(import.meta.dirname, '../..');
 const MAIN = join(ROOT, 'dist/cli/main.js');
 const FIXTURE = join(ROOT, 'test/fixtures/real/real-servers.pcap');
 const H2C_FIXTURE = join(ROOT, 'test/fixtures/h2c/h2c-servers.pcap');
+const TLS_FIXTURE = join(ROOT, 'test/fixtures/tls/tls-servers.pcap');
 const RULES = join(ROOT, 'dashboards/prometheus/keepalive-rules.yml');
 const DASHBOARDS = ['keepalive-reuse.json', 'keepalive-exporter-health.json'];
 // The job name the alerting rules expect (deploy/ scrapes under it too).
@@ -109,9 +111,9 @@ describe.runIf(canRun || process.env.CI)('dashboards and rules on a real Prometh
     started = Date.now() / 1000;
     daemon = start('daemon', process.execPath, [
       MAIN,
-      '--pcap', FIXTURE, '--pcap', H2C_FIXTURE, '--replay', 'realtime',
+      '--pcap', FIXTURE, '--pcap', H2C_FIXTURE, '--pcap', TLS_FIXTURE, '--replay', 'realtime',
       // Live on lo as well: the capture's own metrics (drops, restarts) and the proxied traffic.
-      '--interface', 'lo', '--ports', `18080,18081,18100,18101,18102,18103,${upstreamPort}`,
+      '--interface', 'lo', '--ports', `18080,18081,18100,18101,18102,18103,18110,18111,18112,${upstreamPort}`,
       '--proxy', `${HOST}:${proxyPort}=${HOST}:${upstreamPort}`,
       '--web.listen-address', `${HOST}:${daemonPort}`,
     ], join(dir, 'logs/daemon.out'));
@@ -136,7 +138,7 @@ describe.runIf(canRun || process.env.CI)('dashboards and rules on a real Prometh
     // The file has ended (6 s of traffic) once its source reads 0; a few more scrapes and rule runs.
     await waitFor('the capture file to finish', 20_000, async () => {
       const r = await query(promPort, `keepalive_source_up{kind="file"}`);
-      return r.length === 2 && r.every((x) => x.value === 0) ? true : null;
+      return r.length === 3 && r.every((x) => x.value === 0) ? true : null;
     }, 500);
     await sleep(4000);
     ended = Date.now() / 1000;
