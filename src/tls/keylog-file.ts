@@ -16,7 +16,7 @@
 import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import type { SecretSource } from '../session/session.js';
-import { KeylogStore, type KeylogStats } from './keylog.js';
+import { KeylogStore, type KeylogSecrets, type KeylogStats } from './keylog.js';
 
 /** Capture seconds a connection waits for its lines in the daemon: clients write them during the handshake, the follower polls every 200 ms. */
 export const DEFAULT_KEY_WAIT_SECONDS = 3;
@@ -92,6 +92,13 @@ export const MAX_READ_PER_POLL = 16 << 20;
 const TAIL_BYTES = 64;
 /** What `start()` reads before returning, at most (an older, bigger rest is read by the polls). */
 const START_READ_MAX = 1 << 30;
+/** An entry that can open application data: TLS 1.2's master secret, or both TLS 1.3 traffic secrets. */
+function usable(e: KeylogSecrets): boolean {
+  return e.CLIENT_RANDOM !== undefined || (e.CLIENT_TRAFFIC_SECRET_0 !== undefined && e.SERVER_TRAFFIC_SECRET_0 !== undefined);
+}
+
+/** Milliseconds between two checks of the file on a lookup that missed (see `missed`). */
+const MISS_CHECK_MS = 1;
 
 /**
  * The daemon: the file followed as it grows. Call order: `start()` (reads what is there, then
@@ -110,6 +117,7 @@ export class KeylogFollower {
   /** sha256 of the TAIL_BYTES before `pos` (a hash: no key material is kept for it). */
   private tail: string | null = null;
   private reported = false;
+  private lastMissCheck = -Infinity;
   private badLinesReported = false;
   private fileState: KeylogFileState = 'waiting';
   private reopenCount = 0;
@@ -124,7 +132,16 @@ export class KeylogFollower {
     opts: { maxEntries?: number; pollMs?: number; keyWaitSeconds?: number; onInfo?: (message: string) => void } = {},
   ) {
     this.store = new KeylogStore(opts);
-    this.source = asSource(this.store, false, opts.keyWaitSeconds ?? DEFAULT_KEY_WAIT_SECONDS);
+    const store = this.store;
+    this.source = {
+      get: (r) => {
+        const e = store.get(r);
+        return e !== undefined && usable(e) ? e : this.missed(r) ?? e;
+      },
+      delete: (r) => store.delete(r),
+      complete: false,
+      keyWaitSeconds: opts.keyWaitSeconds ?? DEFAULT_KEY_WAIT_SECONDS,
+    };
     this.pollMs = opts.pollMs ?? 200;
     this.onInfo = opts.onInfo ?? (() => {});
   }
@@ -230,6 +247,31 @@ export class KeylogFollower {
     if (bad.length === 0) return;
     this.badLinesReported = true;
     this.onProblem(`the TLS key log ${this.path} has lines that are not key log lines, skipped (${bad.map(([k, n]) => `${k}: ${n}`).join(', ')}); later ones are only counted`);
+  }
+
+  /**
+   * A lookup that missed, or found a TLS 1.3 entry without its traffic secrets yet (clients write
+   * the five lines as the handshake goes): if the file changed since the last read, read it now
+   * rather than at the next poll. The TLS session gives up at a connection's end (tls/session.ts, `last`), and a
+   * proxied or live connection on loopback lasts a few milliseconds: without this, one shorter
+   * than the poll interval lost its keys (curl through --proxy: tls_keys_missing, its lines
+   * written during the handshake but read 200 ms later). At most one stat per MISS_CHECK_MS, so
+   * a flood of connections never logged costs at most 1000 stats a second.
+   */
+  private missed(clientRandom: string): KeylogSecrets | undefined {
+    if (this.stopped) return undefined;
+    const t = performance.now();
+    if (t - this.lastMissCheck < MISS_CHECK_MS) return undefined;
+    this.lastMissCheck = t;
+    let st;
+    try {
+      st = statSync(this.path, { throwIfNoEntry: false });
+    } catch {
+      return undefined;
+    }
+    if (!st || (st.ino === this.ino && st.dev === this.dev && st.size === this.pos)) return undefined;
+    this.pollRead();
+    return this.store.get(clientRandom);
   }
 
   /** The file is read again from its start: a line cut by the old one ends there. */

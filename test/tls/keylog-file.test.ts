@@ -14,7 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KeylogFollower, MAX_READ_PER_POLL, permissionWarning, readKeylogFile } from '../../src/tls/keylog-file.js';
-import { waitFor } from '../helpers/procs.js';
+import { sleep, waitFor } from '../helpers/procs.js';
 
 const rand = (n: number): string => n.toString(16).padStart(4, '0').repeat(16);
 const secret = (byte: number, len: number): string => byte.toString(16).padStart(2, '0').repeat(len);
@@ -258,6 +258,30 @@ describe('KeylogFollower', () => {
     appendFileSync(p, TLS12(5000));
     started.f.poll(); // no poll after stop
     expect(started.f.source.get(rand(5000))).toBeUndefined();
+  });
+
+  it('a lookup that misses, or finds a TLS 1.3 entry without its traffic secrets, reads what was appended at once (no wait for the next poll)', async () => {
+    const p = fresh();
+    writeFileSync(p, '');
+    const { f } = follow(p);
+    f.start(); // the timer polls every 200 ms; nothing below waits that long
+    appendFileSync(p, TLS12(21));
+    expect(f.source.get(rand(21))?.CLIENT_RANDOM).toBeDefined();
+    const lines = TLS13(22).split('\n');
+    appendFileSync(p, lines.slice(0, 2).join('\n') + '\n'); // the handshake secrets first, as clients write them
+    await sleep(3); // past the 1 ms between two checks
+    expect(f.source.get(rand(22))?.SERVER_HANDSHAKE_TRAFFIC_SECRET).toBeDefined();
+    appendFileSync(p, lines.slice(2).join('\n'));
+    await sleep(3);
+    const e = f.source.get(rand(22));
+    expect(e?.CLIENT_TRAFFIC_SECRET_0).toBeDefined();
+    expect(e?.SERVER_TRAFFIC_SECRET_0).toBeDefined();
+    await sleep(3);
+    expect(f.source.get(rand(99))).toBeUndefined(); // never logged: still a miss, nothing thrown
+    unlinkSync(p);
+    await sleep(3);
+    expect(f.source.get(rand(98))).toBeUndefined();
+    f.stop();
   });
 
   it('start() polls on its own: an append is seen without calling poll()', async () => {
