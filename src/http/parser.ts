@@ -202,6 +202,36 @@ export class HttpStreamParser {
     }
   }
 
+  /**
+   * Bytes coming next that this parser would only count, never read: the rest of a body of known
+   * length or of a chunk, everything of a close-delimited body or a tunnel. A decrypting owner
+   * skips them (`skip`) instead of decrypting them.
+   */
+  get opaqueBytes(): number {
+    switch (this.state) {
+      case State.BodyLength:
+      case State.ChunkData:
+        return this.remaining;
+      case State.BodyClose:
+      case State.Tunnel:
+      case State.Dead:
+        return Number.MAX_SAFE_INTEGER;
+      default:
+        return 0;
+    }
+  }
+
+  /** `len` (at most `opaqueBytes`) bytes went by unread: what `data` would have done with them. */
+  skip(len: number, ts: number): void {
+    if (this.state === State.BodyLength) {
+      this.remaining -= len;
+      if (this.remaining === 0) this.finishMessage(ts);
+    } else if (this.state === State.ChunkData) {
+      this.remaining -= len;
+      if (this.remaining === 0) this.state = State.ChunkDataEnd;
+    }
+  }
+
   /** `len` bytes were lost from the capture. */
   gap(len: number, ts: number): void {
     switch (this.state) {

@@ -76,6 +76,18 @@ export class Http1Session implements ProtocolSession, HttpEvents {
     }
   }
 
+  opaqueBytes(dir: number): number {
+    if (this.dead) return Number.MAX_SAFE_INTEGER;
+    const p = this.parser(dir);
+    return p ? p.opaqueBytes : 0;
+  }
+
+  skip(dir: number, len: number, ts: number): void {
+    if (this.dead) return;
+    this.host.activity(ts);
+    this.parser(dir)?.skip(len, ts);
+  }
+
   gap(dir: number, len: number, ts: number): void {
     if (this.dead) return;
     let p = this.parser(dir);

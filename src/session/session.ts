@@ -122,6 +122,13 @@ export interface ProtocolSession {
   data(dir: number, buf: Buffer, off: number, len: number, ts: number): void;
   /** `len` bytes of direction `dir` were lost from the capture. */
   gap(dir: number, len: number, ts: number): void;
+  /**
+   * Optional, for a decrypting owner (TLS): how many bytes of direction `dir` coming next the
+   * session would only count (a body of known length), and `skip` to pass them over unread: the
+   * same as `data` with those bytes, without them. Sessions without it get every byte.
+   */
+  opaqueBytes?(dir: number): number;
+  skip?(dir: number, len: number, ts: number): void;
   /** Direction `dir` ended (its FIN). */
   end(dir: number, ts: number): void;
   /** The connection's first FIN or RST: the session notes what was in flight. */

@@ -23,7 +23,8 @@
  * (`tls_decrypt_lost`). Memory: the keys and two secrets per direction (a few hundred bytes),
  * zeroed by `wipe`.
  */
-import { openFragment } from './aead.js';
+import { openFragment, TAG_LENGTH } from './aead.js';
+import { RecordKeystream } from './ctr.js';
 import { hashLength, hkdfExpandLabel, tls12KeyBlock, tls13TrafficKeys, wipeKeys, type SuiteInfo, type TrafficKeys } from './keys.js';
 import type { KeylogSecrets } from './keylog.js';
 
@@ -50,8 +51,78 @@ export type Opened =
   /** This direction is not decrypted (stopped, or no keys for it). */
   | { kind: 'off' };
 
+/**
+ * A record opened lazily: its content type and plaintext length are known (TLS 1.3: from its
+ * decrypted last block), and `read(start, n)` decrypts just plaintext[start, start + n). AES-GCM
+ * and ChaCha20-Poly1305 are counter modes, so any range decrypts on its own; the decrypting owner
+ * reads HTTP heads and skips bodies (measured: bench/run.sh --only tls, see bench/README.md).
+ * The tag is not checked here: the first record under each key was opened with its tag checked
+ * (`record`), which is what catches a wrong key or sequence number; integrity of later records
+ * is not what a passive observer needs.
+ */
+export interface LazyRecord {
+  readonly kind: 'lazy';
+  type: number;
+  plainLength: number;
+  /** Plaintext [start, start + n): a view valid until the next `read` (of any record). */
+  read(start: number, n: number): Buffer;
+}
+
+/** TLS 1.3 records up to this long are decrypted whole at once (their type is in the last byte). */
+const LAZY_WHOLE = 384;
+/**
+ * After this many records of a direction whose last block showed application data and no padding,
+ * a long record is taken as the same without decrypting its last block (one keystream call less
+ * per response). Post-handshake messages that are not application data come before the first
+ * response (NewSessionTicket) or are short (KeyUpdate 22 bytes, alerts 19): those are still read.
+ */
+const TRUST_AFTER = 4;
+const NONCE = Buffer.alloc(0);
+
+class Lazy implements LazyRecord {
+  readonly kind = 'lazy' as const;
+  type = 0;
+  plainLength = 0;
+  private ks: RecordKeystream | null = null;
+  private ct: Buffer = NONCE;
+  private ctOff = 0;
+  private ctLen = 0;
+  /** The whole record was decrypted into the keystream's output by `readWhole` (until the next read). */
+  private whole: Buffer | null = null;
+
+  start(ks: RecordKeystream, ct: Buffer, ctOff: number, ctLen: number): void {
+    this.ks = ks;
+    this.ct = ct;
+    this.ctOff = ctOff;
+    this.ctLen = ctLen;
+    this.whole = null;
+  }
+
+  readWhole(): Buffer {
+    this.whole = this.ks!.read(this.ct, this.ctOff, 0, this.ctLen);
+    return this.whole;
+  }
+
+  read(start: number, n: number): Buffer {
+    const w = this.whole;
+    if (w !== null) {
+      if (n === w.length && start === 0) this.whole = null; // handed out whole: the next read decrypts again
+      return w.subarray(start, start + n);
+    }
+    return this.ks!.read(this.ct, this.ctOff, start, n);
+  }
+}
+
 interface Direction {
   keys: TrafficKeys | null;
+  /** The current keys opened a record with their tag checked: later ones may be opened lazily. */
+  verified: boolean;
+  /** The current key's counter-mode keystream (ctr.ts), made at its first lazily opened record. */
+  ks: RecordKeystream | null;
+  /** The one lazy record of this direction, reused (valid until the next record). */
+  lazy: Lazy | null;
+  /** TLS 1.3: consecutive long records whose last block showed unpadded application data. */
+  plainRun: number;
   seq: bigint;
   /** TLS 1.3: still under handshake keys. */
   handshake: boolean;
@@ -72,7 +143,7 @@ interface Direction {
 }
 
 function direction(): Direction {
-  return { keys: null, seq: 0n, handshake: true, secret: null, appKeys: null, resynced: false, stopped: false, hsHeader: Buffer.alloc(4), hsHeaderLen: 0, hsRemaining: 0, hsType: 0, ee: null };
+  return { keys: null, verified: false, ks: null, lazy: null, plainRun: 0, seq: 0n, handshake: true, secret: null, appKeys: null, resynced: false, stopped: false, hsHeader: Buffer.alloc(4), hsHeaderLen: 0, hsRemaining: 0, hsType: 0, ee: null };
 }
 
 /** Largest EncryptedExtensions read for its ALPN (real ones are tens of bytes). */
@@ -138,6 +209,9 @@ export class TlsDecryptor {
     x.appKeys = null;
     x.seq = 0n;
     x.handshake = false;
+    x.verified = false;
+    x.ks?.wipe();
+    x.ks = null;
   }
 
   /** A record of direction `dir` whose bytes were lost: it still used a sequence number. */
@@ -185,6 +259,89 @@ export class TlsDecryptor {
     return { kind: 'handshake' };
   }
 
+  /**
+   * `record` for application-phase records once the current key was verified: a `LazyRecord`
+   * for the caller to read ranges of, or what `record` returns (the first record under a key, the
+   * handshake phase, after a loss of framing, and records too short to hold a tag).
+   */
+  recordLazy(dir: number, type: number, version: number, frag: Buffer, off: number, len: number): Opened | LazyRecord {
+    const x = this.d[dir];
+    const keys = x.keys;
+    if (!keys || !x.verified || x.handshake || x.resynced || x.stopped) return this.record(dir, type, version, frag, off, len);
+    const tls12Gcm = this.version === '1.2' && keys.aead !== 'chacha20-poly1305';
+    const explicit = tls12Gcm ? 8 : 0;
+    const ctLen = len - explicit - TAG_LENGTH;
+    if (ctLen <= 0 || frag.length - off < len) return this.record(dir, type, version, frag, off, len);
+    const seq = x.seq;
+    x.seq++;
+    this.opened++;
+    const ks = (x.ks ??= new RecordKeystream(keys.aead, keys.key, keys.iv, this.version));
+    ks.setRecord(Number(seq), frag, off);
+    const r = (x.lazy ??= new Lazy());
+    r.start(ks, frag, off + explicit, ctLen);
+    if (this.version === '1.2') {
+      r.type = type;
+      r.plainLength = ctLen;
+      return r;
+    }
+    // TLS 1.3: TLSInnerPlaintext ends with the real type, then zero padding: read from the end.
+    // A short record is read whole at once (one keystream call for the type and the head).
+    if (ctLen <= LAZY_WHOLE) {
+      const all = r.readWhole();
+      let i = ctLen - 1;
+      while (i >= 0 && all[i] === 0) i--;
+      if (i < 0) return { kind: 'failed', reason: 'tls_decrypt_failed' };
+      r.type = all[i];
+      r.plainLength = i;
+      return r;
+    }
+    if (x.plainRun >= TRUST_AFTER) {
+      r.type = CT_APPLICATION_DATA;
+      r.plainLength = ctLen - 1;
+      return r;
+    }
+    let end = ctLen;
+    while (end > 0) {
+      const from = Math.max(0, end - 16);
+      const tail = r.read(from, end - from);
+      let i = tail.length - 1;
+      while (i >= 0 && tail[i] === 0) i--;
+      if (i >= 0) {
+        r.type = tail[i];
+        r.plainLength = from + i;
+        if (r.type === CT_APPLICATION_DATA && r.plainLength === ctLen - 1) x.plainRun++;
+        else x.plainRun = 0;
+        return r;
+      }
+      end = from;
+    }
+    return { kind: 'failed', reason: 'tls_decrypt_failed' };
+  }
+
+  /**
+   * The plaintext length of the next application-data record of direction `dir` if it can be
+   * passed over without decrypting anything (its key verified, no loss of framing), else -1;
+   * `skipRecord` then moves the sequence number on. TLS 1.3 assumes no padding and content type
+   * 23 for it (the type is in the encrypted last byte): OpenSSL, BoringSSL, Go and rustls pad
+   * nothing by default, and the caller asks only for records wholly inside a body of known length.
+   */
+  skippableLength(dir: number, type: number, len: number): number {
+    const x = this.d[dir];
+    if (!x.keys || !x.verified || x.handshake || x.resynced || x.stopped || type !== CT_APPLICATION_DATA) return -1;
+    const overhead = this.version === '1.3' ? TAG_LENGTH + 1 : x.keys.aead === 'chacha20-poly1305' ? TAG_LENGTH : TAG_LENGTH + 8;
+    return len > overhead ? len - overhead : -1;
+  }
+
+  skipRecord(dir: number): void {
+    this.d[dir].seq++;
+    this.opened++;
+  }
+
+  /** A TLS 1.3 handshake message record opened lazily (NewSessionTicket, KeyUpdate): its plaintext. */
+  postHandshake(dir: number, plaintext: Buffer): void {
+    if (this.version === '1.3') this.handshakeMessages(dir, this.d[dir], plaintext);
+  }
+
   /** Zero every key and secret. */
   wipe(): void {
     for (const x of this.d) {
@@ -192,6 +349,8 @@ export class TlsDecryptor {
       if (x.appKeys) wipeKeys(x.appKeys);
       x.secret?.fill(0);
       x.keys = x.appKeys = x.secret = null;
+      x.ks?.wipe();
+      x.ks = null;
       x.stopped = true;
     }
   }
@@ -207,6 +366,7 @@ export class TlsDecryptor {
       const r = openFragment(x.keys, seq, type, version, frag, off, len);
       if (r.ok) {
         x.seq = seq + 1n;
+        x.verified = true;
         return r;
       }
       if (r.reason !== 'tls_bad_tag') return null; // a length no record of this suite has: no guess helps
@@ -223,6 +383,9 @@ export class TlsDecryptor {
     x.appKeys = null;
     x.handshake = false;
     x.seq = 1n;
+    x.verified = true;
+    x.ks?.wipe();
+    x.ks = null;
     return r;
   }
 
@@ -264,6 +427,9 @@ export class TlsDecryptor {
         x.appKeys = null;
         x.handshake = false;
         x.seq = 0n;
+        x.verified = false;
+        x.ks?.wipe();
+    x.ks = null;
       } else if (x.secret && x.keys) {
         // KeyUpdate (RFC 8446 4.6.3, 7.2).
         const next = hkdfExpandLabel(this.suite.hash, x.secret, 'traffic upd', Buffer.alloc(0), hashLength(this.suite.hash));
@@ -272,6 +438,9 @@ export class TlsDecryptor {
         wipeKeys(x.keys);
         x.keys = tls13TrafficKeys(this.suite, next);
         x.seq = 0n;
+        x.verified = false;
+        x.ks?.wipe();
+    x.ks = null;
       }
     }
   }

@@ -35,7 +35,7 @@ import type { BufferBudget, FlowInfo, ProtocolSession, SessionHost, SessionVerdi
 export type { SecretSource } from '../session/session.js';
 import { Http1Session } from '../http/session.js';
 import { H2Session } from '../h2/session.js';
-import { TlsDecryptor } from './decrypt.js';
+import { TlsDecryptor, type LazyRecord } from './decrypt.js';
 import {
   cipherSuiteName,
   HandshakeType,
@@ -52,6 +52,11 @@ import { tls12Suite, tls13Suite } from './keys.js';
 import { TlsRecordStream, type RecordSink, type RecordStreamAnomaly } from './record-stream.js';
 import { ContentType, type RecordHeader } from './records.js';
 
+/**
+ * Plaintext decrypted at a time for the HTTP session when a record is opened lazily: a request or
+ * response head usually fits, and what follows a head with a known body length is skipped.
+ */
+const LAZY_CHUNK = 384;
 /** Encrypted records held per connection while its key log line is awaited. */
 export const MAX_KEY_WAIT_RECORDS = 64;
 /** Bytes of those records (copies, from the shared budget). */
@@ -560,11 +565,31 @@ export class TlsSession implements ProtocolSession, RecordSink {
     const d = this.decryptor!;
     if (!payload) {
       d.lost(dir);
-      this.innerSession(dir, null)?.gap(dir, Math.max(0, length - 24), ts);
+      this.innerGap(dir, Math.max(0, length - 24), ts);
       return;
     }
-    const o = d.record(dir, type, version, payload, off, length);
+    // A record wholly inside a body of known length: nothing in it is read, so nothing is decrypted.
+    const s = this.inner;
+    if (s?.opaqueBytes) {
+      const opaque = s.opaqueBytes(dir);
+      if (opaque > 0) {
+        const plain = d.skippableLength(dir, type, length);
+        if (plain >= 0 && plain <= opaque) {
+          d.skipRecord(dir);
+          s.skip!(dir, plain, ts);
+          this.innerHost!.plainIn[dir] += plain;
+          return;
+        }
+      }
+    }
+    const o = d.recordLazy(dir, type, version, payload, off, length);
     switch (o.kind) {
+      case 'lazy':
+        if (o.type === ContentType.APPLICATION_DATA) this.lazyData(dir, o, ts);
+        else if (o.type === ContentType.ALERT) {
+          if (!this.closeNotify) this.closeNotify = { dir, ts };
+        } else if (o.type === ContentType.HANDSHAKE) d.postHandshake(dir, o.read(0, o.plainLength));
+        return;
       case 'data': {
         if (o.plaintext.length === 0) return;
         const s = this.innerSession(dir, o.plaintext);
@@ -579,11 +604,52 @@ export class TlsSession implements ProtocolSession, RecordSink {
         return;
       case 'failed':
         this.host.anomaly(o.reason);
-        this.innerSession(dir, null)?.gap(dir, Math.max(0, length - 24), ts);
+        this.innerGap(dir, Math.max(0, length - 24), ts);
         return;
       default:
         return;
     }
+  }
+
+  /**
+   * Application data opened lazily: what the HTTP session reads is decrypted (`LAZY_CHUNK` bytes at
+   * a time), what it would only count (a body of known length) is skipped undecrypted.
+   */
+  private lazyData(dir: number, r: LazyRecord, ts: number): void {
+    const total = r.plainLength;
+    if (total === 0) return;
+    let s = this.inner;
+    let pos = 0;
+    if (!s) {
+      if (this.innerDead) return;
+      const n = Math.min(total, LAZY_CHUNK);
+      const first = r.read(0, n);
+      s = this.innerSession(dir, first);
+      if (!s) return;
+      s.data(dir, first, 0, n, ts);
+      pos = n;
+    }
+    const host = this.innerHost!;
+    while (pos < total) {
+      const opaque = s.opaqueBytes ? s.opaqueBytes(dir) : 0;
+      if (opaque > 0) {
+        const n = Math.min(opaque, total - pos);
+        s.skip!(dir, n, ts);
+        pos += n;
+        continue;
+      }
+      const n = s.opaqueBytes ? Math.min(total - pos, LAZY_CHUNK) : total - pos;
+      s.data(dir, r.read(pos, n), 0, n, ts);
+      pos += n;
+    }
+    host.plainIn[dir] += total;
+  }
+
+  private innerGap(dir: number, len: number, ts: number): void {
+    const s = this.innerSession(dir, null);
+    if (!s) return;
+    s.gap(dir, len, ts);
+    this.innerHost!.plainIn[dir] += len;
   }
 
   /** The HTTP session of the plaintext, made at the first application data (by ALPN, else by its first bytes). */
