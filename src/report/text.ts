@@ -44,7 +44,9 @@ export function renderText(r: TextReportInput): string {
   const t = r.totals;
   out.push('Totals');
   out.push(row('  connections', num(t.connections)));
-  out.push(row('  requests', num(t.requests)));
+  const tls = t.tls;
+  const estimated = tls && tls.requestsEstimated > 0 ? `  (${num(tls.requestsEstimated)} estimated from TLS record turns: --tls-keylog FILE makes them exact)` : '';
+  out.push(row('  requests', `${num(t.requests)}${estimated}`));
   out.push(row('  reused requests', `${num(t.reusedRequests)}  (reuse ratio ${(t.reuseRatio * 100).toFixed(1)}%)`));
   out.push(row('  handshakes saved', num(t.handshakesSaved)));
   const notes: string[] = [];
@@ -55,8 +57,15 @@ export function renderText(r: TextReportInput): string {
   if (nonHttp > 0) out.push(row('  not HTTP/1 flows', `${num(nonHttp)}  (tls ${s.nonHttp.tls}, http2 ${s.nonHttp.http2}, other ${s.nonHttp.other})`));
   // Shown when there is a choice to see: more than one protocol, or any HTTP/2.
   const protocols = Object.entries(t.protocols);
-  const showProtocols = protocols.length > 1 || (t.protocols.h2c ?? 0) > 0;
-  if (showProtocols) out.push(row('  protocols', `${protocols.map(([p, n]) => `${p} ${num(n)}`).join(', ')}  (connections, by what they spoke at the close: Upgrade: h2c counts as h2c)`));
+  const showProtocols = protocols.length > 1 || (t.protocols.h2c ?? 0) > 0 || tls !== null;
+  if (showProtocols) out.push(row('  protocols', `${protocols.map(([p, n]) => `${p} ${num(n)}`).join(', ')}  (connections, by what they spoke at the close: Upgrade: h2c counts as h2c, tls is TLS not decrypted)`));
+  if (tls) {
+    const hs = tls.fullHandshakes + tls.resumedHandshakes;
+    const times = [tls.medianFullHandshakeSeconds !== null ? `full ${fmtSeconds(tls.medianFullHandshakeSeconds)}` : '', tls.medianResumedHandshakeSeconds !== null ? `resumed ${fmtSeconds(tls.medianResumedHandshakeSeconds)}` : ''].filter(Boolean).join(', ');
+    out.push(row('  TLS', `${num(tls.connections)} connections, ${num(tls.decrypted)} decrypted; handshakes ${num(tls.fullHandshakes)} full, ${num(tls.resumedHandshakes)} resumed` +
+      (hs > 0 ? ` (resumption ${(tls.resumptionRatio * 100).toFixed(1)}%)` : '') + (times ? `; median ${times}` : '') + (tls.helloRetryRequests > 0 ? `; ${num(tls.helloRetryRequests)} HelloRetryRequest` : '')));
+    if (tls.requestsUnknown > 0) out.push(row('  requests unknown', `${num(tls.requestsUnknown)} TLS connections speak HTTP/2 (their streams cannot be counted without keys: --tls-keylog FILE)`));
+  }
   if (r.tunneled > 0) out.push(row('  tunneled', `${num(r.tunneled)}  (101 Switching Protocols or CONNECT: not parsed further)`));
   if (r.midstream > 0) out.push(row('  already open', `${num(r.midstream)}  (opened before the capture: roles inferred from HTTP, first request not counted as reused)`));
   out.push('');

@@ -77,7 +77,7 @@ function pcapRecordStarts(buf: Buffer): number[] {
   return out;
 }
 
-const OPTIONS = ['--json', '--connections', '--ports', '--top', '--max-flows', '--no-progress', '--help'];
+const OPTIONS = ['--json', '--connections', '--ports', '--tls-keylog', '--top', '--max-flows', '--no-progress', '--help'];
 
 describe('usage', () => {
   it('--help exits 0 and lists every option', () => {
@@ -177,7 +177,7 @@ describe('--json on the real-server capture', () => {
   it('has exactly the documented keys', () => {
     expect(Object.keys(out).sort()).toEqual(['capture', 'file', 'requestsPerConnection', 'servers', 'stats', 'totals', 'warnings']);
     expect(Object.keys(out.totals).sort()).toEqual(
-      ['closeReasons', 'connections', 'handshakeTimeSavedSeconds', 'handshakesSaved', 'protocols', 'requests', 'reuseRatio', 'reusedRequests'],
+      ['closeReasons', 'connections', 'handshakeTimeSavedSeconds', 'handshakesSaved', 'protocols', 'requests', 'reuseRatio', 'reusedRequests', 'tls'],
     );
     expect(Object.keys(out.capture).sort()).toEqual(['complete', 'compressed', 'firstPacketTime', 'format', 'lastPacketTime', 'packets', 'problem']);
     expect(Object.keys(out.requestsPerConnection)).toEqual(['0', '1', '2', '3-4', '5-9', '10-99', '100-999', '1000+']);
@@ -188,7 +188,7 @@ describe('--json on the real-server capture', () => {
       expect(Object.keys(s).sort()).toEqual([
         'advertisedMaxRequests', 'advertisedTimeoutSeconds', 'clientIdleTimeoutBelowSeconds', 'closeReasons', 'connections', 'handshakeTimeSavedSeconds', 'handshakesSaved',
         'idleCloseVsAdvertisedSeconds', 'inferredMaxRequests', 'medianHandshakeRttSeconds', 'observedClientIdleSeconds', 'observedIdleTimeoutSamples',
-        'observedIdleTimeoutSeconds', 'protocols', 'requests', 'reuseRatio', 'reusedRequests', 'server',
+        'observedIdleTimeoutSeconds', 'protocols', 'requests', 'reuseRatio', 'reusedRequests', 'server', 'tls',
       ]);
     }
   });
@@ -233,7 +233,7 @@ describe('--json on the real-server capture', () => {
     expect(conns).toHaveLength(MANIFEST.length);
     for (const c of conns) {
       expect(Object.keys(c).sort()).toEqual([
-        'client', 'closeReason', 'closedAt', 'closedBy', 'h2', 'handshakeRttSeconds', 'idleBeforeCloseSeconds', 'openedAt', 'protocol', 'requests', 'reusedRequests', 'server',
+        'client', 'closeReason', 'closedAt', 'closedBy', 'h2', 'handshakeRttSeconds', 'idleBeforeCloseSeconds', 'openedAt', 'protocol', 'requests', 'requestsEstimated', 'reusedRequests', 'server', 'tls',
       ]);
     }
     const got = new Map(conns.map((c) => [`${c.client}>${c.server}`, c]));
