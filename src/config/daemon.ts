@@ -9,8 +9,8 @@ import { resolve as resolvePath } from 'node:path';
 import { DEFAULT_LIMITS } from './limits.js';
 import { helpEntry, unknownFlag } from '../cli/common.js';
 
-/** Ports captured by default: the usual HTTP ports of servers, proxies and app servers. */
-export const DEFAULT_PORTS = [80, 8000, 8008, 8080, 8081, 8088, 8888, 3000, 5000, 9000];
+/** Ports captured by default: the usual HTTP and HTTPS ports of servers, proxies and app servers. */
+export const DEFAULT_PORTS = [80, 443, 8000, 8008, 8080, 8081, 8088, 8443, 8888, 3000, 5000, 9000];
 /** Outside the 9100-9999 range that Prometheus' port allocation list has filled, clashing with no well-known exporter. */
 export const DEFAULT_LISTEN = '0.0.0.0:10842';
 
