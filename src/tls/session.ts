@@ -432,6 +432,13 @@ export class TlsSession implements ProtocolSession, RecordSink {
     this.drainHeld();
   }
 
+  private abandonKeys(): void {
+    this.decryptor?.wipe();
+    this.decryptor = null;
+    this.keyState = Keys.Missing;
+    for (const s of this.rs) if (s) s.readApplicationData = false;
+  }
+
   private giveUp(name: Anomaly): void {
     this.host.anomaly(name);
     this.keyState = Keys.Missing;
@@ -515,8 +522,9 @@ export class TlsSession implements ProtocolSession, RecordSink {
         this.host.serverChoseH2();
       }
     }
-    if (data) this.turn(dir, ts, startTs);
+    // Decrypted first: keys that open nothing are abandoned there, and the record then counts as a turn of the estimate.
     if (this.keyState === Keys.Found) this.decrypt(dir, type, version, length, payload, off, ts);
+    if (data) this.turn(dir, ts, startTs);
   }
 
   private turn(dir: number, ts: number, startTs: number): void {
@@ -604,6 +612,8 @@ export class TlsSession implements ProtocolSession, RecordSink {
         return;
       case 'failed':
         this.host.anomaly(o.reason);
+        // Nothing decrypted yet: the keys are wrong (another connection's line, a corrupt file). Estimate instead.
+        if (!this.inner && !this.innerDead && d.opened === 0) return this.abandonKeys();
         this.innerGap(dir, Math.max(0, length - 24), ts);
         return;
       default:
