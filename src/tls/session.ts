@@ -252,7 +252,9 @@ export class TlsSession implements ProtocolSession, RecordSink {
     if (this.exact()) return { ...this.inner!.verdict(signal), ...at };
     const none = { servedCount: 0, signalTime: signal.time, ...at };
     if (this.requests === 0 && this.turnCount === 0 && !this.awaiting) return { verdict: 'unused', ...none };
-    const open = this.awaiting;
+    // An unanswered client run is a request in HTTP/1.1; in h2 it may be a SETTINGS ACK, a
+    // WINDOW_UPDATE or the client's GOAWAY (curl and h2load end with them): no race or abort is told.
+    const open = this.h2Alpn ? null : this.awaiting;
     if (signal.by === 'server') {
       // A request run the server's close crossed (sent after it, or just before), never answered.
       if (open && open.time >= signal.time - signal.raceWindowSeconds) return { verdict: 'race', ...none };
