@@ -37,13 +37,15 @@ const OUT32 = new Uint32Array(OUT.buffer, OUT.byteOffset, MAX_BYTES / 4);
  * XOR runs on aligned 32-bit words (a quarter of the iterations of a byte loop; the keystream from
  * node:crypto has its own ArrayBuffer); bytes where the keystream offset is not aligned.
  */
-function xorInto(ct: Buffer, base: number, ks: Buffer, k: number, n: number): Buffer {
+function xorInto(ct: Buffer, base: number, ks: Buffer, k: number, n: number, ks32: Uint32Array | null = null): Buffer {
   ct.copy(OUT, 0, base, base + n);
   const ko = ks.byteOffset + k;
   if ((ko & 3) === 0) {
     const words = n >> 2;
-    const ks32 = new Uint32Array(ks.buffer, ko, words);
-    for (let i = 0; i < words; i++) OUT32[i] ^= ks32[i];
+    // A view made once per keystream window; the ECB output is its own ArrayBuffer, so aligned.
+    const w = ks32 ?? new Uint32Array(ks.buffer, ks.byteOffset & ~3, (ks.byteLength + (ks.byteOffset & 3)) >> 2);
+    const k32 = (ko - (w.byteOffset)) >> 2;
+    for (let i = 0; i < words; i++) OUT32[i] ^= w[k32 + i];
     for (let i = words << 2; i < n; i++) OUT[i] ^= ks[k + i];
   } else {
     for (let i = 0; i < n; i++) OUT[i] ^= ks[k + i];
@@ -69,6 +71,7 @@ export class RecordKeystream {
   private seq = 0;
   private predicted = false;
   private win: Buffer | null = null;
+  private win32: Uint32Array | null = null;
   private winSeq = -1;
   private readonly iv: Buffer;
   /** TLS 1.2 AES-GCM: the nonce is the 4-byte salt and the record's explicit 8 bytes. */
@@ -166,10 +169,12 @@ export class RecordKeystream {
           w[o + 3] = c << 24; // 2..25 big-endian in the last word
         }
       }
-      this.win = this.ecb!.update(CTR.subarray(0, WINDOW_RECORDS * WINDOW_BYTES));
+      const win = this.ecb!.update(CTR.subarray(0, WINDOW_RECORDS * WINDOW_BYTES));
+      this.win = win;
+      this.win32 = (win.byteOffset & 3) === 0 ? new Uint32Array(win.buffer, win.byteOffset, win.byteLength >> 2) : null;
       this.winSeq = seq;
     }
-    return xorInto(ct, ctOff + start, this.win, (seq - this.winSeq) * WINDOW_BYTES + start, n);
+    return xorInto(ct, ctOff + start, this.win, (seq - this.winSeq) * WINDOW_BYTES + start, n, this.win32);
   }
 
   /** Zero the key schedule's copy here (the ECB cipher's own is freed with it). */

@@ -123,7 +123,8 @@ interface Direction {
   lazy: Lazy | null;
   /** TLS 1.3: consecutive long records whose last block showed unpadded application data. */
   plainRun: number;
-  seq: bigint;
+  /** The next record's sequence number (a number: 2^53 records is beyond any connection). */
+  seq: number;
   /** TLS 1.3: still under handshake keys. */
   handshake: boolean;
   /** TLS 1.3: the current application traffic secret (for KeyUpdate). */
@@ -143,7 +144,7 @@ interface Direction {
 }
 
 function direction(): Direction {
-  return { keys: null, verified: false, ks: null, lazy: null, plainRun: 0, seq: 0n, handshake: true, secret: null, appKeys: null, resynced: false, stopped: false, hsHeader: Buffer.alloc(4), hsHeaderLen: 0, hsRemaining: 0, hsType: 0, ee: null };
+  return { keys: null, verified: false, ks: null, lazy: null, plainRun: 0, seq: 0, handshake: true, secret: null, appKeys: null, resynced: false, stopped: false, hsHeader: Buffer.alloc(4), hsHeaderLen: 0, hsRemaining: 0, hsType: 0, ee: null };
 }
 
 /** Largest EncryptedExtensions read for its ALPN (real ones are tens of bytes). */
@@ -207,7 +208,7 @@ export class TlsDecryptor {
     if (this.version !== '1.2' || !x.appKeys) return;
     x.keys = x.appKeys;
     x.appKeys = null;
-    x.seq = 0n;
+    x.seq = 0;
     x.handshake = false;
     x.verified = false;
     x.ks?.wipe();
@@ -276,7 +277,7 @@ export class TlsDecryptor {
     x.seq++;
     this.opened++;
     const ks = (x.ks ??= new RecordKeystream(keys.aead, keys.key, keys.iv, this.version));
-    ks.setRecord(Number(seq), frag, off);
+    ks.setRecord(seq, frag, off);
     const r = (x.lazy ??= new Lazy());
     r.start(ks, frag, off + explicit, ctLen);
     if (this.version === '1.2') {
@@ -362,10 +363,10 @@ export class TlsDecryptor {
     if (!x.keys) return null;
     const guesses = x.resynced ? MAX_SEQ_GUESSES : 1;
     for (let i = 0; i < guesses; i++) {
-      const seq = x.seq + BigInt(i);
-      const r = openFragment(x.keys, seq, type, version, frag, off, len);
+      const seq = x.seq + i;
+      const r = openFragment(x.keys, BigInt(seq), type, version, frag, off, len);
       if (r.ok) {
-        x.seq = seq + 1n;
+        x.seq = seq + 1;
         x.verified = true;
         return r;
       }
@@ -382,7 +383,7 @@ export class TlsDecryptor {
     x.keys = app;
     x.appKeys = null;
     x.handshake = false;
-    x.seq = 1n;
+    x.seq = 1;
     x.verified = true;
     x.ks?.wipe();
     x.ks = null;
@@ -426,7 +427,7 @@ export class TlsDecryptor {
         x.keys = x.appKeys;
         x.appKeys = null;
         x.handshake = false;
-        x.seq = 0n;
+        x.seq = 0;
         x.verified = false;
         x.ks?.wipe();
     x.ks = null;
@@ -437,7 +438,7 @@ export class TlsDecryptor {
         x.secret = next;
         wipeKeys(x.keys);
         x.keys = tls13TrafficKeys(this.suite, next);
-        x.seq = 0n;
+        x.seq = 0;
         x.verified = false;
         x.ks?.wipe();
     x.ks = null;
