@@ -74,6 +74,49 @@ export const idleH2cConnection = (i) => [
   packet(i, true, 1001 + H2_CLIENT.length, 5001 + H2_SERVER.length, ACK),
 ];
 
+// TLS 1.2 without keys: ClientHello (ALPN http/1.1), ServerHello (ECDHE-RSA-AES128-GCM), both
+// sides' ChangeCipherSpec and encrypted Finished, one request and one response record.
+const tlsRecord = (type, body) => {
+  const h = Buffer.from([type, 3, 3, 0, 0]);
+  h.writeUInt16BE(body.length, 3);
+  return Buffer.concat([h, body]);
+};
+const handshakeMsg = (type, body) => {
+  const h = Buffer.alloc(4);
+  h[0] = type;
+  h.writeUIntBE(body.length, 1, 3);
+  return Buffer.concat([h, body]);
+};
+const alpn = Buffer.from([0, 16, 0, 11, 0, 9, 8, ...Buffer.from('http/1.1')]);
+const CLIENT_HELLO = tlsRecord(22, handshakeMsg(1, Buffer.concat([
+  Buffer.from([3, 3]), Buffer.alloc(32, 7), Buffer.from([0]), Buffer.from([0, 2, 0xc0, 0x2f]), Buffer.from([1, 0]),
+  Buffer.from([0, alpn.length]), alpn,
+])));
+const SERVER_HELLO = tlsRecord(22, handshakeMsg(2, Buffer.concat([
+  Buffer.from([3, 3]), Buffer.alloc(32, 9), Buffer.from([0]), Buffer.from([0xc0, 0x2f]), Buffer.from([0]), Buffer.from([0, 0]),
+])));
+const CCS = tlsRecord(20, Buffer.from([1]));
+export const TLS_CLIENT = Buffer.concat([CLIENT_HELLO]);
+export const TLS_CLIENT_2 = Buffer.concat([CCS, tlsRecord(22, Buffer.alloc(40, 1)), tlsRecord(23, Buffer.alloc(100, 2))]);
+export const TLS_SERVER = Buffer.concat([SERVER_HELLO, CCS, tlsRecord(22, Buffer.alloc(40, 3))]);
+export const TLS_SERVER_2 = tlsRecord(23, Buffer.alloc(300, 4));
+
+/** A TLS 1.2 connection (not decrypted) that carried one request run and its answer and stays open. */
+export const idleTlsConnection = (i) => {
+  const c1 = 1001 + TLS_CLIENT.length;
+  const s1 = 5001 + TLS_SERVER.length;
+  return [
+    packet(i, true, 1000, 0, SYN),
+    packet(i, false, 5000, 1001, SYN | ACK),
+    packet(i, true, 1001, 5001, ACK),
+    packet(i, true, 1001, 5001, ACK | PSH, TLS_CLIENT),
+    packet(i, false, 5001, c1, ACK | PSH, TLS_SERVER),
+    packet(i, true, c1, s1, ACK | PSH, TLS_CLIENT_2),
+    packet(i, false, s1, c1 + TLS_CLIENT_2.length, ACK | PSH, TLS_SERVER_2),
+    packet(i, true, c1 + TLS_CLIENT_2.length, s1 + TLS_SERVER_2.length, ACK),
+  ];
+};
+
 /** A connection holding 1 KiB out of order: the 100 bytes before it were never captured. */
 export const heldOutOfOrder = (i) => [
   packet(i, true, 1000, 0, SYN),

@@ -6,12 +6,14 @@
  *   node --expose-gc bench/flow-memory.mjs [N]
  *
  * Kinds: a SYN alone (a SYN flood), an idle keep-alive HTTP connection (handshake, request,
- * response, no close), the same over HTTP/2 in cleartext (preface, SETTINGS, one stream), and a connection holding 1 KiB of out-of-order data (a hole before it).
+ * response, no close), the same over HTTP/2 in cleartext (preface, SETTINGS, one stream), over
+ * TLS 1.2 without keys (hellos, Finished, one request and one response record), and a connection
+ * holding 1 KiB of out-of-order data (a hole before it).
  * The packets are raw IPv4 (link type 101) built here, one client address per flow.
  */
 import { Engine } from '../dist/conn/engine.js';
 import { Exporter } from '../dist/metrics/exporter.js';
-import { LINKTYPE_RAW, heldOutOfOrder, idleConnection, idleH2cConnection, synOnly } from './flood-packets.mjs';
+import { LINKTYPE_RAW, heldOutOfOrder, idleConnection, idleH2cConnection, idleTlsConnection, synOnly } from './flood-packets.mjs';
 
 const N = Number(process.argv[2] ?? 100_000);
 if (typeof globalThis.gc !== 'function') {
@@ -23,6 +25,7 @@ const kinds = {
   'SYN only': synOnly,
   'idle HTTP connection': idleConnection,
   'idle h2c connection': idleH2cConnection,
+  'idle TLS connection': idleTlsConnection,
   'out-of-order 1 KiB held': heldOutOfOrder,
 };
 

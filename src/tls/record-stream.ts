@@ -183,7 +183,8 @@ export class TlsRecordStream {
 
   /* Handshake message assembly. */
   private hsLost = false;
-  private readonly hsHdr = Buffer.alloc(HS_HEADER);
+  /** A handshake message header split across records (made when first needed: most never are). */
+  private hsHdr: Buffer | null = null;
   private hsHdrPos = 0;
   private hsType = 0;
   private hsLen = 0;
@@ -196,7 +197,8 @@ export class TlsRecordStream {
   /* Resync. */
   private pos = 0;
   private resyncFrom = 0;
-  private readonly win = Buffer.alloc(2 * RECORD_HEADER_LENGTH - 1);
+  /** The scan window carried across pieces during a resync (made at the first resync). */
+  private win: Buffer | null = null;
   private winLen = 0;
   private cands: number[] = [];
   private depths: number[] = [];
@@ -461,12 +463,12 @@ export class TlsRecordStream {
         } else {
           let n = HS_HEADER - this.hsHdrPos;
           if (n > end - p) n = end - p;
-          b.copy(this.hsHdr, this.hsHdrPos, p, p + n);
+          b.copy((this.hsHdr ??= Buffer.alloc(HS_HEADER)), this.hsHdrPos, p, p + n);
           this.hsHdrPos += n;
           p += n;
           if (this.hsHdrPos < HS_HEADER) return;
           this.hsHdrPos = 0;
-          const hh = this.hsHdr;
+          const hh = this.hsHdr!;
           this.hsType = hh[0];
           this.hsLen = (hh[1] << 16) | (hh[2] << 8) | hh[3];
         }
@@ -583,7 +585,7 @@ export class TlsRecordStream {
    * < 5 bytes are carried to the next piece.
    */
   private resync(buf: Buffer, p: number, end: number, base: number, ts: number): number {
-    const w = this.win;
+    const w = (this.win ??= Buffer.alloc(2 * RECORD_HEADER_LENGTH - 1));
     if (this.winLen > 0) {
       const k = this.winLen;
       const take = end - p < RECORD_HEADER_LENGTH - 1 ? end - p : RECORD_HEADER_LENGTH - 1;
