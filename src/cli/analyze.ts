@@ -8,12 +8,7 @@ import { renderText } from '../report/text.js';
 import { DEFAULT_LIMITS } from '../config/limits.js';
 import { capsForMemory, memoryLimit } from '../config/memory.js';
 import { permissionWarning, readKeylogFile } from '../tls/keylog-file.js';
-import { availableParallelism } from 'node:os';
-import { analyzeThreads } from './analyze-threads.js';
-import type { ServerState } from '../conn/servers.js';
-import type { EngineStats } from '../conn/engine.js';
 import type { KeylogStats } from '../tls/keylog.js';
-import type { SecretSource } from '../session/session.js';
 import { UsageError, helpEntry, parsePorts, parsePositiveInt, unknownFlag, wrap } from './common.js';
 
 const ANALYZE_OPTIONS: Array<[string, string]> = [
@@ -21,7 +16,6 @@ const ANALYZE_OPTIONS: Array<[string, string]> = [
   ['--connections', 'with --json: include every connection (client, server, times, requests, close reason, who closed, handshake RTT, idle before close)'],
   ['--ports LIST', 'only analyse these server ports, comma-separated (default: any port where HTTP/1.x is seen; HTTP is recognised by content, not by port)'],
   ['--tls-keylog FILE', 'decrypt TLS connections whose secrets are in this NSS key log (what SSLKEYLOGFILE makes curl, Firefox, Chrome and Python write, and Node.js --tls-keylog): their requests and close reasons are then exact, not estimated from record turns; TLS 1.2 ECDHE and TLS 1.3 with AES-GCM or ChaCha20-Poly1305. The file holds secrets: keep it private (a warning says when others can read it)'],
-  ['--threads N', 'read the capture with N worker threads, each analysing its share of the TCP connections (auto: one per CPU); for large files: what is learnt across connections of a server (an unannounced limit) is learnt per thread (default 1)'],
   ['--top N', 'servers shown in the text report (default 10; --json lists all)'],
   ['--max-flows N', `TCP flows tracked at once; the least recently active is evicted beyond it (default ${DEFAULT_LIMITS.maxFlows}, or fewer where the memory limit, the cgroup's or V8's heap limit, would not hold them)`],
   ['--no-progress', 'no progress line on stderr (it is shown only on a terminal)'],
@@ -46,7 +40,6 @@ export async function runAnalyze(args: string[]): Promise<number> {
         connections: { type: 'boolean', default: false },
         ports: { type: 'string' },
         'tls-keylog': { type: 'string' },
-        threads: { type: 'string', default: '1' },
         top: { type: 'string', default: '10' },
         'max-flows': { type: 'string' },
         'no-progress': { type: 'boolean', default: false },
@@ -74,10 +67,8 @@ export async function runAnalyze(args: string[]): Promise<number> {
   const ports = o.ports !== undefined ? parsePorts(o.ports, '--ports') : null;
   const top = parsePositiveInt(o.top!, '--top');
   const maxFlows = o['max-flows'] !== undefined ? parsePositiveInt(o['max-flows'], '--max-flows') : undefined;
-  const threads = o.threads === 'auto' ? Math.max(1, Math.min(availableParallelism(), 16)) : parsePositiveInt(o.threads!, '--threads');
-  if (threads > 1 && !isRegularFile(file)) throw new UsageError(`--threads ${o.threads} needs a capture file: ${file === '-' ? 'stdin' : file} can be read only once (drop --threads)`);
 
-  let keylog: { source: SecretSource; stats: KeylogStats; store: { clear(): void } } | null = null;
+  let keylog: { source: import('../session/session.js').SecretSource; stats: KeylogStats; store: { clear(): void } } | null = null;
   if (o['tls-keylog'] !== undefined) {
     const path = o['tls-keylog'];
     try {
@@ -90,11 +81,13 @@ export async function runAnalyze(args: string[]): Promise<number> {
     if (keylog.stats.accepted === 0) process.stderr.write(`keepalive-exporter: warning: ${path} has no key log line (expected lines like "CLIENT_RANDOM <64 hex> <96 hex>" or "CLIENT_TRAFFIC_SECRET_0 ..."): TLS connections are estimated from record turns\n`);
   }
 
-  // The tables at their caps must fit the memory the process may use (a flood fills them),
-  // each thread's its share of it.
-  const caps = capsForMemory(memoryLimit().bytes, threads);
-  const limits = { ...caps, ...(maxFlows ? { maxFlows } : {}) };
+  // The tables at their caps must fit the memory the process may use (a flood fills them).
+  const caps = capsForMemory(memoryLimit().bytes, 1);
+  const engine = new Engine({ ports, limits: { ...caps, ...(maxFlows ? { maxFlows } : {}) }, tlsKeys: keylog?.source ?? null });
+  const report = new AnalyzeReport(o.connections!);
+  engine.subscribe(report);
 
+  const progress = !o['no-progress'] && process.stderr.isTTY ? new Progress(engine) : null;
   // Ctrl-C ends a read from a pipe that would never end by itself (tcpdump | analyze -): the
   // first stops the read and the report covers what was read; the second exits at once.
   // From a pipe the read goes on for INTERRUPT_GRACE_MS first, or until the input ends: the
@@ -110,55 +103,27 @@ export async function runAnalyze(args: string[]): Promise<number> {
   };
   process.on('SIGINT', onSigint);
   let capture: CaptureSummary;
-  let stats: EngineStats;
-  let report: AnalyzeReport;
-  let states: ReadonlyMap<string, ServerState>;
-  let keylogStats: KeylogStats | null = keylog?.stats ?? null;
-  if (threads > 1) {
-    keylog?.store.clear(); // each worker reads the key log itself
-    const progress = !o['no-progress'] && process.stderr.isTTY ? new Progress(null) : null;
-    try {
-      const m = await analyzeThreads({ file, ports, limits, keylog: o['tls-keylog'] ?? null, connections: o.connections! }, threads, interrupt.signal,
-        progress ? (r, t, p) => progress.update(r, t, p) : undefined);
-      ({ capture, stats, report } = m);
-      states = m.servers;
-      keylogStats = m.keylog;
-    } catch (err) {
-      process.off('SIGINT', onSigint);
-      if (err instanceof CaptureOpenError) throw new UsageError(err.message);
-      throw err;
-    } finally {
-      progress?.done();
-    }
-  } else {
-    const engine = new Engine({ ports, limits, tlsKeys: keylog?.source ?? null });
-    report = new AnalyzeReport(o.connections!);
-    engine.subscribe(report);
-    const progress = !o['no-progress'] && process.stderr.isTTY ? new Progress(engine) : null;
-    try {
-      capture = await readCapture(file, engine, { signal: interrupt.signal, onProgress: progress ? (r, t) => progress.update(r, t) : undefined });
-    } catch (err) {
-      process.off('SIGINT', onSigint);
-      if (err instanceof CaptureOpenError) throw new UsageError(err.message);
-      throw err;
-    } finally {
-      if (grace) clearTimeout(grace);
-      progress?.done();
-    }
-    engine.finish();
-    keylog?.store.clear();
-    stats = engine.stats();
-    states = engine.servers;
+  try {
+    capture = await readCapture(file, engine, { signal: interrupt.signal, onProgress: progress ? (r, t) => progress.update(r, t) : undefined });
+  } catch (err) {
+    process.off('SIGINT', onSigint);
+    if (err instanceof CaptureOpenError) throw new UsageError(err.message);
+    throw err;
+  } finally {
+    if (grace) clearTimeout(grace);
+    progress?.done();
   }
-  if (grace) clearTimeout(grace);
   const interrupted = sigints > 0;
   // Not a capture at all (text, an empty file, shorter than its header): one line and exit 2, no report.
   if (readNothing(capture) && !interrupted) {
     process.off('SIGINT', onSigint);
     throw new UsageError(`${file}: ${capture.problem!.message}`);
   }
+  engine.finish();
+  keylog?.store.clear();
+  const stats = engine.stats();
   const totals = report.totals();
-  const servers = report.serverSummaries(states);
+  const servers = report.serverSummaries(engine.servers);
   const warnings = findWarnings(servers, totals, stats);
 
   if (o.json) {
@@ -190,7 +155,7 @@ export async function runAnalyze(args: string[]): Promise<number> {
         tunneledConnections: report.tunneled,
         midstreamConnections: report.midstream,
         anomalies: stats.anomalies,
-        tlsKeylog: keylogStats ? { lines: keylogStats.lines, accepted: keylogStats.accepted, comments: keylogStats.comments, evicted: keylogStats.evicted, rejected: keylogStats.rejected } : null,
+        tlsKeylog: keylog ? { lines: keylog.stats.lines, accepted: keylog.stats.accepted, comments: keylog.stats.comments, evicted: keylog.stats.evicted, rejected: keylog.stats.rejected } : null,
       },
     };
     if (o.connections) out.connections = report.connectionList();
@@ -233,19 +198,12 @@ class Progress {
   private last = 0;
   private readonly start = Date.now();
   private shown = false;
-  /** The engine whose counts are shown; null with --threads (the first worker's packets only). */
-  constructor(private readonly engine: Engine | null) {}
-  update(read: number, total: number, packets = 0): void {
+  constructor(private readonly engine: Engine) {}
+  update(read: number, total: number): void {
     const now = Date.now();
     if (now - this.last < 200 || now - this.start < 500) return;
     this.last = now;
     this.shown = true;
-    const pct0 = total > 0 ? `${((read / total) * 100).toFixed(0).padStart(3)}% ` : '';
-    if (!this.engine) {
-      const rate = packets / ((now - this.start) / 1000) / 1e6;
-      process.stderr.write(`\r\x1b[K${pct0}${(read / 1048576).toFixed(0)} MiB read, ${packets.toLocaleString('en-US')} packets (${rate.toFixed(2)} Mpps)`);
-      return;
-    }
     const s = this.engine.stats();
     const pct = total > 0 ? `${((read / total) * 100).toFixed(0).padStart(3)}% ` : '';
     const mb = (read / 1048576).toFixed(0);

@@ -10,7 +10,7 @@
 import { DEFAULT_LIMITS, SWEEP_INTERVAL_SECONDS, type EngineLimits } from '../config/limits.js';
 import { A, ANOMALIES, newAnomalyCounts } from '../config/anomalies.js';
 import type { CaptureAnomaly, PacketSink } from '../capture/reader.js';
-import { DECODED_TCP, decodePacket, newPacketView, type PacketView } from '../decode/packet.js';
+import { DECODED_TCP, decodePacket, newPacketView } from '../decode/packet.js';
 import { FlowTable } from '../tcp/flows.js';
 import { ConnectionTracker, type TrackerCounters } from './tracker.js';
 import type { EngineConsumer } from './records.js';
@@ -23,27 +23,6 @@ export interface EngineOptions {
   ports?: number[] | null;
   /** TLS secrets (`--tls-keylog`): connections with a line in it are decrypted. */
   tlsKeys?: SecretSource | null;
-  /**
-   * Analyse only the TCP connections of shard `index` of `count` (a symmetric hash of the
-   * 4-tuple), for `analyze --threads`: each worker reads the whole capture and keeps its share.
-   * Packets that are not TCP, and file-level anomalies, are counted by shard 0 only.
-   */
-  shard?: { index: number; count: number } | null;
-}
-
-/** The shard of a TCP packet's connection: the same for both directions (a sum of per-endpoint hashes). */
-export function shardOf(v: Readonly<PacketView>, count: number): number {
-  const h = (endpointMix(v.src0, v.src1, v.src2, v.src3, v.srcPort) + endpointMix(v.dst0, v.dst1, v.dst2, v.dst3, v.dstPort)) >>> 0;
-  return h % count;
-}
-
-function endpointMix(w0: number, w1: number, w2: number, w3: number, port: number): number {
-  let h = Math.imul(w0 ^ 0x9e3779b9, 0x85ebca6b);
-  h = Math.imul(h ^ w1, 0xc2b2ae35);
-  h = Math.imul(h ^ w2, 0x85ebca6b);
-  h = Math.imul(h ^ w3, 0xc2b2ae35);
-  h = Math.imul(h ^ port, 0x27d4eb2f);
-  return (h ^ (h >>> 15)) >>> 0;
 }
 
 export interface EngineStats {
@@ -83,14 +62,9 @@ export class Engine implements PacketSink {
   private lastTs = -1;
   private lastSweep = 0;
   private finished = false;
-  private readonly shard: { index: number; count: number } | null;
-  /** This engine counts what is not any one connection's (not-TCP packets, file anomalies). */
-  private readonly countsShared: boolean;
 
   constructor(opts: EngineOptions = {}) {
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
-    this.shard = opts.shard && opts.shard.count > 1 ? opts.shard : null;
-    this.countsShared = this.shard === null || this.shard.index === 0;
     this.counters = {
       anomalies: newAnomalyCounts(),
       nonHttp: { tls: 0, http2: 0, other: 0 },
@@ -134,12 +108,11 @@ export class Engine implements PacketSink {
     const v = this.view;
     const r = decodePacket(linkType, data, offset, capLen, v);
     if (r !== DECODED_TCP) {
-      if (this.countsShared) this.counters.anomalies[r - 1]++;
+      this.counters.anomalies[r - 1]++;
       return;
     }
-    this.tcpPackets++;
-    if (this.shard !== null && shardOf(v, this.shard.count) !== this.shard.index) return;
     if (capLen < origLen && v.payloadCaptured < v.payloadLength) this.counters.anomalies[A.packet_snaplen_cut]++;
+    this.tcpPackets++;
     this.flows.segment(v, data, this.lastTs);
     if (this.lastTs - this.lastSweep >= SWEEP_INTERVAL_SECONDS) {
       this.lastSweep = this.lastTs;
@@ -149,7 +122,7 @@ export class Engine implements PacketSink {
 
   /** The capture reader found a skipped pcapng block or a truncated/corrupt file (PacketSink). */
   captureAnomaly(kind: CaptureAnomaly): void {
-    if (this.countsShared) this.counters.anomalies[A[kind]]++;
+    this.counters.anomalies[A[kind]]++;
   }
 
   /** Advance capture time without packets (a live source that went quiet). */

@@ -151,22 +151,6 @@ class Acc {
     this.timeSaved += t.resumptionSavedSeconds;
   }
 
-  /** Plain data (structured-clone safe), for `analyze --threads`. */
-  toData(): AccData {
-    const { reasons, protocols, ...rest } = this;
-    return { ...rest, reasons: [...reasons], protocols: [...protocols] };
-  }
-
-  /** Adds another share's counts and samples (each sample list stays within MAX_IDLE_SAMPLES). */
-  add(d: AccData): void {
-    const sums = ['connections', 'requests', 'reusedRequests', 'timeSaved', 'savedFromMedian', 'savedUnknown', 'tlsConnections', 'tlsFull', 'tlsResumed', 'tlsHrr', 'tlsDecrypted', 'tlsEstimated', 'tlsUnknown'] as const;
-    for (const k of sums) this[k] += d[k];
-    for (const [k, v] of d.reasons) this.reasons.set(k, (this.reasons.get(k) ?? 0) + v);
-    for (const [k, v] of d.protocols) this.protocols.set(k, (this.protocols.get(k) ?? 0) + v);
-    const lists = ['idleServer', 'idleClient', 'rtts', 'tlsFullSeconds', 'tlsResumedSeconds'] as const;
-    for (const k of lists) for (const x of d[k]) if (this[k].length < MAX_IDLE_SAMPLES) this[k].push(x);
-  }
-
   totals(): Totals {
     const closeReasons: Record<string, number> = {};
     for (const r of [...CLOSE_REASONS, 'open']) {
@@ -211,20 +195,6 @@ function countRequest(a: Acc, r: RequestRecord): void {
   }
 }
 
-type AccFields = Omit<Acc, 'reasons' | 'protocols' | 'toData' | 'add' | 'closedTls' | 'totals'>;
-/** An `Acc` as plain data. */
-export type AccData = { -readonly [K in keyof AccFields]: AccFields[K] } & { reasons: Array<[string, number]>; protocols: Array<[string, number]> };
-
-/** What a report holds, as plain data: one worker's share of `analyze --threads`. */
-export interface ReportSnapshot {
-  all: AccData;
-  servers: Array<[string, AccData]>;
-  distribution: number[];
-  connections: ConnectionSummary[];
-  tunneled: number;
-  midstream: number;
-}
-
 export class AnalyzeReport implements EngineConsumer {
   private readonly all = new Acc();
   private readonly servers = new Map<string, Acc>();
@@ -236,31 +206,6 @@ export class AnalyzeReport implements EngineConsumer {
   midstream = 0;
 
   constructor(private readonly keepConnections: boolean) {}
-
-  snapshot(): ReportSnapshot {
-    return {
-      all: this.all.toData(),
-      servers: [...this.servers].map(([k, a]) => [k, a.toData()]),
-      distribution: [...this.distribution],
-      connections: this.connections,
-      tunneled: this.tunneled,
-      midstream: this.midstream,
-    };
-  }
-
-  /** The report of the whole capture from its shards' (connections never span shards, so their counts add). */
-  static merge(shares: ReportSnapshot[], keepConnections: boolean): AnalyzeReport {
-    const r = new AnalyzeReport(keepConnections);
-    for (const sh of shares) {
-      r.all.add(sh.all);
-      for (const [server, d] of sh.servers) r.acc(server).add(d);
-      sh.distribution.forEach((n, i) => (r.distribution[i] += n));
-      r.tunneled += sh.tunneled;
-      r.midstream += sh.midstream;
-      if (keepConnections) for (const c of sh.connections) r.connections.push(c);
-    }
-    return r;
-  }
 
   private acc(server: string): Acc {
     let a = this.servers.get(server);

@@ -77,7 +77,7 @@ function pcapRecordStarts(buf: Buffer): number[] {
   return out;
 }
 
-const OPTIONS = ['--json', '--connections', '--ports', '--tls-keylog', '--threads', '--top', '--max-flows', '--no-progress', '--help'];
+const OPTIONS = ['--json', '--connections', '--ports', '--tls-keylog', '--top', '--max-flows', '--no-progress', '--help'];
 
 describe('usage', () => {
   it('--help exits 0 and lists every option', () => {
