@@ -144,12 +144,13 @@ export class Connection implements StreamSink, SessionHost {
     }
     if (this.session instanceof TlsSession) this.tlsFacts(this.session, rec);
     if (v.verdict === 'max_requests_candidate') this.t.inferLimit(this, this.server, v.servedCount, v.signalTime - rec.openedAt, ts);
+    else if (v.verdict === 'max_requests_if_known') this.emitVerdict(this.t.isKnownLimit(this.server, v.servedCount) ? 'max_requests' : 'server_close');
     else this.emitVerdict(v.verdict);
   }
 
   emitVerdict(v: Verdict): void {
     const rec = this.record!;
-    rec.closeReason = v === 'max_requests_candidate' ? 'server_close' : v;
+    rec.closeReason = v === 'max_requests_candidate' || v === 'max_requests_if_known' ? 'server_close' : v;
     this.t.emitClosed(rec);
   }
 

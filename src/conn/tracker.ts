@@ -141,6 +141,14 @@ export class ConnectionTracker implements FlowEvents {
    * with varying counts: the same age again (within `inferMaxAgeTolerance`) on a connection with
    * another count confirms an age limit. A lone one is an ordinary `server_close`.
    */
+  /** The served count is the server's limit as known now: inferred, announced (Apache serves max + 1), or a common default. */
+  isKnownLimit(server: ServerState | null, count: number): boolean {
+    if (!server) return false;
+    if (server.inferredMax === count) return true;
+    if (server.advertisedMax !== null && count === server.advertisedMax + 1) return true;
+    return this.limits.knownMaxRequestsDefaults.includes(count);
+  }
+
   inferLimit(conn: Connection, server: ServerState | null, count: number, age: number, ts: number): void {
     if (!server) return conn.emitVerdict('server_close');
     const lim = this.limits;

@@ -69,7 +69,13 @@ export interface RequestRecord {
  * connection layer decides across connections of the server (the inference of a limit nobody
  * announced, `servedCount` being the exchange that ended persistence).
  */
-export type Verdict = CloseReason | 'max_requests_candidate';
+export type Verdict = CloseReason | 'max_requests_candidate' | 'max_requests_if_known';
+/*
+ * `max_requests_if_known`: persistence ended on a response that was not a success (nginx's
+ * `Connection: close` at its limit does not care whether the Nth response is a 404): a limit
+ * only when the served count is the one already known for the server (inferred, announced, a
+ * default), else `server_close`; never evidence for inferring one (an error closes anywhere).
+ */
 
 /**
  * What a connection spoke: `http/1.0` or `http/1.1` (its first request's version), `h2c` (HTTP/2

@@ -205,6 +205,21 @@ describe('close reasons (decided at the first FIN or RST)', () => {
     expect(conn.closedBy).toBe('server');
   });
 
+  it('max_requests: nginx\'s 100th response is a 404 with Connection: close: the count is a known limit (never evidence for one)', () => {
+    const c = conv().handshake(0.001);
+    for (let i = 1; i <= 100; i++) c.clientSends(KA_REQ, 0.001).serverSends(i === 100 ? CLOSE_RESP(404) : KA_RESP, 0.001);
+    c.close('server', 0.0001);
+    const at7 = conv({ server: '10.0.0.2:80', t0: T0 + 5 }).handshake(0.001);
+    for (let i = 1; i <= 7; i++) at7.clientSends(KA_REQ, 0.001).serverSends(i === 7 ? CLOSE_RESP(404) : KA_RESP, 0.001);
+    at7.close('server', 0.0001);
+    // a 404 closing at 7 twice is still no limit: errors close anywhere
+    const again = conv({ server: '10.0.0.2:80', t0: T0 + 10 }).handshake(0.001);
+    for (let i = 1; i <= 7; i++) again.clientSends(KA_REQ, 0.001).serverSends(i === 7 ? CLOSE_RESP(404) : KA_RESP, 0.001);
+    again.close('server', 0.0001);
+    const r = run(merge(c, at7, again), {}, false);
+    expect(r.closed.map((x) => [x.requests, x.closeReason])).toEqual([[100, 'max_requests'], [7, 'server_close'], [7, 'server_close']]);
+  });
+
   it('client_close: the last request carried Connection: close (the server sends the FIN)', () => {
     const c = oneExchange(conv())
       .clientSends(httpRequest('GET', '/2', { Connection: 'close' }), 0.01)
