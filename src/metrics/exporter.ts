@@ -280,7 +280,7 @@ export class Exporter implements EngineConsumer {
       for (const s of sources()) for (const [k, v] of Object.entries(s.engine.stats().anomalies)) sum.set(k, (sum.get(k) ?? 0) + v);
       for (const k of ANOMALIES) if (k !== 'not_tcp') this.inc({ kind: k }, sum.get(k) ?? 0);
     } });
-    new Counter({ name: 'keepalive_non_http_flows_total', help: 'TCP flows not measured as HTTP (HTTP/1.x or h2c), by what they were: tls, http2 (a preface where no h2c session could start) or other.', labelNames: ['protocol'], registers, collect() {
+    new Counter({ name: 'keepalive_non_http_flows_total', help: 'TCP flows not measured as HTTP (HTTP/1.x, h2c or HTTPS), by what they were: tls (a handshake that got no ServerHello, or an ALPN offer with no HTTP protocol), http2 (a preface where no h2c session could start) or other.', labelNames: ['protocol'], registers, collect() {
       this.reset();
       const t = { tls: 0, http2: 0, other: 0 };
       for (const s of sources()) { const n = s.engine.stats().nonHttp; t.tls += n.tls; t.http2 += n.http2; t.other += n.other; }
