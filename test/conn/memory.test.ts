@@ -9,7 +9,7 @@ import { runInNewContext } from 'node:vm';
 import { Engine } from '../../src/conn/engine.js';
 import { Exporter } from '../../src/metrics/exporter.js';
 // @ts-expect-error plain JavaScript shared with the benchmarks
-import { LINKTYPE_RAW, heldOutOfOrder, idleConnection, synOnly } from '../../bench/flood-packets.mjs';
+import { LINKTYPE_RAW, heldOutOfOrder, idleConnection, idleTlsConnection, synOnly } from '../../bench/flood-packets.mjs';
 
 type Make = (i: number) => Buffer[];
 
@@ -51,6 +51,12 @@ describe('heap per tracked flow (the daemon\'s engine with its exporter)', () =>
   // 1,702 bytes before it, 1,790 after (bench/flow-memory.mjs, 100,000 flows).
   it('an idle keep-alive connection (handshake, one exchange, no close) keeps under 1,900 bytes', () => {
     expect(bytesPerFlow(idleConnection, 20_000)).toBeLessThan(1900);
+  });
+
+  // The TLS session, its two record streams and the hellos' facts: 3,531 bytes measured
+  // (bench/flow-memory.mjs, 50,000 flows); FLOW_BYTES_BUDGETED (4 KiB) must hold it.
+  it('an idle TLS connection, not decrypted (hellos, Finished, one exchange of records) keeps under 4,096 bytes', () => {
+    expect(bytesPerFlow(idleTlsConnection, 20_000)).toBeLessThan(4096);
   });
 
   it('a connection holding 1 KiB out of order keeps that KiB and under 1,000 bytes more', () => {
