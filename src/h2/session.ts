@@ -50,6 +50,8 @@ interface H2Stream {
 
 interface Goaway {
   time: number;
+  /** Order of arrival among the session's GOAWAYs: a reply can carry the same timestamp (the proxy tap's clock, a coarse capture). */
+  order: number;
   /** The last GOAWAY's (gRPC sends 2^31-1 first, then the real one: one close). */
   lastStreamId: number;
   errorCode: number;
@@ -77,6 +79,7 @@ export class H2Session implements ProtocolSession, FrameSink {
   private highestClientStream = 0;
   private lastActive = -1;
   private goaway: [Goaway | null, Goaway | null] = [null, null];
+  private goawayOrder = 0;
   private openAtClose = 0;
   /** Client streams that got no response (refused, cancelled, never answered), the latest `MAX_UNANSWERED`. */
   private unanswered: H2Stream[] = NO_STREAMS;
@@ -161,7 +164,7 @@ export class H2Session implements ProtocolSession, FrameSink {
     // The first close signal decides: a GOAWAY, or the TCP close, whichever came first. A peer
     // answers a GOAWAY with its own (Node.js twice): that one is not why the connection ended.
     const tcpTime = tcp.time;
-    const serverFirst = server !== null && server.time <= tcpTime && (client === null || server.time <= client.time);
+    const serverFirst = server !== null && server.time <= tcpTime && (client === null || server.time < client.time || (server.time === client.time && server.order < client.order));
     const clientFirst = !serverFirst && client !== null && client.time <= tcpTime;
     if (serverFirst) return this.serverGoawayVerdict(server!, tcp);
     if (clientFirst) {
@@ -220,7 +223,7 @@ export class H2Session implements ProtocolSession, FrameSink {
         if (g) g.lastStreamId = v.lastStreamId;
         else {
           const debug = payload.toString('latin1', v.debugOffset, v.debugOffset + Math.min(v.debugLength, 64)).replace(/[^\x20-\x7e]/g, '?');
-          this.goaway[dir] = { time: ts, lastStreamId: v.lastStreamId, errorCode: v.errorCode, openAtGoaway: this.inFlight(), activityBefore: this.lastActive, debug };
+          this.goaway[dir] = { time: ts, order: ++this.goawayOrder, lastStreamId: v.lastStreamId, errorCode: v.errorCode, openAtGoaway: this.inFlight(), activityBefore: this.lastActive, debug };
         }
         return;
       }

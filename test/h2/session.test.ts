@@ -214,6 +214,13 @@ describe('why an HTTP/2 connection closed', () => {
     expect(r.closed.map(summary)).toEqual([['h2c', 1, 1, 'client_close', 'server']]);
   });
 
+  it('the same when the reply carries the same timestamp (the proxy tap\'s clock): the GOAWAY that arrived first decides', () => {
+    const c = exchange(open(conv()), 1).clientSends(goaway(0, ERR.NO_ERROR), 0.0005)
+      .serverSends(goaway(1, ERR.NO_ERROR), 0).close('client', 0.0001);
+    const r = run(c);
+    expect(r.closed.map(summary)).toEqual([['h2c', 1, 1, 'client_close', 'client']]);
+  });
+
   it('aborted: the client closes while its stream waits for a response; reset: a TCP RST on an idle connection', () => {
     const inflight = open(conv()).clientSends(headers(1, GET, { endStream: true }), 0.01).close('client', 0.3);
     const reset = exchange(open(conv(T0 + 5)), 1).rst('client', 0.3);

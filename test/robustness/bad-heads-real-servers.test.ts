@@ -177,14 +177,23 @@ describe.runIf(canRun || process.env.CI === 'true')('bad request heads sent to r
   });
 
   it('the engine counts every connection and request, pairs the server\'s answer with the bad request, and decides the close', () => {
-    const byClient = new Map<string, ConnectionRecord>(facts!.closed.map((c) => [c.client, c]));
-    const got = seen.map((s) => {
-      const c = byClient.get(s.client);
+    // The OS may give a later case the client port of an earlier one: the k-th case seen from a
+    // client address is the k-th connection from it, in order of opening.
+    const byClient = new Map<string, ConnectionRecord[]>();
+    for (const c of [...facts!.closed].sort((a, b) => a.openedAt - b.openedAt)) byClient.set(c.client, [...(byClient.get(c.client) ?? []), c]);
+    const used = new Map<string, number>();
+    const conns = seen.map((s) => {
+      const k = used.get(s.client) ?? 0;
+      used.set(s.client, k + 1);
+      return byClient.get(s.client)?.[k];
+    });
+    const got = seen.map((s, i) => {
+      const c = conns[i];
       return { kind: s.kind, name: s.name, requests: c?.requests, responses: c?.responses, reason: c?.closeReason, closedBy: c?.closedBy };
     });
     expect(got).toEqual(KINDS.flatMap((kind) => CASES.map((k) => ({ kind, name: k.name, ...k.expect[kind].engine }))));
     // Each answer's status is paired with its own request, in order.
-    const statuses = seen.map((s) => facts!.responses.filter((r) => r.conn.client === s.client).map((r) => r.req.status));
+    const statuses = seen.map((_s, i) => facts!.responses.filter((r) => r.conn === conns[i]).map((r) => r.req.status));
     expect(statuses).toEqual(seen.map((s) => s.answers.map((a) => a[0])));
   });
 
