@@ -37,6 +37,8 @@ interface TlsEntry {
   expectedVersion: '1.2' | '1.3';
   expectedCipher: string;
   expectedResumed: boolean;
+  /** The first ServerHello was a HelloRetryRequest (its RFC 8446 random). */
+  expectedHelloRetryRequest: boolean;
   expectedSni: string | null;
   expectedAlpnOffered: string[];
   expectedAlpn: string | null;
@@ -85,6 +87,7 @@ async function expectWithoutKeys(dir: string, manifest: TlsEntry[]): Promise<voi
     const t = c?.tls;
     return {
       scenario: e.scenario, client: e.client, protocol: c?.protocol, version: t?.version, cipher: t?.cipher, resumed: t?.resumed,
+      helloRetryRequest: t?.helloRetryRequest,
       sni: t?.sni, alpnOffered: t?.alpnOffered, decrypted: t?.decrypted, turns: t?.turns, requestsEstimated: c?.requestsEstimated, reason: c?.closeReason,
       // the TLS 1.2 ServerHello shows the server's ALPN choice; TLS 1.3 encrypts it
       alpn: t?.alpn,
@@ -94,6 +97,7 @@ async function expectWithoutKeys(dir: string, manifest: TlsEntry[]): Promise<voi
     const h2 = e.expectedProtocolDecrypted === 'h2';
     return {
       scenario: e.scenario, client: e.client, protocol: 'tls', version: e.expectedVersion, cipher: e.expectedCipher, resumed: e.expectedResumed,
+      helloRetryRequest: e.expectedHelloRetryRequest,
       sni: e.expectedSni, alpnOffered: e.expectedAlpnOffered, decrypted: false,
       // Turns are answered client runs; the estimate also counts a run left unanswered (the race's
       // request, sent and never answered), so for sequential HTTP/1.1 it is the true count.
@@ -112,7 +116,8 @@ async function expectWithKeys(dir: string, manifest: TlsEntry[]): Promise<void> 
   expect(byTuple.size).toBe(manifest.length);
   const got = manifest.map((e) => {
     const c = byTuple.get(`${e.client}>${e.server}`);
-    return { scenario: e.scenario, client: e.client, protocol: c?.protocol, decrypted: c?.tls?.decrypted, requests: c?.requests, requestsEstimated: c?.requestsEstimated, reason: c?.closeReason, alpn: c?.tls?.alpn, closeNotifyBy: c?.tls?.closeNotifyBy };
+    return { scenario: e.scenario, client: e.client, protocol: c?.protocol, decrypted: c?.tls?.decrypted, requests: c?.requests, requestsEstimated: c?.requestsEstimated, reason: c?.closeReason, alpn: c?.tls?.alpn, closeNotifyBy: c?.tls?.closeNotifyBy,
+      helloRetryRequest: c?.tls?.helloRetryRequest };
   });
   const want = manifest.map((e) => {
     if (!e.keylogged) {
@@ -121,6 +126,7 @@ async function expectWithKeys(dir: string, manifest: TlsEntry[]): Promise<void> 
       return {
         scenario: e.scenario, client: e.client, protocol: 'tls', decrypted: false, requests: learnsH2(e) ? expect.any(Number) : 0,
         requestsEstimated: learnsH2(e) ? either : null, reason: noKeysReason(e), alpn: null, closeNotifyBy: e.expectedCloseNotifyBy,
+        helloRetryRequest: e.expectedHelloRetryRequest,
       };
     }
     // A connection with no application data (s_client -reconnect) has keys but no plaintext to tell its protocol by.
@@ -128,6 +134,7 @@ async function expectWithKeys(dir: string, manifest: TlsEntry[]): Promise<void> 
     return {
       scenario: e.scenario, client: e.client, protocol: silent ? 'tls' : e.expectedProtocolDecrypted, decrypted: !silent, requests: e.expectedRequests,
       requestsEstimated: silent ? 0 : null, reason: e.expectedReason, alpn: e.expectedAlpn, closeNotifyBy: e.expectedCloseNotifyBy,
+      helloRetryRequest: e.expectedHelloRetryRequest,
     };
   });
   expect(got).toEqual(want);
@@ -153,6 +160,10 @@ describe('HTTPS reuse on nginx with curl, openssl, Python, Node.js and h2load (c
       expect(manifest.some((e) => e.expectedReason === r), r).toBe(true);
     }
     expect(manifest.filter((e) => e.keylogged).length).toBeGreaterThan(30);
+    // a HelloRetryRequest (18113: P-256 only, s_client offers an X25519 share first) and a KeyUpdate
+    // between two requests (s_client's K command), both with two-way request traffic to decrypt
+    expect(manifest.some((e) => e.expectedHelloRetryRequest)).toBe(true);
+    expect(manifest.some((e) => e.scenario === 'openssl_tls13_key_update' && e.keylogged && e.expectedRequests === 2)).toBe(true);
   });
 
   it('without keys: version, cipher, resumption, SNI, ALPN, requests estimated from turns, and the close reason', async () => {
@@ -186,7 +197,7 @@ describe.runIf(haveTshark)('HTTPS requests decrypted by tshark agree with --tls-
     const pcap = join(FIXTURES, 'tls-servers.pcap');
     const out = execFileSync('tshark', [
       '-r', pcap, '-o', `tls.keylog_file:${join(FIXTURES, 'keylog.txt')}`,
-      '-d', 'tcp.port==18110,tls', '-d', 'tcp.port==18111,tls', '-d', 'tcp.port==18112,tls',
+      '-d', 'tcp.port==18110,tls', '-d', 'tcp.port==18111,tls', '-d', 'tcp.port==18112,tls', '-d', 'tcp.port==18113,tls',
       '-Y', 'http.request || (http2.type == 1 && http2.streamid % 2 == 1 && tcp.dstport >= 18110 && tcp.dstport <= 18112)',
       '-T', 'fields', '-E', 'occurrence=a', '-e', 'tcp.srcport', '-e', 'http.request.method', '-e', 'http2.type', '-e', 'http2.streamid',
     ], { encoding: 'utf8', maxBuffer: 1 << 26 });
@@ -215,7 +226,7 @@ const haveTools = ['nginx', 'tcpdump', 'curl', 'h2load', 'openssl', 'tshark', 'p
 const isRoot = process.getuid?.() === 0;
 
 // CI (.ci/run) installs nginx, nghttp2-client, openssl, tshark and tcpdump and runs as root, so this
-// runs there every time. Its ports (18110-18112) clash with no other generator's.
+// runs there every time. Its ports (18110-18113) clash with no other generator's.
 describe.runIf(haveTools && isRoot)('HTTPS reuse (regenerated now)', () => {
   it('regenerates the capture and key log with live servers and clients, and classifies every connection', async () => {
     const out = mkdtempSync(join(tmpdir(), 'ka-tls-'));
