@@ -4,7 +4,8 @@
  * on 18111, HTTP/2 over TLS on 18112; keepalive_requests 3, keepalive_timeout 1s, session cache
  * and tickets) with curl (every TLS 1.3 and ECDHE AEAD TLS 1.2 suite, several URLs, one-shot, no
  * SNI, --http2), openssl s_client (-reconnect: session-ID and ticket resumption; -sess_out /
- * -sess_in: TLS 1.3 pre_shared_key), Python and Node.js keep-alive clients and h2load;
+ * -sess_in: TLS 1.3 pre_shared_key; K: a KeyUpdate between two GETs; -groups X25519:P-256 against
+ * 18113, P-256 only: a HelloRetryRequest), Python and Node.js keep-alive clients and h2load;
  * `keylog.txt` is the key log all of them but h2load wrote. Its manifest gives per connection
  * version, cipher, resumption, SNI, ALPN, the true request count and the close reason with and
  * without keys, verified by the generator's independent record walker and by tshark decrypting
