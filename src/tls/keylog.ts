@@ -33,6 +33,11 @@ export const KEYLOG_LABELS = [
   'CLIENT_TRAFFIC_SECRET_0',
   'SERVER_TRAFFIC_SECRET_0',
   'EXPORTER_SECRET',
+  // OpenSSL 3.0 writes these, with a literal "_N", after a TLS 1.3 KeyUpdate (seen in
+  // test/fixtures/tls: s_client's `K`). Valid lines, stored and not needed: decrypt.ts derives
+  // each next secret from the one before (RFC 8446 7.2).
+  'CLIENT_TRAFFIC_SECRET_N',
+  'SERVER_TRAFFIC_SECRET_N',
 ] as const;
 export type KeylogLabel = (typeof KEYLOG_LABELS)[number];
 
