@@ -8,7 +8,8 @@
  * Why not node:crypto's GCM decipher per record: making one costs about 5 us and the capture of
  * bench/run.sh --only tls has over a million records; one AES-ECB cipher per key encrypts the
  * counter blocks (OpenSSL, AES-NI), and ChaCha20 is computed here (node:crypto's `chacha20`
- * cipher takes the nonce at creation, so it would be one cipher per read again).
+ * cipher takes the nonce at creation, so it would be one cipher per read again: measured 2.7 us
+ * for a 90-byte read and 3.5 us for 384 bytes, against 0.6 and 1.8 us here).
  *
  * An ECB call costs about 1.4 us whatever its size (measured: 16 and 256 bytes alike), so AES
  * keystreams are made ahead: the nonces of the next `WINDOW_RECORDS` records are known (TLS 1.3
