@@ -39,6 +39,7 @@
  * across pieces, the reassembly buffer only while a split frame is in flight, and during a
  * resync a 17-byte window and at most `maxResyncCandidates` numbers.
  */
+import { returnBudget, takeBudget, type BufferBudget } from '../session/session.js';
 import {
   CLIENT_PREFACE,
   CLIENT_PREFACE_LENGTH,
@@ -97,11 +98,8 @@ export interface FrameSink {
   anomaly(dir: number, name: FrameStreamAnomaly): void;
 }
 
-/** Bytes all parsers of a source may hold together (the flow table's `ReassemblyContext` is one; the same shape as http/parser's `BufferBudget`). */
-export interface H2BufferBudget {
-  heldBytes: number;
-  readonly maxBufferedBytes: number;
-}
+/** Bytes all parsers of a source may hold together (the flow table's `ReassemblyContext` is one): session/session.ts's `BufferBudget`. */
+export type H2BufferBudget = BufferBudget;
 
 export interface FrameStreamLimits {
   /**
@@ -536,13 +534,9 @@ export class H2FrameStream {
 
   /** A reassembly buffer for a split frame of `size` bytes, within the shared budget. */
   private hold(size: number): boolean {
-    const b = this.budget;
-    if (b) {
-      if (b.heldBytes + size > b.maxBufferedBytes) {
-        this.anomaly('buffer_budget_exceeded');
-        return false;
-      }
-      b.heldBytes += size;
+    if (!takeBudget(this.budget, size)) {
+      this.anomaly('buffer_budget_exceeded');
+      return false;
     }
     this.reasm = Buffer.allocUnsafe(size);
     this.reasmLen = 0;
@@ -551,7 +545,7 @@ export class H2FrameStream {
 
   private releaseReasm(): void {
     if (!this.reasm) return;
-    if (this.budget) this.budget.heldBytes -= this.reasm.length;
+    returnBudget(this.budget, this.reasm.length);
     this.reasm = null;
     this.reasmLen = 0;
   }

@@ -11,7 +11,7 @@
  * switch to a tunnel.
  */
 import { detectProtocol } from '../session/detect.js';
-import type { BufferBudget } from '../session/session.js';
+import { returnBudget, takeBudget, type BufferBudget } from '../session/session.js';
 import { headScan, parseHead, parseTruncatedHead, scanHead, type HeadResult, type MessageHead } from './head.js';
 
 export const enum Mode {
@@ -354,7 +354,7 @@ export class HttpStreamParser {
       const size = Math.min(this.maxHeaderBytes, Math.max(1024, (this.headLen + n) * 2));
       const budget = this.budget;
       const had = this.headBuf?.length ?? 0;
-      if (budget && budget.heldBytes + size - had > budget.maxBufferedBytes) {
+      if (!takeBudget(budget, size - had)) {
         // Every connection together holds the budget: report the message from what arrived
         // (as when the capture loses the rest of a head) instead of waiting for more of it.
         this.events.anomaly('buffer_budget_exceeded');
@@ -366,7 +366,6 @@ export class HttpStreamParser {
       }
       const grown = Buffer.allocUnsafe(size);
       if (this.headBuf) this.headBuf.copy(grown, 0, 0, this.headLen);
-      if (budget) budget.heldBytes += size - had;
       this.headBuf = grown;
     }
     buf.copy(this.headBuf, this.headLen, p, end);
@@ -418,7 +417,7 @@ export class HttpStreamParser {
    */
   private releaseHead(): void {
     if (!this.headBuf) return;
-    if (this.budget) this.budget.heldBytes -= this.headBuf.length;
+    returnBudget(this.budget, this.headBuf.length);
     this.headBuf = null;
   }
 

@@ -34,6 +34,19 @@ export interface BufferBudget {
   readonly maxBufferedBytes: number;
 }
 
+/** Takes `size` bytes from `budget` (null: no shared cap); false, taking nothing, when that would pass its cap. */
+export function takeBudget(budget: BufferBudget | null, size: number): boolean {
+  if (!budget) return true;
+  if (budget.heldBytes + size > budget.maxBufferedBytes) return false;
+  budget.heldBytes += size;
+  return true;
+}
+
+/** Gives `size` bytes back to `budget`. */
+export function returnBudget(budget: BufferBudget | null, size: number): void {
+  if (budget) budget.heldBytes -= size;
+}
+
 /** What a protocol session calls on its connection. */
 export interface SessionHost {
   readonly flow: FlowInfo;

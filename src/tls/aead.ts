@@ -20,9 +20,8 @@
  */
 import { createDecipheriv } from 'node:crypto';
 import type { TrafficKeys } from './keys.js';
+import { RECORD_HEADER_LENGTH } from './records.js';
 
-/** Record header length (RFC 8446 5.1). */
-export const RECORD_HEADER_LENGTH = 5;
 /** AEAD tag length for every suite here. */
 export const TAG_LENGTH = 16;
 /** TLS 1.2 AES-GCM explicit nonce length (RFC 5288 3). */
@@ -31,13 +30,6 @@ export const EXPLICIT_NONCE_LENGTH = 8;
 export const MAX_TLS13_CIPHERTEXT = 16384 + 256;
 /** Largest TLS 1.2 ciphertext (RFC 5246 6.2.3: 2^14 + 2048). */
 export const MAX_TLS12_CIPHERTEXT = 16384 + 2048;
-
-export const ContentType = {
-  CHANGE_CIPHER_SPEC: 20,
-  ALERT: 21,
-  HANDSHAKE: 22,
-  APPLICATION_DATA: 23,
-} as const;
 
 /**
  * Why a record did not decrypt (stable snake_case names for the anomaly counters):

@@ -25,19 +25,14 @@
  */
 import { openFragment, TAG_LENGTH } from './aead.js';
 import { RecordKeystream } from './ctr.js';
+import { ExtensionType, HandshakeType } from './handshake.js';
+import { ContentType } from './records.js';
 import { hashLength, hkdfExpandLabel, tls12KeyBlock, tls13TrafficKeys, wipeKeys, type SuiteInfo, type TrafficKeys } from './keys.js';
 import type { KeylogSecrets } from './keylog.js';
 
 /** Sequence numbers tried after a loss of framing: one per record a gap of a few segments can hide. */
 export const MAX_SEQ_GUESSES = 64;
 
-const CT_ALERT = 21;
-const CT_HANDSHAKE = 22;
-const CT_APPLICATION_DATA = 23;
-const HS_ENCRYPTED_EXTENSIONS = 8;
-const HS_FINISHED = 20;
-const HS_KEY_UPDATE = 24;
-const EXT_ALPN = 16;
 
 export type Opened =
   /** Application data: plaintext[0, length) (a fresh buffer). */
@@ -254,9 +249,9 @@ export class TlsDecryptor {
     x.resynced = false;
     this.opened++;
     const { type: inner, plaintext } = r;
-    if (inner === CT_APPLICATION_DATA) return { kind: 'data', plaintext };
-    if (inner === CT_ALERT) return plaintext.length >= 2 ? { kind: 'alert', level: plaintext[0], description: plaintext[1] } : { kind: 'handshake' };
-    if (inner === CT_HANDSHAKE && this.version === '1.3') this.handshakeMessages(dir, x, plaintext);
+    if (inner === ContentType.APPLICATION_DATA) return { kind: 'data', plaintext };
+    if (inner === ContentType.ALERT) return plaintext.length >= 2 ? { kind: 'alert', level: plaintext[0], description: plaintext[1] } : { kind: 'handshake' };
+    if (inner === ContentType.HANDSHAKE && this.version === '1.3') this.handshakeMessages(dir, x, plaintext);
     return { kind: 'handshake' };
   }
 
@@ -297,7 +292,7 @@ export class TlsDecryptor {
       return r;
     }
     if (x.plainRun >= TRUST_AFTER) {
-      r.type = CT_APPLICATION_DATA;
+      r.type = ContentType.APPLICATION_DATA;
       r.plainLength = ctLen - 1;
       return r;
     }
@@ -310,7 +305,7 @@ export class TlsDecryptor {
       if (i >= 0) {
         r.type = tail[i];
         r.plainLength = from + i;
-        if (r.type === CT_APPLICATION_DATA && r.plainLength === ctLen - 1) x.plainRun++;
+        if (r.type === ContentType.APPLICATION_DATA && r.plainLength === ctLen - 1) x.plainRun++;
         else x.plainRun = 0;
         return r;
       }
@@ -328,7 +323,7 @@ export class TlsDecryptor {
    */
   skippableLength(dir: number, type: number, len: number): number {
     const x = this.d[dir];
-    if (!x.keys || !x.verified || x.handshake || x.resynced || x.stopped || type !== CT_APPLICATION_DATA) return -1;
+    if (!x.keys || !x.verified || x.handshake || x.resynced || x.stopped || type !== ContentType.APPLICATION_DATA) return -1;
     const overhead = this.version === '1.3' ? TAG_LENGTH + 1 : x.keys.aead === 'chacha20-poly1305' ? TAG_LENGTH : TAG_LENGTH + 8;
     return len > overhead ? len - overhead : -1;
   }
@@ -408,14 +403,14 @@ export class TlsDecryptor {
         x.hsHeaderLen = 0;
         x.hsType = x.hsHeader[0];
         x.hsRemaining = x.hsHeader.readUIntBE(1, 3);
-        if (x.hsType === HS_ENCRYPTED_EXTENSIONS && dir !== this.clientDir && x.hsRemaining <= MAX_EE_BYTES) x.ee = [];
+        if (x.hsType === HandshakeType.ENCRYPTED_EXTENSIONS && dir !== this.clientDir && x.hsRemaining <= MAX_EE_BYTES) x.ee = [];
         if (x.hsRemaining === 0) {
           if (this.messageDone(x)) switchAfter = true;
           continue;
         }
       }
       const n = Math.min(x.hsRemaining, b.length - p);
-      if (x.ee && x.hsType === HS_ENCRYPTED_EXTENSIONS) x.ee.push(b.subarray(p, p + n));
+      if (x.ee && x.hsType === HandshakeType.ENCRYPTED_EXTENSIONS) x.ee.push(b.subarray(p, p + n));
       p += n;
       x.hsRemaining -= n;
       if (x.hsRemaining === 0 && this.messageDone(x)) switchAfter = true;
@@ -448,12 +443,12 @@ export class TlsDecryptor {
 
   /** A handshake message ended; true when the keys change after this record. */
   private messageDone(x: Direction): boolean {
-    if (x.hsType === HS_ENCRYPTED_EXTENSIONS && x.ee) {
+    if (x.hsType === HandshakeType.ENCRYPTED_EXTENSIONS && x.ee) {
       this.alpn = alpnOf(Buffer.concat(x.ee));
       x.ee = null;
     }
-    if (x.hsType === HS_FINISHED) return x.handshake;
-    if (x.hsType === HS_KEY_UPDATE) return !x.handshake;
+    if (x.hsType === HandshakeType.FINISHED) return x.handshake;
+    if (x.hsType === HandshakeType.KEY_UPDATE) return !x.handshake;
     return false;
   }
 }
@@ -469,7 +464,7 @@ function alpnOf(b: Buffer): string | null {
     const len = b.readUInt16BE(p + 2);
     p += 4;
     if (p + len > end) return null;
-    if (type === EXT_ALPN && len >= 3) {
+    if (type === ExtensionType.ALPN && len >= 3) {
       const n = b[p + 2];
       if (3 + n > len || n === 0) return null;
       let s = '';

@@ -25,6 +25,7 @@ export const HandshakeType = {
   CERTIFICATE_VERIFY: 15,
   CLIENT_KEY_EXCHANGE: 16,
   FINISHED: 20,
+  KEY_UPDATE: 24,
 } as const;
 
 export const ExtensionType = {

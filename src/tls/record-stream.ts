@@ -50,6 +50,7 @@
  * message buffer only while a message spans records, during a resync at most
  * `maxResyncCandidates` numbers.
  */
+import { returnBudget, takeBudget, type BufferBudget } from '../session/session.js';
 import {
   ContentType,
   MAX_PLAINTEXT_LENGTH,
@@ -97,11 +98,8 @@ export interface RecordSink {
   anomaly(dir: number, name: RecordStreamAnomaly): void;
 }
 
-/** Bytes all parsers of a source may hold together (the same shape as h2's `H2BufferBudget`). */
-export interface TlsBufferBudget {
-  heldBytes: number;
-  readonly maxBufferedBytes: number;
-}
+/** Bytes all parsers of a source may hold together: session/session.ts's `BufferBudget`. */
+export type TlsBufferBudget = BufferBudget;
 
 export interface RecordStreamLimits {
   /** Largest handshake message reassembled: 64 KiB (certificate chains of a few certificates; RFC 8446 allows 2^24-1, no server sends it). */
@@ -393,13 +391,9 @@ export class TlsRecordStream {
   }
 
   private hold(size: number): boolean {
-    const b = this.budget;
-    if (b) {
-      if (b.heldBytes + size > b.maxBufferedBytes) {
-        this.anomaly('buffer_budget_exceeded');
-        return false;
-      }
-      b.heldBytes += size;
+    if (!takeBudget(this.budget, size)) {
+      this.anomaly('buffer_budget_exceeded');
+      return false;
     }
     this.reasm = Buffer.allocUnsafe(size);
     this.reasmLen = 0;
@@ -408,7 +402,7 @@ export class TlsRecordStream {
 
   private releaseReasm(): void {
     if (!this.reasm) return;
-    if (this.budget) this.budget.heldBytes -= this.reasm.length;
+    returnBudget(this.budget, this.reasm.length);
     this.reasm = null;
     this.reasmLen = 0;
   }
@@ -429,7 +423,7 @@ export class TlsRecordStream {
   }
 
   private releaseHs(): void {
-    if (this.hsBuf && this.budget) this.budget.heldBytes -= this.hsBuf.length;
+    if (this.hsBuf) returnBudget(this.budget, this.hsBuf.length);
     this.hsBuf = null;
     this.hsBufLen = 0;
   }
@@ -484,11 +478,10 @@ export class TlsRecordStream {
           this.sink.handshake(this.dir, this.hsType, b, p, this.hsLen, ts);
           p += this.hsLen;
           continue;
-        } else if (this.budget && this.budget.heldBytes + this.hsLen > this.budget.maxBufferedBytes) {
+        } else if (!takeBudget(this.budget, this.hsLen)) {
           this.anomaly('buffer_budget_exceeded');
           this.hsSkip = true;
         } else {
-          if (this.budget) this.budget.heldBytes += this.hsLen;
           this.hsBuf = Buffer.allocUnsafe(this.hsLen);
           this.hsBufLen = 0;
         }

@@ -31,7 +31,7 @@
 import type { Anomaly } from '../config/anomalies.js';
 import { detectProtocol } from '../session/detect.js';
 import type { RequestRecord, SessionProtocol, Side, TlsFacts } from '../session/facts.js';
-import type { BufferBudget, FlowInfo, ProtocolSession, SessionHost, SessionVerdict, TcpCloseFacts } from '../session/session.js';
+import { returnBudget, takeBudget, type BufferBudget, type FlowInfo, type ProtocolSession, type SessionHost, type SessionVerdict, type TcpCloseFacts } from '../session/session.js';
 export type { SecretSource } from '../session/session.js';
 import { Http1Session } from '../http/session.js';
 import { H2Session } from '../h2/session.js';
@@ -454,7 +454,7 @@ export class TlsSession implements ProtocolSession, RecordSink {
     if (payload) {
       const b = this.host.budget;
       const n = h.length;
-      if (held.length >= MAX_KEY_WAIT_RECORDS || this.heldBytes + n > MAX_KEY_WAIT_BYTES || (b && b.heldBytes + n > b.maxBufferedBytes)) {
+      if (held.length >= MAX_KEY_WAIT_RECORDS || this.heldBytes + n > MAX_KEY_WAIT_BYTES || !takeBudget(b, n)) {
         this.host.anomaly('tls_key_wait_overflow');
         this.keyState = Keys.Missing;
         for (const s of this.rs) if (s) s.readApplicationData = false;
@@ -464,14 +464,12 @@ export class TlsSession implements ProtocolSession, RecordSink {
       }
       copy = Buffer.from(payload.subarray(off, off + n));
       this.heldBytes += n;
-      if (b) b.heldBytes += n;
     }
     held.push({ dir, type: ccs ? ContentType.CHANGE_CIPHER_SPEC : h.type, version: h.version, length: h.length, ts, startTs, payload: copy });
   }
 
   private releaseHeld(): void {
-    const b = this.host.budget;
-    if (b) b.heldBytes -= this.heldBytes;
+    returnBudget(this.host.budget, this.heldBytes);
     this.heldBytes = 0;
     this.held = null;
   }
@@ -479,10 +477,7 @@ export class TlsSession implements ProtocolSession, RecordSink {
   private drainHeld(): void {
     const held = this.held;
     if (!held) return;
-    this.held = null;
-    const b = this.host.budget;
-    if (b) b.heldBytes -= this.heldBytes;
-    this.heldBytes = 0;
+    this.releaseHeld();
     for (const r of held) {
       if (r.type === ContentType.CHANGE_CIPHER_SPEC) this.decryptor?.changeCipherSpec(r.dir);
       else this.encryptedRecord(r.dir, r.type, r.version, r.length, r.payload, 0, r.ts, r.startTs);
