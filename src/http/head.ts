@@ -82,7 +82,7 @@ function eqLower(buf: Buffer, p: number, end: number, lower: Buffer): boolean {
   return true;
 }
 
-function newHead(): MessageHead {
+export function newHead(): MessageHead {
   return {
     isRequest: false, method: '', minor: 1, status: 0,
     close: false, keepAlive: false, upgrade: false, upgradeH2c: false,
@@ -106,17 +106,26 @@ export function parseHead(buf: Buffer, start: number, end: number): HeadResult {
  * when the range ends first. On success (a head, `fieldError` set or not) `headScan.end` is set.
  * Start-line errors may be found before the end of the head is known (then `headScan.end` is -1).
  */
-export function scanHead(buf: Buffer, start: number, end: number): HeadResult | 'incomplete' {
-  return parseHeadAt(buf, start, end, true);
+export function scanHead(buf: Buffer, start: number, end: number, into: MessageHead | null = null): HeadResult | 'incomplete' {
+  return parseHeadAt(buf, start, end, true, into);
 }
 
-function parseHeadAt(buf: Buffer, start: number, end: number, needEnd: boolean): HeadResult | 'incomplete' {
+/** Every field of `h` as `newHead` makes them. */
+function resetHead(h: MessageHead): MessageHead {
+  h.isRequest = false; h.method = ''; h.minor = 1; h.status = 0;
+  h.close = false; h.keepAlive = false; h.upgrade = false; h.upgradeH2c = false;
+  h.kaTimeout = -1; h.kaMax = -1; h.contentLength = -1; h.transferEncoding = false; h.chunked = false; h.fieldError = '';
+  return h;
+}
+
+/** `into`: a head to fill instead of a new one (the caller's scratch; see HttpStreamParser.readHead). */
+function parseHeadAt(buf: Buffer, start: number, end: number, needEnd: boolean, into: MessageHead | null = null): HeadResult | 'incomplete' {
   headScan.end = -1;
   let lineEnd = start;
   while (lineEnd < end && buf[lineEnd] !== LF) lineEnd++;
   if (lineEnd >= end) return needEnd ? 'incomplete' : 'http_malformed_head';
   let lineStop = lineEnd > start && buf[lineEnd - 1] === CR ? lineEnd - 1 : lineEnd;
-  const head = newHead();
+  const head = into ? resetHead(into) : newHead();
   if (buf[start] === 72 && buf[start + 1] === 84 && buf[start + 2] === 84 && buf[start + 3] === 80 && buf[start + 4] === 47) {
     // status-line = HTTP-version SP status-code SP [ reason-phrase ]
     if (lineStop - start < 12 || buf[start + 8] !== SP) return 'http_malformed_head';

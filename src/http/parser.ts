@@ -12,7 +12,15 @@
  */
 import { detectProtocol } from '../session/detect.js';
 import { returnBudget, takeBudget, type BufferBudget } from '../session/session.js';
-import { headScan, parseHead, parseTruncatedHead, scanHead, type HeadResult, type MessageHead } from './head.js';
+import { headScan, newHead, parseHead, parseTruncatedHead, scanHead, type HeadResult, type MessageHead } from './head.js';
+
+/**
+ * The head of the message being handled, reused for every head parsed in one piece (a head per
+ * message was the largest allocation of a decrypting run). Nothing keeps a MessageHead past
+ * `HttpEvents.head` and the framing that follows it.
+ */
+const SCRATCH_HEAD: MessageHead = newHead();
+let scratchInUse = false;
 
 export const enum Mode {
   /** Role not known yet (flow without a handshake): either kind of message starts it. */
@@ -296,12 +304,23 @@ export class HttpStreamParser {
     let headEnd = -1;
     if (this.headLen === 0) {
       // The common case, a head within one segment: parse it while finding its end, in one pass.
-      const h = scanHead(buf, p, Math.min(end, p + this.maxHeaderBytes + 1));
+      // Into the one scratch head unless a head being handled is in it (not seen: the sinks parse nothing while handling one).
+      const scratch = scratchInUse ? null : SCRATCH_HEAD;
+      const h = scanHead(buf, p, Math.min(end, p + this.maxHeaderBytes + 1), scratch);
       headEnd = h === 'incomplete' ? -1 : headScan.end >= 0 ? headScan.end : findHeadEnd(buf, p, end);
       if (headEnd >= 0) {
         // Too large: skip it and look for the next message in what follows it.
         if (headEnd - p > this.maxHeaderBytes) return this.headTooLarge(headEnd);
-        this.onHeadParsed(h as HeadResult, ts);
+        if (h !== scratch) {
+          this.onHeadParsed(h as HeadResult, ts);
+          return headEnd;
+        }
+        scratchInUse = true;
+        try {
+          this.onHeadParsed(h, ts);
+        } finally {
+          scratchInUse = false;
+        }
         return headEnd;
       }
       if (end - p > this.maxHeaderBytes) {

@@ -195,9 +195,9 @@ export class Http1Session implements ProtocolSession, HttpEvents {
     return dir === 0 ? this.p0 : this.p1;
   }
 
-  /** Queues a request; the queue is a one-slot array until pipelining needs more. */
+  /** Queues a request: one array per connection, made at its first request (an idle flow has none). */
   private enqueue(r: RequestRecord): void {
-    if (this.pending.length === 0) this.pending = [r];
+    if (this.pending === NO_REQUESTS) this.pending = [r];
     else this.pending.push(r);
   }
 

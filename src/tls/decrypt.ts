@@ -61,6 +61,8 @@ export interface LazyRecord {
   plainLength: number;
   /** Plaintext [start, start + n): a view valid until the next `read` (of any record). */
   read(start: number, n: number): Buffer;
+  /** `read` without a view: the plaintext is the returned buffer's [0, n), valid as long. */
+  readScratch(start: number, n: number): Buffer;
 }
 
 /** TLS 1.3 records up to this long are decrypted whole at once (their type is in the last byte). */
@@ -93,18 +95,29 @@ class Lazy implements LazyRecord {
     this.whole = null;
   }
 
+  /** The whole record decrypted: the returned buffer's [0, ctLen). */
   readWhole(): Buffer {
-    this.whole = this.ks!.read(this.ct, this.ctOff, 0, this.ctLen);
+    this.whole = this.ks!.readScratch(this.ct, this.ctOff, 0, this.ctLen);
     return this.whole;
   }
 
   read(start: number, n: number): Buffer {
+    return this.readScratch(start, n).subarray(0, n);
+  }
+
+  readScratch(start: number, n: number): Buffer {
     const w = this.whole;
     if (w !== null) {
-      if (n === w.length && start === 0) this.whole = null; // handed out whole: the next read decrypts again
-      return w.subarray(start, start + n);
+      if (start === 0) {
+        if (n === this.ctLen) this.whole = null; // handed out whole: the next read decrypts again
+        return w;
+      }
+      // A later range of a record read whole: copied down to the scratch's start (short: the record is at most LAZY_WHOLE).
+      w.copy(w, 0, start, start + n);
+      this.whole = null;
+      return w;
     }
-    return this.ks!.read(this.ct, this.ctOff, start, n);
+    return this.ks!.readScratch(this.ct, this.ctOff, start, n);
   }
 }
 

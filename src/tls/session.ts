@@ -128,6 +128,8 @@ export class TlsSession implements ProtocolSession, RecordSink {
   /** The current client run's request, until a server run answers it. */
   private awaiting: RequestRecord | null = null;
   private lastAnswered: RequestRecord | null = null;
+  /** The turn record of a decrypted connection, reused for every exchange (see `turn`). */
+  private turnRecord: RequestRecord | null = null;
   private lastData = -1;
   /** The client sent application data (a request run began). */
   private clientData = false;
@@ -534,7 +536,9 @@ export class TlsSession implements ProtocolSession, RecordSink {
       this.lastDataDir = dir;
       // Runs alternate, so the previous client run was answered (or there was none): nothing is outstanding.
       if (this.keyState === Keys.Found) {
-        this.awaiting ??= estimated(0, startTs, 0); // the decrypted session counts the requests; this counts turns
+        // The decrypted session counts the requests; this counts turns, in one record reused
+        // (nothing keeps it: a record per exchange was a tenth of the run's allocation).
+        if (!this.awaiting) this.awaiting = this.turnRecord ? resetEstimated(this.turnRecord, startTs) : (this.turnRecord = estimated(0, startTs, 0));
         return;
       }
       if (this.h2Alpn) {
@@ -630,8 +634,8 @@ export class TlsSession implements ProtocolSession, RecordSink {
     if (!s) {
       if (this.innerDead) return;
       const n = Math.min(total, LAZY_CHUNK);
-      const first = r.read(0, n);
-      s = this.innerSession(dir, first);
+      const first = r.readScratch(0, n);
+      s = this.innerSession(dir, first, n);
       if (!s) return;
       s.data(dir, first, 0, n, ts);
       pos = n;
@@ -646,7 +650,7 @@ export class TlsSession implements ProtocolSession, RecordSink {
         continue;
       }
       const n = s.opaqueBytes ? Math.min(total - pos, LAZY_CHUNK) : total - pos;
-      s.data(dir, r.read(pos, n), 0, n, ts);
+      s.data(dir, r.readScratch(pos, n), 0, n, ts);
       pos += n;
     }
     host.plainIn[dir] += total;
@@ -660,12 +664,12 @@ export class TlsSession implements ProtocolSession, RecordSink {
   }
 
   /** The HTTP session of the plaintext, made at the first application data (by ALPN, else by its first bytes). */
-  private innerSession(dir: number, first: Buffer | null): ProtocolSession | null {
+  private innerSession(dir: number, first: Buffer | null, firstLength = first ? first.length : 0): ProtocolSession | null {
     if (this.inner || this.innerDead) return this.innerDead ? null : this.inner;
     if (!first) return null;
     const host = (this.innerHost = new InnerHost(this.host, this.clientDir, this));
     const alpn = this.sh?.alpn ?? this.decryptor?.alpn ?? null;
-    const h2 = alpn === 'h2' || (alpn === null && dir === this.clientDir && detectProtocol(first, 0, first.length) === 'http2');
+    const h2 = alpn === 'h2' || (alpn === null && dir === this.clientDir && detectProtocol(first, 0, firstLength) === 'http2');
     this.inner = h2 ? new H2Session(host, this.clientDir) : new Http1Session(host);
     this.host.decrypted(h2 ? 'h2' : 'http/1.1');
     if (h2) this.host.serverChoseH2();
@@ -676,6 +680,14 @@ export class TlsSession implements ProtocolSession, RecordSink {
   innerNotHttp(): void {
     this.innerDead = true;
   }
+}
+
+function resetEstimated(r: RequestRecord, time: number): RequestRecord {
+  r.time = time;
+  r.responseStarted = false;
+  r.responseKeepAlive = false;
+  r.responseEnd = -1;
+  return r;
 }
 
 function estimated(index: number, time: number, outstanding: number): RequestRecord {

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createCipheriv, randomBytes } from 'node:crypto';
-import { RecordKeystream } from '../../src/tls/ctr.js';
+import { RecordKeystream, WINDOW_POOL, WINDOW_RECORDS } from '../../src/tls/ctr.js';
 
 function seal(aead: 'aes-128-gcm' | 'aes-256-gcm' | 'chacha20-poly1305', key: Buffer, nonce: Buffer, plain: Buffer): Buffer {
   const c = aead === 'chacha20-poly1305' ? createCipheriv(aead, key, nonce, { authTagLength: 16 }) : createCipheriv(aead, key, nonce);
@@ -44,6 +44,27 @@ describe('RecordKeystream', () => {
     n.writeUInt32BE((n.readUInt32BE(8) ^ seq) >>> 0, 8);
     return n;
   }
+
+  it(`more keystreams reading at once than window slots (${WINDOW_POOL}): each still reads its own plaintext, and a wiped one leaves the others whole`, () => {
+    const n = WINDOW_POOL + 37;
+    const streams = Array.from({ length: n }, () => {
+      const key = randomBytes(16);
+      const iv = randomBytes(12);
+      return { key, iv, ks: new RecordKeystream('aes-128-gcm', key, iv, '1.3') };
+    });
+    // Round after round, every stream reads its next record: slots are taken from each other all the time.
+    for (let seq = 0; seq < WINDOW_RECORDS + 3; seq++) {
+      for (let i = 0; i < n; i += seq % 2 === 0 ? 1 : 3) {
+        if (i === 5 && seq > 4) continue; // wiped: its connection ended
+        const { key, iv, ks } = streams[i];
+        const plain = randomBytes(90 + (i % 200));
+        const frag = seal('aes-128-gcm', key, nonce13(iv, seq), plain);
+        ks.setRecord(seq, frag, 0);
+        expect(Buffer.from(ks.read(frag, 0, 0, plain.length)), `stream ${i} seq ${seq}`).toEqual(plain);
+        if (i === 5 && seq === 4) ks.wipe();
+      }
+    }
+  });
 
   for (const version of ['1.3', '1.2'] as const) {
     it(`AES-GCM ${version}: records read through the keystream made ahead (${'window'}) equal their plaintext, across window edges`, () => {
