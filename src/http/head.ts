@@ -160,11 +160,17 @@ function parseHeadAt(buf: Buffer, start: number, end: number, needEnd: boolean, 
   let p = lineEnd + 1;
   while (p < end) {
     const lineStart = p;
+    // The first colon, then the line's end: the value's bytes get one comparison each, not two.
     let colon = -1;
     while (p < end) {
       const c = buf[p];
+      if (c === COLON) {
+        colon = p;
+        p++;
+        while (p < end && buf[p] !== LF) p++;
+        break;
+      }
       if (c === LF) break;
-      if (c === COLON && colon < 0) colon = p;
       p++;
     }
     lineEnd = p;

@@ -50,12 +50,24 @@ export type OpenResult =
   | { ok: true; type: number; plaintext: Buffer }
   | { ok: false; reason: AeadRejection };
 
-function xorNonce(iv: Buffer, seq: bigint): Buffer {
-  const nonce = Buffer.from(iv);
-  const s = Buffer.alloc(8);
-  s.writeBigUInt64BE(BigInt.asUintN(64, seq));
-  for (let i = 0; i < 8; i++) nonce[4 + i] ^= s[i];
-  return nonce;
+/** The high and low 32 bits of a sequence number (a number below 2^53, or a 64-bit bigint). */
+function seqWords(seq: bigint | number): [number, number] {
+  if (typeof seq === 'number') return [Math.floor(seq / 0x100000000) >>> 0, seq >>> 0];
+  const s = BigInt.asUintN(64, seq);
+  return [Number(s >> 32n) >>> 0, Number(s & 0xffffffffn) >>> 0];
+}
+
+/** Scratch for the nonce and the additional data: node:crypto copies both when it takes them. */
+const NONCE = Buffer.alloc(12);
+const AAD13 = Buffer.alloc(RECORD_HEADER_LENGTH);
+const AAD12 = Buffer.alloc(13);
+
+function xorNonce(iv: Buffer, seq: bigint | number): Buffer {
+  const [hi, lo] = seqWords(seq);
+  iv.copy(NONCE, 0, 0, 12);
+  NONCE.writeUInt32BE((NONCE.readUInt32BE(4) ^ hi) >>> 0, 4);
+  NONCE.writeUInt32BE((NONCE.readUInt32BE(8) ^ lo) >>> 0, 8);
+  return NONCE;
 }
 
 function decipher(keys: TrafficKeys, nonce: Buffer, aad: Buffer, ct: Buffer, tag: Buffer): Buffer | null {
@@ -80,7 +92,7 @@ function decipher(keys: TrafficKeys, nonce: Buffer, aad: Buffer, ct: Buffer, tag
  * (a bigint: 64 bits, RFC 8446 5.3). The returned plaintext is a fresh buffer (for TLS 1.3 a view
  * of it without the type byte and padding); the input is not modified.
  */
-export function openRecord(keys: TrafficKeys, seq: bigint, buf: Buffer, off = 0): OpenResult {
+export function openRecord(keys: TrafficKeys, seq: bigint | number, buf: Buffer, off = 0): OpenResult {
   if (buf.length - off < RECORD_HEADER_LENGTH) return { ok: false, reason: 'tls_record_truncated' };
   const length = buf.readUInt16BE(off + 3);
   const body = off + RECORD_HEADER_LENGTH;
@@ -93,13 +105,13 @@ export function openRecord(keys: TrafficKeys, seq: bigint, buf: Buffer, off = 0)
  * version field and its fragment at frag[off, off + length) (what the record layer,
  * record-stream.ts, hands over). The additional data is rebuilt from the header fields.
  */
-export function openFragment(keys: TrafficKeys, seq: bigint, type: number, version: number, frag: Buffer, off: number, length: number): OpenResult {
+export function openFragment(keys: TrafficKeys, seq: bigint | number, type: number, version: number, frag: Buffer, off: number, length: number): OpenResult {
   if (frag.length - off < length) return { ok: false, reason: 'tls_record_truncated' };
   const body = off;
   if (keys.version === '1.3') {
     if (length > MAX_TLS13_CIPHERTEXT) return { ok: false, reason: 'tls_record_too_long' };
     if (length < TAG_LENGTH + 1) return { ok: false, reason: 'tls_record_too_short' };
-    const aad = Buffer.allocUnsafe(RECORD_HEADER_LENGTH);
+    const aad = AAD13;
     aad[0] = type;
     aad.writeUInt16BE(version, 1);
     aad.writeUInt16BE(length, 3);
@@ -117,12 +129,17 @@ export function openFragment(keys: TrafficKeys, seq: bigint, type: number, versi
   const gcm = keys.aead !== 'chacha20-poly1305';
   const explicit = gcm ? EXPLICIT_NONCE_LENGTH : 0;
   if (length < explicit + TAG_LENGTH) return { ok: false, reason: 'tls_record_too_short' };
-  const nonce = gcm
-    ? Buffer.concat([keys.iv, frag.subarray(body, body + EXPLICIT_NONCE_LENGTH)])
-    : xorNonce(keys.iv, seq);
+  let nonce: Buffer;
+  if (gcm) {
+    nonce = NONCE;
+    keys.iv.copy(nonce, 0, 0, 4);
+    frag.copy(nonce, 4, body, body + EXPLICIT_NONCE_LENGTH);
+  } else nonce = xorNonce(keys.iv, seq);
   const plainLength = length - explicit - TAG_LENGTH;
-  const aad = Buffer.alloc(13);
-  aad.writeBigUInt64BE(BigInt.asUintN(64, seq), 0);
+  const aad = AAD12;
+  const [hi, lo] = seqWords(seq);
+  aad.writeUInt32BE(hi, 0);
+  aad.writeUInt32BE(lo, 4);
   aad[8] = type;
   aad.writeUInt16BE(version, 9);
   aad.writeUInt16BE(plainLength, 11);

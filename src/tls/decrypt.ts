@@ -372,7 +372,7 @@ export class TlsDecryptor {
     const guesses = x.resynced ? MAX_SEQ_GUESSES : 1;
     for (let i = 0; i < guesses; i++) {
       const seq = x.seq + i;
-      const r = openFragment(x.keys, BigInt(seq), type, version, frag, off, len);
+      const r = openFragment(x.keys, seq, type, version, frag, off, len);
       if (r.ok) {
         x.seq = seq + 1;
         x.verified = true;
@@ -385,7 +385,7 @@ export class TlsDecryptor {
 
   private switchAndOpen(x: Direction, type: number, version: number, frag: Buffer, off: number, len: number): { type: number; plaintext: Buffer } | null {
     const app = x.appKeys!;
-    const r = openFragment(app, 0n, type, version, frag, off, len);
+    const r = openFragment(app, 0, type, version, frag, off, len);
     if (!r.ok) return null;
     if (x.keys) wipeKeys(x.keys);
     x.keys = app;

@@ -79,6 +79,8 @@ export interface TrafficKeys {
 export function hkdfExpand(hash: HashName, prk: Buffer, info: Buffer, length: number): Buffer {
   const hl = HASH_LENGTH[hash];
   if (length > 255 * hl) throw new RangeError('hkdfExpand: length too large');
+  // One block (every TLS 1.3 key, iv and secret): one HMAC of info || 1, the info kept with its counter byte.
+  if (length <= hl) return createHmac(hash, prk).update(withCounter(info)).digest().subarray(0, length);
   const out = Buffer.alloc(length);
   let prev = Buffer.alloc(0);
   let filled = 0;
@@ -93,7 +95,35 @@ export function hkdfExpand(hash: HashName, prk: Buffer, info: Buffer, length: nu
  * HKDF-Expand-Label (RFC 8446 7.1): info is HkdfLabel { uint16 length; opaque label<7..255> =
  * "tls13 " + label; opaque context<0..255> }.
  */
+/** info || 0x01 for a one-block HKDF-Expand; the labels with an empty context are made once (a connection derives eight). */
+const ONE_BLOCK_INFO = new Map<Buffer, Buffer>();
+function withCounter(info: Buffer): Buffer {
+  const cached = ONE_BLOCK_INFO.get(info);
+  if (cached) return cached;
+  const b = Buffer.concat([info, Buffer.of(1)]);
+  if (LABEL_INFO_VALUES.has(info)) ONE_BLOCK_INFO.set(info, b);
+  return b;
+}
+const LABEL_INFO = new Map<string, Buffer>();
+const LABEL_INFO_VALUES = new Set<Buffer>();
+
 export function hkdfExpandLabel(hash: HashName, secret: Buffer, label: string, context: Buffer, length: number): Buffer {
+  if (context.length === 0) {
+    const k = `${label}/${length}`;
+    let info = LABEL_INFO.get(k);
+    if (!info) {
+      info = labelInfo(label, context, length);
+      if (LABEL_INFO.size < 16) {
+        LABEL_INFO.set(k, info);
+        LABEL_INFO_VALUES.add(info);
+      }
+    }
+    return hkdfExpand(hash, secret, info, length);
+  }
+  return hkdfExpand(hash, secret, labelInfo(label, context, length), length);
+}
+
+function labelInfo(label: string, context: Buffer, length: number): Buffer {
   const fullLabel = Buffer.from(`tls13 ${label}`, 'latin1');
   const info = Buffer.alloc(2 + 1 + fullLabel.length + 1 + context.length);
   info.writeUInt16BE(length, 0);
@@ -101,7 +131,7 @@ export function hkdfExpandLabel(hash: HashName, secret: Buffer, label: string, c
   fullLabel.copy(info, 3);
   info[3 + fullLabel.length] = context.length;
   context.copy(info, 4 + fullLabel.length);
-  return hkdfExpand(hash, secret, info, length);
+  return info;
 }
 
 /**
