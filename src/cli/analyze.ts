@@ -9,6 +9,7 @@ import { DEFAULT_LIMITS } from '../config/limits.js';
 import { capsForMemory, memoryLimit } from '../config/memory.js';
 import { permissionWarning, readKeylogFile } from '../tls/keylog-file.js';
 import type { KeylogStats } from '../tls/keylog.js';
+import { NameMap, NamesError } from '../config/names.js';
 import { UsageError, helpEntry, parsePorts, parsePositiveInt, unknownFlag, wrap } from './common.js';
 
 const ANALYZE_OPTIONS: Array<[string, string]> = [
@@ -16,7 +17,9 @@ const ANALYZE_OPTIONS: Array<[string, string]> = [
   ['--connections', 'with --json: include every connection (client, server, times, requests, close reason, who closed, handshake RTT, idle before close)'],
   ['--ports LIST', 'only analyse these server ports, comma-separated (default: any port where HTTP/1.x is seen; HTTP is recognised by content, not by port)'],
   ['--tls-keylog FILE', 'decrypt TLS connections whose secrets are in this NSS key log (what SSLKEYLOGFILE makes curl, Firefox, Chrome and Python write, and Node.js --tls-keylog): their requests and close reasons are then exact, not estimated from record turns; TLS 1.2 ECDHE and TLS 1.3 with AES-GCM or ChaCha20-Poly1305. The file holds secrets: keep it private (a warning says when others can read it)'],
-  ['--top N', 'servers shown in the text report (default 10; --json lists all)'],
+  ['--names FILE', 'name servers and clients: one JSON or YAML object whose keys are "ip:port", "ip" or a CIDR and whose values are names, e.g. {"10.3.7.12:8080": "orders", "10.9.0.0/16": "batch"}; the most specific match wins (ip:port, ip, the longest prefix). Servers are shown by name; clients with --client-groups'],
+  ['--client-groups', 'with --names: the client table by the names of the clients\' addresses (unmatched: other) instead of by address'],
+  ['--top N', 'servers and clients shown in the text report (default 10; --json lists all)'],
   ['--max-flows N', `TCP flows tracked at once; the least recently active is evicted beyond it (default ${DEFAULT_LIMITS.maxFlows}, or fewer where the memory limit, the cgroup's or V8's heap limit, would not hold them)`],
   ['--no-progress', 'no progress line on stderr (it is shown only on a terminal)'],
   ['-h, --help', 'this help'],
@@ -40,6 +43,8 @@ export async function runAnalyze(args: string[]): Promise<number> {
         connections: { type: 'boolean', default: false },
         ports: { type: 'string' },
         'tls-keylog': { type: 'string' },
+        names: { type: 'string' },
+        'client-groups': { type: 'boolean', default: false },
         top: { type: 'string', default: '10' },
         'max-flows': { type: 'string' },
         'no-progress': { type: 'boolean', default: false },
@@ -68,6 +73,17 @@ export async function runAnalyze(args: string[]): Promise<number> {
   const top = parsePositiveInt(o.top!, '--top');
   const maxFlows = o['max-flows'] !== undefined ? parsePositiveInt(o['max-flows'], '--max-flows') : undefined;
 
+  if (o['client-groups'] && o.names === undefined) throw new UsageError('--client-groups groups clients by the names file: add --names FILE');
+  let names: NameMap | null = null;
+  if (o.names !== undefined) {
+    try {
+      names = NameMap.load(o.names);
+    } catch (err) {
+      if (err instanceof NamesError) throw new UsageError(`--names: ${err.message}`);
+      throw err;
+    }
+  }
+
   let keylog: { source: import('../session/session.js').SecretSource; stats: KeylogStats; store: { clear(): void } } | null = null;
   if (o['tls-keylog'] !== undefined) {
     const path = o['tls-keylog'];
@@ -84,7 +100,7 @@ export async function runAnalyze(args: string[]): Promise<number> {
   // The tables at their caps must fit the memory the process may use (a flood fills them).
   const caps = capsForMemory(memoryLimit().bytes, 1);
   const engine = new Engine({ ports, limits: { ...caps, ...(maxFlows ? { maxFlows } : {}) }, tlsKeys: keylog?.source ?? null });
-  const report = new AnalyzeReport(o.connections!);
+  const report = new AnalyzeReport(o.connections!, { names, clientGroups: o['client-groups'] });
   engine.subscribe(report);
 
   const progress = !o['no-progress'] && process.stderr.isTTY ? new Progress(engine) : null;
@@ -143,6 +159,8 @@ export async function runAnalyze(args: string[]): Promise<number> {
       totals,
       requestsPerConnection: distributionObject(report.distribution),
       servers,
+      clients: report.clients.summaries(),
+      clientsGrouped: report.clients.grouped,
       warnings,
       stats: {
         tcpPackets: stats.tcpPackets,
@@ -155,6 +173,8 @@ export async function runAnalyze(args: string[]): Promise<number> {
         tunneledConnections: report.tunneled,
         midstreamConnections: report.midstream,
         anomalies: stats.anomalies,
+        clientsOverflowConnections: report.clients.overflowConnections,
+        names: names ? { file: o.names, entries: names.size } : null,
         tlsKeylog: keylog ? { lines: keylog.stats.lines, accepted: keylog.stats.accepted, comments: keylog.stats.comments, evicted: keylog.stats.evicted, rejected: keylog.stats.rejected } : null,
       },
     };
@@ -163,6 +183,7 @@ export async function runAnalyze(args: string[]): Promise<number> {
   } else {
     process.stdout.write(renderText({
       file, capture, stats, totals, distribution: report.distribution, servers, warnings,
+      clients: report.clients.summaries(), clientsGrouped: report.clients.grouped,
       savedFromMedian: report.savedFromMedian, savedUnknown: report.savedUnknown, maxServers: top, tunneled: report.tunneled, midstream: report.midstream,
     }));
   }

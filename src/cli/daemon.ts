@@ -23,6 +23,7 @@ import { DEFAULT_MAX_KEYLOG_ENTRIES } from '../tls/keylog.js';
 import { Counter, Gauge } from 'prom-client';
 import { dirname } from 'node:path';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { NameMap, NamesError } from '../config/names.js';
 
 export const DAEMON_HELP = `Options of the daemon (flags, or environment variables, or a --config JSON file):
 ${daemonHelp()}`;
@@ -55,8 +56,24 @@ export async function runDaemon(argv: string[]): Promise<number> {
   // Before anything listens: a key log path that can never work (a directory, no such directory,
   // unreadable) is one line and exit 2; a file not there yet is waited for (see checkKeylog).
   const keylogWait = cfg.tlsKeylog !== null ? checkKeylog(cfg.tlsKeylog) : false;
+  // The names file: a bad one at start is one line and exit 2; on SIGHUP it is read again, and a
+  // bad one then keeps the names in use (logged, keepalive_names_last_reload_successful 0).
+  let names: NameMap | null = null;
+  const namesStatus = { entries: 0, lastReloadOk: true, reloads: { success: 0, failure: 0 } };
+  if (cfg.names !== null) {
+    try {
+      names = NameMap.load(cfg.names);
+    } catch (err) {
+      if (err instanceof NamesError) throw new UsageError(`--names: ${err.message}`);
+      throw err;
+    }
+    namesStatus.entries = names.size;
+  }
   const sources: SourceStatus[] = [];
-  const exporter = new Exporter({ maxServers: cfg.maxServers, sources: () => sources, disableDefaultMetrics: cfg.webDisableExporterMetrics });
+  const exporter = new Exporter({
+    maxServers: cfg.maxServers, sources: () => sources, disableDefaultMetrics: cfg.webDisableExporterMetrics,
+    names: () => names, clientGroups: cfg.clientGroups, namesStatus: cfg.names !== null ? () => namesStatus : undefined,
+  });
   const app = buildApp({
     exporter,
     sources: () => sources,
@@ -195,6 +212,28 @@ export async function runDaemon(argv: string[]): Promise<number> {
   // The address bound, not the one asked for: with port 0 the OS picks it.
   log.info(`keepalive-exporter ${VERSION} listening on ${boundUrl(app.server, address.split('://')[0])}${cfg.webTelemetryPath}`);
 
+  // SIGHUP (systemctl reload, kill -HUP): read the names file again. Series already exported
+  // keep the label they were counted under; new connections and the per-server gauges take the new names.
+  const onHup = (): void => {
+    if (cfg.names === null) {
+      log.info('SIGHUP: nothing to reload (no --names)');
+      return;
+    }
+    try {
+      const next = NameMap.load(cfg.names);
+      names = next;
+      namesStatus.entries = next.size;
+      namesStatus.lastReloadOk = true;
+      namesStatus.reloads.success++;
+      log.info(`SIGHUP: read ${next.size} names from ${cfg.names}`);
+    } catch (err) {
+      namesStatus.lastReloadOk = false;
+      namesStatus.reloads.failure++;
+      log.warn(`SIGHUP: ${(err as Error).message}; keeping the ${namesStatus.entries} names in use`);
+    }
+  };
+  process.on('SIGHUP', onHup);
+
   let onSignal: (sig: NodeJS.Signals) => void = () => {};
   const stop = await new Promise<unknown>((resolve) => {
     onSignal = (sig) => resolve(sig);
@@ -209,6 +248,7 @@ export async function runDaemon(argv: string[]): Promise<number> {
   let stopped = false;
   const notStopped = (): string => [...pending, ...sources.filter((s) => s.kind === 'file' && !s.done).map((s) => s.name)].join(', ') || 'open handles';
   process.off('SIGTERM', onSignal);
+  process.off('SIGHUP', onHup);
   process.off('SIGINT', onSignal);
   const now = (sig: NodeJS.Signals): void => {
     log.warn(`${sig} while stopping: exiting now, without waiting for ${notStopped()}`);

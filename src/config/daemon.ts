@@ -48,6 +48,10 @@ export interface DaemonConfig {
   captureBufferKiB: number;
   /** --tls-keylog: an NSS key log followed as it grows (tls/keylog-file.ts `KeylogFollower`); null: TLS stays encrypted. */
   tlsKeylog: string | null;
+  /** --names: servers' label values (and client groups) from this file, reloaded on SIGHUP; null: addresses. */
+  names: string | null;
+  /** --client-groups: per-group client metrics from the names file (unmatched clients: other). */
+  clientGroups: boolean;
   config: string | null;
 }
 
@@ -83,6 +87,8 @@ export const OPTIONS: OptionDef[] = [
   { flag: 'tcpdump', value: 'PATH', def: 'tcpdump', help: 'the tcpdump binary to run for live capture' },
   { flag: 'capture.buffer-kib', value: 'KIB', def: '131072', help: 'kernel capture buffer for tcpdump (-B), KiB; 128 MiB is what kept the daemon lossless at 345,000 packets/s (smaller loses packets from about 200,000/s)' },
   { flag: 'tls-keylog', value: 'FILE', def: '', help: 'decrypt TLS connections whose secrets are in this NSS key log (SSLKEYLOGFILE of curl, Firefox, Chrome, Python; Node.js --tls-keylog), followed as it grows; keep it private' },
+  { flag: 'names', value: 'FILE', def: '', help: 'name servers (and client groups): one JSON or YAML object whose keys are "ip:port", "ip" or a CIDR and whose values are names, e.g. {"10.3.7.12:8080": "orders", "10.9.0.0/16": "batch"}; the most specific match wins. The server label then carries the name (unnamed servers keep "ip:port"); the file is read again on SIGHUP' },
+  { flag: 'client-groups', value: 'BOOL', def: 'false', help: 'with --names: count connections and requests per client group (keepalive_client_group_*; a client no entry names is client_group="other", never an address) and list groups, not addresses, in /api/clients' },
   { flag: 'config', value: 'FILE', def: '', help: 'a JSON file of settings, keys named as the flags ({"ports": "80,8080"})' },
 ];
 
@@ -191,6 +197,12 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): DaemonConfig
     tcpdump: one('tcpdump').value,
     captureBufferKiB: int('capture.buffer-kib', 64, 4_194_304),
     tlsKeylog: one('tls-keylog').value || null,
+    names: one('names').value || null,
+    clientGroups: (() => {
+      const g = bool(one('client-groups'));
+      if (g && !one('names').value) throw new ConfigError(`${one('client-groups').from}: client groups come from the names file: add --names FILE`);
+      return g;
+    })(),
     config: configPath,
   };
 }

@@ -20,6 +20,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { CLOSE_REASONS, CONNECTION_PROTOCOLS, type ConnectionRecord, type EngineConsumer, type RequestRecord } from '../conn/records.js';
 import type { Engine } from '../conn/engine.js';
 import type { ServerState } from '../conn/servers.js';
+import type { NameMap } from '../config/names.js';
+import { ClientTable, MAX_CLIENTS } from '../conn/clients.js';
 import { ANOMALIES } from '../config/anomalies.js';
 import { render, type ExpositionFormat } from './exposition.js';
 import { gzip } from 'node:zlib';
@@ -144,6 +146,12 @@ export interface ExporterOptions {
   disableDefaultMetrics?: boolean;
   /** keepalive_exporter_build_info's labels; the running build's (cli/build-info.ts) by default. */
   build?: BuildInfo;
+  /** The names file's current map (--names; read at each use: SIGHUP replaces it), or none. */
+  names?: () => NameMap | null;
+  /** --client-groups: the keepalive_client_group_* families, by the names of clients' addresses. */
+  clientGroups?: boolean;
+  /** --names: the file's state for keepalive_names_*; null without --names. */
+  namesStatus?: () => { entries: number; lastReloadOk: boolean; reloads: { success: number; failure: number } } | null;
 }
 
 /** One render shared by the scrapes that arrive while it runs, and its gzip, made once when asked. */
@@ -168,6 +176,8 @@ export class Exporter implements EngineConsumer {
   private readonly servers = new Set<string>();
   /** Open connections and the tally they count in. */
   readonly openByConnection = new Map<ConnectionRecord, OpenEntry>();
+  /** Per client address (or group, with --client-groups), for /api/clients; capped at MAX_CLIENTS. */
+  readonly clients: ClientTable;
   /** The tallies by index (the packed entries of openByConnection name them so). */
   private readonly tallyList: SeriesTally[] = [];
   /** Per (source, server) counts, in order of first appearance. */
@@ -187,6 +197,9 @@ export class Exporter implements EngineConsumer {
 
   constructor(private readonly opts: ExporterOptions) {
     const registers = [this.registry];
+    const names = opts.names ?? (() => null);
+    // The daemon runs for weeks: 64 idle samples per client (the latest) are its median.
+    this.clients = new ClientTable(names, opts.clientGroups === true, MAX_CLIENTS, 64);
     if (!opts.disableDefaultMetrics) {
       collectDefaultMetrics({ register: this.registry });
       for (const name of DEFAULT_METRICS_DROPPED) this.registry.removeSingleMetric(name);
@@ -294,6 +307,32 @@ export class Exporter implements EngineConsumer {
     new Counter({ name: 'keepalive_proxy_upstream_failures_total', help: 'Client connections closed because the upstream refused, was unreachable or timed out.', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) if (s.proxy) this.inc({ source: s.name }, s.proxy.upstreamFailures); } });
     new Counter({ name: 'keepalive_proxy_connections_refused_total', help: 'Client connections the proxy tap reset at once without relaying them: reason="limit" (--proxy.max-connections reached) or "fd_limit" (near the file descriptor limit).', labelNames: ['source', 'reason'], registers, collect() { this.reset(); for (const s of sources()) if (s.proxy) for (const reason of ['limit', 'fd_limit'] as const) this.inc({ source: s.name, reason }, s.proxy.refused?.[reason] ?? 0); } });
     new Counter({ name: 'keepalive_proxy_idle_closed_total', help: 'Relayed connections closed by the proxy idle timeout.', labelNames: ['source'], registers, collect() { this.reset(); for (const s of sources()) if (s.proxy) this.inc({ source: s.name }, s.proxy.idleClosed); } });
+    if (opts.clientGroups) {
+      // Groups, never addresses: the names file's names plus "other" (ClientTable keys, grouped).
+      const clients = this.clients;
+      new Counter({ name: 'keepalive_client_group_connections_closed_total', help: 'Connections by client group (--names, --client-groups: the name of the client address\'s most specific entry; other when none names it) and close reason, counted when they close.', labelNames: ['client_group', 'reason'], registers, collect() {
+        this.reset();
+        clients.each((g, _n, _r, _u, reasons) => { for (const [reason, n] of reasons) if (reason !== 'open') this.inc({ client_group: g, reason }, n); });
+      } });
+      new Counter({ name: 'keepalive_client_group_requests_total', help: 'Requests by client group, counted when their connection closes; reused="true" for every request after the first on its connection.', labelNames: ['client_group', 'reused'], registers, collect() {
+        this.reset();
+        clients.each((g, _n, requests, reused) => {
+          this.inc({ client_group: g, reused: 'false' }, requests - reused);
+          this.inc({ client_group: g, reused: 'true' }, reused);
+        });
+      } });
+    }
+    if (opts.namesStatus) {
+      const status = opts.namesStatus;
+      new Gauge({ name: 'keepalive_names_entries', help: 'Entries in the names file (--names) in use.', registers, collect() { this.set(status()?.entries ?? 0); } });
+      new Gauge({ name: 'keepalive_names_last_reload_successful', help: 'Whether the last read of the names file (at start or on SIGHUP) succeeded: 1, or 0 (the previous names stay in use).', registers, collect() { this.set(status()?.lastReloadOk ? 1 : 0); } });
+      new Counter({ name: 'keepalive_names_reloads_total', help: 'Reads of the names file on SIGHUP, by result (success or failure).', labelNames: ['result'], registers, collect() {
+        this.reset();
+        const st = status();
+        this.inc({ result: 'success' }, st?.reloads.success ?? 0);
+        this.inc({ result: 'failure' }, st?.reloads.failure ?? 0);
+      } });
+    }
     new Gauge({ name: 'keepalive_servers_tracked', help: 'Distinct server label values in use (at most --max-servers; the rest are server="other").', registers, collect() { this.set(self.servers.size); } });
     // The scrapes themselves (promhttp's promhttp_metric_handler_requests_total, split in two).
     this.scrapes = new Counter({ name: 'keepalive_scrapes_total', help: 'Scrapes of /metrics answered with the metrics, by format (text or openmetrics).', labelNames: ['format'], registers });
@@ -349,12 +388,16 @@ export class Exporter implements EngineConsumer {
     else this.scrapes.inc({ format: outcome });
   }
 
-  /** The server label for a connection: its "ip:port", or "other" past the cap. */
+  /**
+   * The server label for a connection: its name from the names file, else its "ip:port"; "other"
+   * past the cap (names count against it as addresses do; servers sharing a name share a label).
+   */
   label(server: string): string {
-    if (this.servers.has(server)) return server;
+    const value = this.opts.names?.()?.server(server) ?? server;
+    if (this.servers.has(value)) return value;
     if (this.servers.size < this.opts.maxServers) {
-      this.servers.add(server);
-      return server;
+      this.servers.add(value);
+      return value;
     }
     return OTHER_SERVER;
   }
@@ -456,6 +499,7 @@ export class Exporter implements EngineConsumer {
   }
 
   private onClosed(c: ConnectionRecord, source: string): void {
+    this.clients.closed(c);
     let e = this.entryOf(c, source);
     if (c.protocol !== CONNECTION_PROTOCOLS[(e >> 1) & 7]) e = this.follow(e, c);
     const t = this.tallyList[e >> 4];

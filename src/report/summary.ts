@@ -6,6 +6,9 @@
 import { CLOSE_REASONS, CONNECTION_PROTOCOLS, type ConnectionOutcome, type ConnectionProtocol, type H2Facts, type TlsFacts, type ConnectionRecord, type EngineConsumer, type RequestRecord } from '../conn/records.js';
 import type { EngineStats } from '../conn/engine.js';
 import type { ServerState } from '../conn/servers.js';
+import type { NameMap } from '../config/names.js';
+import { ClientTable } from '../conn/clients.js';
+export { ClientTable, MAX_CLIENTS, type ClientSummary } from '../conn/clients.js';
 
 export interface Totals {
   connections: number;
@@ -44,6 +47,8 @@ export interface TlsTotals {
 
 export interface ServerSummary extends Totals {
   server: string;
+  /** Its name from the names file (`--names`), or null. */
+  name: string | null;
   advertisedTimeoutSeconds: number | null;
   advertisedMaxRequests: number | null;
   inferredMaxRequests: number | null;
@@ -205,7 +210,18 @@ export class AnalyzeReport implements EngineConsumer {
   /** Connections already open when the capture started (roles inferred from the HTTP). */
   midstream = 0;
 
-  constructor(private readonly keepConnections: boolean) {}
+  /** Per client (or client group): what analyze prints as the client table. */
+  readonly clients: ClientTable;
+
+  constructor(
+    private readonly keepConnections: boolean,
+    opts: { names?: NameMap | null; clientGroups?: boolean } = {},
+  ) {
+    this.names = opts.names ?? null;
+    this.clients = new ClientTable(this.names, opts.clientGroups === true && this.names !== null);
+  }
+
+  private readonly names: NameMap | null;
 
   private acc(server: string): Acc {
     let a = this.servers.get(server);
@@ -224,6 +240,7 @@ export class AnalyzeReport implements EngineConsumer {
   }
 
   closed(c: ConnectionRecord): void {
+    this.clients.closed(c);
     if (c.tunneled) this.tunneled++;
     if (c.midstream) this.midstream++;
     for (const a of [this.all, this.acc(c.server)]) {
@@ -288,6 +305,7 @@ export class AnalyzeReport implements EngineConsumer {
       const candidates = [advisable(advertised), observedOk].filter((x): x is number => x !== null);
       out.push({
         server,
+        name: this.names?.server(server) ?? null,
         ...a.totals(),
         advertisedTimeoutSeconds: advertised,
         advertisedMaxRequests: st?.advertisedMax ?? null,
@@ -320,6 +338,7 @@ export function findWarnings(servers: ServerSummary[], totals: Totals, stats: En
   const w: Warning[] = [];
   for (const s of servers) {
     const r = s.closeReasons;
+    const who = serverDisplay(s);
     const closed = s.connections - (r.open ?? 0);
     // Which settings to name: the HTTP/1 servers', HTTP/2's, or both for a server that speaks both.
     const h2 = (s.protocols.h2c ?? 0) > 0;
@@ -332,7 +351,7 @@ export function findWarnings(servers: ServerSummary[], totals: Totals, stats: En
       w.push({
         code: 'idle_close_earlier_than_advertised',
         server: s.server,
-        message: `${s.server} advertises timeout=${advertised} s but closed idle connections after ${fmtObserved(observed)} (median of ${s.observedIdleTimeoutSamples}): ${fmtObserved(-diff)} earlier than it announces. Clients that size their pool idle timeout from the header send requests into connections the server has closed (keep-alive races, ECONNRESET): set it below ${fmtObserved(observed)}, or make the server's timeout match what it announces.`,
+        message: `${who} advertises timeout=${advertised} s but closed idle connections after ${fmtObserved(observed)} (median of ${s.observedIdleTimeoutSamples}): ${fmtObserved(-diff)} earlier than it announces. Clients that size their pool idle timeout from the header send requests into connections the server has closed (keep-alive races, ECONNRESET): set it below ${fmtObserved(observed)}, or make the server's timeout match what it announces.`,
       });
     }
     if (r.race) {
@@ -351,13 +370,13 @@ export function findWarnings(servers: ServerSummary[], totals: Totals, stats: En
       w.push({
         code: 'keepalive_race',
         server: s.server,
-        message: `${r.race} keep-alive race(s) on ${s.server}: requests were sent into connections the server was closing (clients see ECONNRESET). Make the clients' idle timeout shorter than the server's keep-alive timeout${why}.${h2 ? ' Over HTTP/2 a race is a stream the server refused (REFUSED_STREAM) or that was sent above its GOAWAY\'s last-stream-id: not processed, so clients may retry it (RFC 9113 section 8.7), at the cost of a round trip and a new connection.' : ''}`,
+        message: `${r.race} keep-alive race(s) on ${who}: requests were sent into connections the server was closing (clients see ECONNRESET). Make the clients' idle timeout shorter than the server's keep-alive timeout${why}.${h2 ? ' Over HTTP/2 a race is a stream the server refused (REFUSED_STREAM) or that was sent above its GOAWAY\'s last-stream-id: not processed, so clients may retry it (RFC 9113 section 8.7), at the cost of a round trip and a new connection.' : ''}`,
       });
     }
     if (r.idle_timeout && closed > 0 && r.idle_timeout / closed >= 0.25) {
       // Quote what clients must stay below: the idle close the server really made, else its header.
       // An idle close under the floor is no timeout: the server closed right after its responses.
-      const share = `${pct(r.idle_timeout / closed)} of ${s.server}'s connections were closed by its idle timeout`;
+      const share = `${pct(r.idle_timeout / closed)} of ${who}'s connections were closed by its idle timeout`;
       if (s.observedIdleTimeoutSeconds !== null && observed === null) {
         w.push({
           code: 'clients_outlive_server_timeout',
@@ -379,7 +398,7 @@ export function findWarnings(servers: ServerSummary[], totals: Totals, stats: En
       w.push({
         code: 'idle_close_later_than_advertised',
         server: s.server,
-        message: `${s.server} advertises timeout=${advertised} s but closed idle connections after ${fmtObserved(observed)} (median of ${s.observedIdleTimeoutSamples}): ${fmtObserved(diff)} later than announced (Node.js 20 and lighttpd close about 1 s late; a proxy that passes its backend's Keep-Alive header on, as HAProxy does, closes at its own timeout). Harmless for clients that trust the header; size client pools from the header, not from this.`,
+        message: `${who} advertises timeout=${advertised} s but closed idle connections after ${fmtObserved(observed)} (median of ${s.observedIdleTimeoutSamples}): ${fmtObserved(diff)} later than announced (Node.js 20 and lighttpd close about 1 s late; a proxy that passes its backend's Keep-Alive header on, as HAProxy does, closes at its own timeout). Harmless for clients that trust the header; size client pools from the header, not from this.`,
       });
     }
     if (r.max_requests && closed > 0 && r.max_requests / closed >= 0.25) {
@@ -387,7 +406,7 @@ export function findWarnings(servers: ServerSummary[], totals: Totals, stats: En
       w.push({
         code: 'max_requests_dominates',
         server: s.server,
-        message: `${pct(r.max_requests / closed)} of ${s.server}'s connections ended at its max-requests limit${m !== null ? ` (${m})` : ''}${h2 && !h1 ? ', sending GOAWAY after that many streams' : ''}: raise ${[
+        message: `${pct(r.max_requests / closed)} of ${who}'s connections ended at its max-requests limit${m !== null ? ` (${m})` : ''}${h2 && !h1 ? ', sending GOAWAY after that many streams' : ''}: raise ${[
           h1 ? 'keepalive_requests (nginx), MaxKeepAliveRequests (Apache), server.maxRequestsPerSocket (Node.js) or server.max-keep-alive-requests (lighttpd)' : '',
           h2 ? `${h1 ? 'for HTTP/2, ' : ''}nginx keepalive_requests (http2_max_requests before nginx 1.19.7) or Envoy max_requests_per_connection` : '',
         ].filter(Boolean).join('; ')}.`,
@@ -398,14 +417,14 @@ export function findWarnings(servers: ServerSummary[], totals: Totals, stats: En
       w.push({
         code: 'max_age_dominates',
         server: s.server,
-        message: `${pct(r.max_age / closed)} of ${s.server}'s connections were ended by the server at its connection age limit: each costs clients a new handshake (and, over HTTP/2, a GOAWAY their in-flight streams must finish under). If that is more often than the rebalancing it buys, raise it: nginx keepalive_time (default 1h), gRPC MAX_CONNECTION_AGE (with MAX_CONNECTION_AGE_GRACE), Envoy max_connection_duration.`,
+        message: `${pct(r.max_age / closed)} of ${who}'s connections were ended by the server at its connection age limit: each costs clients a new handshake (and, over HTTP/2, a GOAWAY their in-flight streams must finish under). If that is more often than the rebalancing it buys, raise it: nginx keepalive_time (default 1h), gRPC MAX_CONNECTION_AGE (with MAX_CONNECTION_AGE_GRACE), Envoy max_connection_duration.`,
       });
     }
     if (r.not_persistent && closed > 0 && r.not_persistent / closed >= 0.5) {
       w.push({
         code: 'not_persistent',
         server: s.server,
-        message: `${pct(r.not_persistent / closed)} of ${s.server}'s connections carried one HTTP/1.0 request without keep-alive: those clients pay a handshake per request.`,
+        message: `${pct(r.not_persistent / closed)} of ${who}'s connections carried one HTTP/1.0 request without keep-alive: those clients pay a handshake per request.`,
       });
     }
   }
@@ -417,6 +436,11 @@ export function findWarnings(servers: ServerSummary[], totals: Totals, stats: En
     w.push({ code: 'capture_gaps', server: null, message: `${stats.gaps} gap(s) in TCP streams (${stats.gapBytes} bytes not captured): counts near them may be incomplete; capture with a larger buffer (-B) or snaplen (-s 0).` });
   }
   return w;
+}
+
+/** A server as a person reads it: "orders (10.3.7.12:8080)" when the names file names it. */
+export function serverDisplay(s: { server: string; name: string | null }): string {
+  return s.name !== null ? `${s.name} (${s.server})` : s.server;
 }
 
 /** A timeout worth advising about, or null (unknown, or an idle close too short to be a timeout). */

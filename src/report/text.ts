@@ -1,5 +1,5 @@
 /** The `analyze` report for a person at a terminal. */
-import { IDLE_CLOSE_TOLERANCE_SECONDS, REQUESTS_PER_CONNECTION_BUCKETS, type ServerSummary, type Totals, type Warning } from './summary.js';
+import { IDLE_CLOSE_TOLERANCE_SECONDS, REQUESTS_PER_CONNECTION_BUCKETS, serverDisplay, type ClientSummary, type ServerSummary, type Totals, type Warning } from './summary.js';
 import type { EngineStats } from '../conn/engine.js';
 import type { CaptureSummary } from '../capture/file.js';
 import { CLOSE_REASONS, type CloseReason } from '../conn/records.js';
@@ -17,6 +17,9 @@ export interface TextReportInput {
   maxServers: number;
   tunneled: number;
   midstream: number;
+  /** Busiest first; by address, or by group (--client-groups). */
+  clients?: ClientSummary[];
+  clientsGrouped?: boolean;
 }
 
 const REASON_HELP: Record<CloseReason | 'open', string> = {
@@ -100,7 +103,7 @@ export function renderText(r: TextReportInput): string {
     const mark = differs(v);
     if (mark) marked = true;
     return [
-      v.server,
+      serverDisplay(v),
       ...(protocolColumn ? [Object.keys(v.protocols).join(' ') || '-'] : []),
       num(v.connections),
       num(v.requests),
@@ -119,6 +122,23 @@ export function renderText(r: TextReportInput): string {
   out.push('  idle closes; client idle = median idle before clients closed idle connections themselves');
   if (marked) out.push(`  ! = the server's idle close differs from its ka timeout by more than ${IDLE_CLOSE_TOLERANCE_SECONDS} s (see Warnings)`);
   out.push('');
+  const clients = r.clients ?? [];
+  if (clients.length > 0) {
+    const shown = clients.slice(0, r.maxServers);
+    out.push(`Busiest ${r.clientsGrouped ? 'client groups' : 'clients'}${clients.length > shown.length ? ` (top ${shown.length} of ${num(clients.length)})` : ''}`);
+    const rows = shown.map((c) => [
+      c.client,
+      num(c.connections),
+      num(c.requests),
+      c.requests > 0 ? `${(c.reuseRatio * 100).toFixed(1)}%` : '-',
+      c.topCloseReason ? `${c.topCloseReason} (${num(c.topCloseReasonConnections)})` : '-',
+      c.medianIdleBeforeOwnCloseSeconds === null ? '-' : fmtSeconds(c.medianIdleBeforeOwnCloseSeconds),
+    ]);
+    out.push(...table([r.clientsGrouped ? 'group' : 'client', 'conns', 'reqs', 'reuse', 'top close reason', 'idle before own close'], rows).map((l) => `  ${l}`));
+    out.push('  idle before own close = median idle before the closes the client made itself');
+    out.push('  (client_close, client_idle): with client_idle, its pool\'s idle timeout');
+    out.push('');
+  }
   if (r.warnings.length > 0) {
     out.push('Warnings');
     for (const w of r.warnings) out.push(`  ! ${w.message}`);

@@ -5,6 +5,7 @@
  *   /healthz          the process is up
  *   /readyz           every source is running (or, for a file, has been read to its end)
  *   /api/connections  open connections, busiest first (?limit=, at most 1000)
+ *   /api/clients      clients or client groups since start, busiest first (?limit=, at most 1000)
  *   /                 a landing page with links
  */
 import { Readable } from 'node:stream';
@@ -134,6 +135,15 @@ export function buildApp(opts: AppOptions): FastifyInstance {
     return { open: exporter.openByConnection.size, listed: connections.length, connections };
   });
 
+  app.get<{ Querystring: { limit?: string } }>('/api/clients', quiet, async (req, reply) => {
+    const raw = req.query.limit ?? '100';
+    const limit = Number(raw);
+    if (!/^\d+$/.test(raw) || limit < 1) return reply.code(400).send({ error: 'limit must be a positive whole number' });
+    const t = exporter.clients;
+    const clients = t.summaries(Math.min(limit, MAX_CONNECTIONS_LISTED));
+    return { grouped: t.grouped, tracked: t.size, listed: clients.length, overflowConnections: t.overflowConnections, clients };
+  });
+
   app.get('/', quiet, async (_req, reply) => {
     const sources = opts.sources().map((s) => `<li>${escapeHtml(s.name)} (${s.kind}): ${s.up ? 'running' : s.done ? 'done' : 'down'}</li>`).join('');
     // The only HTML: nothing to load, nothing to frame, no referrer to leak (the page is static).
@@ -147,6 +157,7 @@ export function buildApp(opts: AppOptions): FastifyInstance {
 <ul>
 <li><a href="${escapeHtml(telemetryPath.slice(1))}">${escapeHtml(telemetryPath)}</a>: Prometheus metrics</li>
 <li><a href="api/connections">/api/connections</a>: open connections, busiest first</li>
+<li><a href="api/clients">/api/clients</a>: clients (or client groups), busiest first: reuse, top close reason</li>
 <li><a href="healthz">/healthz</a>, <a href="readyz">/readyz</a></li>
 </ul>
 <h2>Sources</h2><ul>${sources}</ul>

@@ -77,7 +77,7 @@ function pcapRecordStarts(buf: Buffer): number[] {
   return out;
 }
 
-const OPTIONS = ['--json', '--connections', '--ports', '--tls-keylog', '--top', '--max-flows', '--no-progress', '--help'];
+const OPTIONS = ['--json', '--connections', '--ports', '--tls-keylog', '--names', '--client-groups', '--top', '--max-flows', '--no-progress', '--help'];
 
 describe('usage', () => {
   it('--help exits 0 and lists every option', () => {
@@ -175,7 +175,7 @@ describe('--json on the real-server capture', () => {
   });
 
   it('has exactly the documented keys', () => {
-    expect(Object.keys(out).sort()).toEqual(['capture', 'file', 'requestsPerConnection', 'servers', 'stats', 'totals', 'warnings']);
+    expect(Object.keys(out).sort()).toEqual(['capture', 'clients', 'clientsGrouped', 'file', 'requestsPerConnection', 'servers', 'stats', 'totals', 'warnings']);
     expect(Object.keys(out.totals).sort()).toEqual(
       ['closeReasons', 'connections', 'handshakeTimeSavedSeconds', 'handshakesSaved', 'protocols', 'requests', 'reuseRatio', 'reusedRequests', 'tls'],
     );
@@ -187,8 +187,13 @@ describe('--json on the real-server capture', () => {
     for (const s of out.servers) {
       expect(Object.keys(s).sort()).toEqual([
         'advertisedMaxRequests', 'advertisedTimeoutSeconds', 'clientIdleTimeoutBelowSeconds', 'closeReasons', 'connections', 'handshakeTimeSavedSeconds', 'handshakesSaved',
-        'idleCloseVsAdvertisedSeconds', 'inferredMaxRequests', 'medianHandshakeRttSeconds', 'observedClientIdleSeconds', 'observedIdleTimeoutSamples',
+        'idleCloseVsAdvertisedSeconds', 'inferredMaxRequests', 'medianHandshakeRttSeconds', 'name', 'observedClientIdleSeconds', 'observedIdleTimeoutSamples',
         'observedIdleTimeoutSeconds', 'protocols', 'requests', 'reuseRatio', 'reusedRequests', 'server', 'tls',
+      ]);
+    }
+    for (const c of out.clients) {
+      expect(Object.keys(c).sort()).toEqual([
+        'client', 'closeReasons', 'connections', 'medianIdleBeforeOwnCloseSeconds', 'requests', 'reuseRatio', 'reusedRequests', 'topCloseReason', 'topCloseReasonConnections',
       ]);
     }
   });

@@ -62,6 +62,8 @@ describe('defaults', () => {
       tcpdump: 'tcpdump',
       captureBufferKiB: 131072,
       tlsKeylog: null,
+      names: null,
+      clientGroups: false,
       config: null,
     });
     expect(DEFAULT_LISTEN).toBe('0.0.0.0:10842');
@@ -101,6 +103,8 @@ describe('environment names', () => {
       [envName('web.config.file')]: 'web.yml',
       [envName('web.disable-exporter-metrics')]: 'true',
       [envName('tls-keylog')]: '/run/keys/sslkeylog.txt',
+      [envName('names')]: '/etc/keepalive-exporter/names.yaml',
+      [envName('client-groups')]: 'true',
     };
     expect(Object.keys(env).length + 1).toBe(OPTIONS.length); // all but --config, tested below
     expect(loadConfig([], env)).toEqual<DaemonConfig>({
@@ -116,7 +120,8 @@ describe('environment names', () => {
       webTelemetryPath: '/m',
       webConfigFile: 'web.yml',
       webDisableExporterMetrics: true,
-      maxServers: 7, maxFlows: 77, logLevel: 'debug', tcpdump: '/opt/tcpdump', captureBufferKiB: 1024, tlsKeylog: '/run/keys/sslkeylog.txt', config: null,
+      maxServers: 7, maxFlows: 77, logLevel: 'debug', tcpdump: '/opt/tcpdump', captureBufferKiB: 1024, tlsKeylog: '/run/keys/sslkeylog.txt',
+      names: '/etc/keepalive-exporter/names.yaml', clientGroups: true, config: null,
     });
   });
 });

@@ -8,8 +8,13 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Engine } from '../../src/conn/engine.js';
 import { Exporter } from '../../src/metrics/exporter.js';
+import { ClientTable, MAX_CLIENTS } from '../../src/conn/clients.js';
+
 // @ts-expect-error plain JavaScript shared with the benchmarks
 import { LINKTYPE_RAW, heldOutOfOrder, idleConnection, idleTlsConnection, synOnly } from '../../bench/flood-packets.mjs';
+
+/** Heap per client of the client table (ClientTable), measured: about 300 bytes. */
+const CLIENT_BYTES = 400;
 
 type Make = (i: number) => Buffer[];
 
@@ -83,7 +88,20 @@ describe('a flood past --max-flows', () => {
     // Evicted connections were reported (as still open when tracking ended) and let go.
     expect(exporter.openByConnection.size).toBe(maxFlows);
     expect(afterSyns - before).toBeLessThan(maxFlows * 500 + 2 * 2 ** 20);
-    expect(afterConns - before).toBeLessThan(maxFlows * 1900 + 2 * 2 ** 20);
+    // The exporter's client table is capped too (MAX_CLIENTS distinct client addresses, then "other"): each flood connection's client is new.
+    expect(exporter.clients.size).toBe(MAX_CLIENTS + 1);
+    expect(afterConns - before).toBeLessThan(maxFlows * 1900 + MAX_CLIENTS * CLIENT_BYTES + 2 * 2 ** 20);
+  });
+
+  it(`the client table at its cap: under ${CLIENT_BYTES} bytes a client`, () => {
+    const t = new ClientTable(null, false);
+    const base = { id: 0, server: '10.0.0.1:80', ipVersion: 4, openedAt: 0, closedAt: 1, handshakeRtt: null, requests: 3, requestsEstimated: null, reusedRequests: 2, responses: 3, handshakeTimeSaved: 0, advertisedTimeout: null, advertisedMax: null, closeReason: 'idle_timeout', closedBy: 'server', closedWith: 'fin', idleBeforeClose: 5, tunneled: false, midstream: false, protocol: 'http/1.1', h2: null, tls: null } as const;
+    const before = retained();
+    for (let i = 0; i < MAX_CLIENTS; i++) t.closed({ ...base, client: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}:40000` });
+    const after = retained();
+    expect(t.size).toBe(MAX_CLIENTS);
+    const perClient = (after - before) / MAX_CLIENTS;
+    expect(perClient).toBeLessThan(CLIENT_BYTES);
   });
 
   it('out-of-order data of every flow together stays within the shared budget', () => {
