@@ -144,6 +144,22 @@ const distribution: PanelSpec[] = [
 ];
 
 /**
+ * What would change if (issue 14): after a server's idle close its client came back `gap` seconds
+ * after the old connection's last byte (keepalive_reconnect_gap_seconds); a timeout of T saves
+ * the reconnects under T, as a share of all new connections.
+ */
+const whatIf: PanelSpec[] = [
+  {
+    type: 'timeseries', title: 'New connections a longer keep-alive timeout would have saved', unit: 'percentunit', w: 24, h: 8, min: 0, decimals: 1,
+    description: 'Share of new connections whose client had been using a connection the server closed idle, and came back within T of its last byte: a server keep-alive timeout of T would have kept that connection and saved the handshake. From keepalive_reconnect_gap_seconds{after="idle_timeout"} (its le bounds are the timeouts that can be asked about: 1, 2, 3, 5, 10, 15, 30, 60, 75, 120, 300, 600, 1800, 3600 s) over keepalive_connections_opened_total. analyze prints the same table per server.',
+    targets: [5, 15, 60, 300].map((t) => ({
+      expr: `sum(${rate('keepalive_reconnect_gap_seconds_bucket', `after="idle_timeout", le="${t}"`)}) / sum(${rate('keepalive_connections_opened_total')})`,
+      legendFormat: `timeout ${t} s`,
+    })),
+  },
+];
+
+/**
  * Which protocol the traffic speaks (issue 12): http/1.0, http/1.1, h2c; over TLS (issue 13) h2 or
  * http/1.x when decrypted, tls when not. Every other panel sums
  * over the protocol label; these split by it.
@@ -328,6 +344,7 @@ export const reuseDashboard: DashboardSpec = {
     { title: 'Reuse', panels: reuse },
     { title: 'Why connections close', panels: closes },
     { title: 'Requests per connection and idle time', panels: distribution },
+    { title: 'What would change if', panels: whatIf },
     { title: 'Keep-alive races', panels: races },
     { title: 'Protocols', panels: protocols },
     { title: 'TLS', panels: tls },

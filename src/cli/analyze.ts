@@ -3,7 +3,8 @@ import { parseArgs } from 'node:util';
 import { statSync } from 'node:fs';
 import { Engine } from '../conn/engine.js';
 import { readCapture, readNothing, CaptureOpenError, type CaptureSummary } from '../capture/file.js';
-import { AnalyzeReport, findWarnings } from '../report/summary.js';
+import { AnalyzeReport, findWarnings, summarizeConnection } from '../report/summary.js';
+import type { ConnectionRecord, EngineConsumer } from '../conn/records.js';
 import { renderText } from '../report/text.js';
 import { DEFAULT_LIMITS } from '../config/limits.js';
 import { capsForMemory, memoryLimit } from '../config/memory.js';
@@ -13,8 +14,11 @@ import { NameMap, NamesError } from '../config/names.js';
 import { UsageError, helpEntry, parsePorts, parsePositiveInt, unknownFlag, wrap } from './common.js';
 
 const ANALYZE_OPTIONS: Array<[string, string]> = [
-  ['--json', 'print one JSON object (the stable interface described in the README)'],
-  ['--connections', 'with --json: include every connection (client, server, times, requests, close reason, who closed, handshake RTT, idle before close)'],
+  ['--json', 'print one JSON object (the stable interface described in the README); the same as --format json'],
+  ['--format FORMAT', 'text (the default: the report for a person), json (--json), or ndjson: one JSON object per connection, written as each closes (the fields of --json --connections), nothing else'],
+  ['--connections', 'include every connection (client, server, times, requests, close reason, who closed, handshake RTT, idle before close): a table in the text report, connections[] with --json'],
+  ['--server ADDR', 'only connections to these servers: ip, ip:port or CIDR (10.3.0.0/16, [::1]:8080), comma-separated or repeated; the report, the tables and the connections cover only them'],
+  ['--client ADDR', 'only connections from these clients: ip, ip:port or CIDR, comma-separated or repeated; with --server, connections matching both'],
   ['--ports LIST', 'only analyse these server ports, comma-separated (default: any port where HTTP/1.x is seen; HTTP is recognised by content, not by port)'],
   ['--tls-keylog FILE', 'decrypt TLS connections whose secrets are in this NSS key log (what SSLKEYLOGFILE makes curl, Firefox, Chrome and Python write, and Node.js --tls-keylog): their requests and close reasons are then exact, not estimated from record turns; TLS 1.2 ECDHE and TLS 1.3 with AES-GCM or ChaCha20-Poly1305. The file holds secrets: keep it private (a warning says when others can read it)'],
   ['--names FILE', 'name servers and clients: one JSON or YAML object whose keys are "ip:port", "ip" or a CIDR and whose values are names, e.g. {"10.3.7.12:8080": "orders", "10.9.0.0/16": "batch"}; the most specific match wins (ip:port, ip, the longest prefix). Servers are shown by name; clients with --client-groups'],
@@ -40,6 +44,9 @@ export async function runAnalyze(args: string[]): Promise<number> {
       allowPositionals: true,
       options: {
         json: { type: 'boolean', default: false },
+        format: { type: 'string' },
+        server: { type: 'string', multiple: true },
+        client: { type: 'string', multiple: true },
         connections: { type: 'boolean', default: false },
         ports: { type: 'string' },
         'tls-keylog': { type: 'string' },
@@ -67,7 +74,11 @@ export async function runAnalyze(args: string[]): Promise<number> {
       ? 'analyze needs a capture file: keepalive-exporter analyze FILE (or - for stdin)'
       : `analyze takes one capture file, got ${parsed.positionals.length}: ${parsed.positionals.join(' ')}`);
   }
-  if (o.connections && !o.json) throw new UsageError('--connections only applies to --json output: add --json');
+  const format = o.format ?? (o.json ? 'json' : 'text');
+  if (format !== 'text' && format !== 'json' && format !== 'ndjson') throw new UsageError(`--format: "${format}" must be text, json or ndjson`);
+  if (o.json && format !== 'json') throw new UsageError(`--json is --format json: give one of them (got --format ${format})`);
+  const serverFilter = addressFilter(o.server, '--server');
+  const clientFilter = addressFilter(o.client, '--client');
   const file = parsed.positionals[0];
   const ports = o.ports !== undefined ? parsePorts(o.ports, '--ports') : null;
   const top = parsePositiveInt(o.top!, '--top');
@@ -100,8 +111,15 @@ export async function runAnalyze(args: string[]): Promise<number> {
   // The tables at their caps must fit the memory the process may use (a flood fills them).
   const caps = capsForMemory(memoryLimit().bytes, 1);
   const engine = new Engine({ ports, limits: { ...caps, ...(maxFlows ? { maxFlows } : {}) }, tlsKeys: keylog?.source ?? null });
-  const report = new AnalyzeReport(o.connections!, { names, clientGroups: o['client-groups'] });
-  engine.subscribe(report);
+  const report = new AnalyzeReport(o.connections! && format !== 'ndjson', { names, clientGroups: o['client-groups'] });
+  // --server/--client: the report sees only the matching connections (the engine still learns
+  // each server's limits and timeouts from all of them).
+  const keep = serverFilter || clientFilter
+    ? (c: ConnectionRecord): boolean => (!serverFilter || serverFilter.server(c.server) !== null) && (!clientFilter || clientFilter.server(c.client) !== null)
+    : null;
+  engine.subscribe(keep ? filtered(report, keep) : report);
+  const ndjson = format === 'ndjson' ? new NdjsonWriter() : null;
+  if (ndjson) engine.subscribe(keep ? filtered(ndjson, keep) : ndjson);
 
   const progress = !o['no-progress'] && process.stderr.isTTY ? new Progress(engine) : null;
   // Ctrl-C ends a read from a pipe that would never end by itself (tcpdump | analyze -): the
@@ -137,12 +155,22 @@ export async function runAnalyze(args: string[]): Promise<number> {
   }
   engine.finish();
   keylog?.store.clear();
+  if (ndjson) {
+    ndjson.flush();
+    process.off('SIGINT', onSigint);
+    if (capture.problem) {
+      process.stderr.write(`keepalive-exporter: ${file}: ${capture.problem.message}; results cover the packets before it\n`);
+      return 1;
+    }
+    if (interrupted) process.stderr.write(`keepalive-exporter: interrupted: the connections cover the ${capture.packets} packets read\n`);
+    return 0;
+  }
   const stats = engine.stats();
   const totals = report.totals();
   const servers = report.serverSummaries(engine.servers);
   const warnings = findWarnings(servers, totals, stats);
 
-  if (o.json) {
+  if (format === 'json') {
     const out: Record<string, unknown> = {
       file,
       capture: {
@@ -184,6 +212,7 @@ export async function runAnalyze(args: string[]): Promise<number> {
     process.stdout.write(renderText({
       file, capture, stats, totals, distribution: report.distribution, servers, warnings,
       clients: report.clients.summaries(), clientsGrouped: report.clients.grouped,
+      connections: o.connections ? report.connectionList() : undefined,
       savedFromMedian: report.savedFromMedian, savedUnknown: report.savedUnknown, maxServers: top, tunneled: report.tunneled, midstream: report.midstream,
     }));
   }
@@ -196,6 +225,51 @@ export async function runAnalyze(args: string[]): Promise<number> {
   // and the report printed is complete for what was read.
   if (interrupted) process.stderr.write(`keepalive-exporter: interrupted: the report covers the ${capture.packets} packets read\n`);
   return 0;
+}
+
+/** --server/--client: ip, ip:port or CIDR entries, the names file's key syntax (config/names.ts); null when not given. */
+function addressFilter(values: string[] | undefined, flag: string): NameMap | null {
+  if (!values || values.length === 0) return null;
+  const keys = values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
+  if (keys.length === 0) throw new UsageError(`${flag} needs an address: ip, ip:port or CIDR (e.g. 10.3.0.0/16 or 127.0.0.1:8080)`);
+  try {
+    return NameMap.parse(JSON.stringify(Object.fromEntries(keys.map((k) => [k, 'match']))), flag);
+  } catch (err) {
+    if (err instanceof NamesError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
+/** The consumer's events for the connections `keep` accepts (decided per event: the record's endpoints do not change). */
+function filtered(consumer: EngineConsumer, keep: (c: ConnectionRecord) => boolean): EngineConsumer {
+  return {
+    opened: (c) => { if (keep(c)) consumer.opened?.(c); },
+    request: (c, r) => { if (keep(c)) consumer.request?.(c, r); },
+    response: (c, r) => { if (keep(c)) consumer.response?.(c, r); },
+    closed: (c) => { if (keep(c)) consumer.closed?.(c); },
+  };
+}
+
+/**
+ * --format ndjson: one line per connection as it closes (in order of closing), written in
+ * batches of about 64 KiB (stdout to a pipe or file is synchronous on Linux: a slow reader
+ * slows the read, memory stays flat).
+ */
+class NdjsonWriter implements EngineConsumer {
+  private lines: string[] = [];
+  private bytes = 0;
+  closed(c: ConnectionRecord): void {
+    const line = JSON.stringify(summarizeConnection(c));
+    this.lines.push(line);
+    this.bytes += line.length + 1;
+    if (this.bytes >= 65536) this.flush();
+  }
+  flush(): void {
+    if (this.lines.length === 0) return;
+    process.stdout.write(`${this.lines.join('\n')}\n`);
+    this.lines = [];
+    this.bytes = 0;
+  }
 }
 
 /** See onSigint in runAnalyze. */

@@ -34,6 +34,7 @@ export const ANOMALIES = [
   'http_resync', // parser lost framing and skipped ahead to the next message
   'resync_failed',
   'inference_overflow',
+  'reconnect_pair_evicted', // the reconnect pairing table (limits.ts maxReconnectPairs) was full: its least recently used client/server pair dropped
   'http_response_lost', // a response fell in a capture gap: its request is closed without a status
   // resource caps against floods (limits.ts)
   'flow_chain_full', // a new flow's hash chain was at MAX_CHAIN (crafted addresses): not tracked

@@ -81,6 +81,8 @@ export interface EngineLimits {
   rttSamplesPerServer: number;
   /** Servers tracked for per-server state (median RTT, advertised settings, inference). */
   maxServers: number;
+  /** Client address / server pairs remembered to pair a server's close with the client's next connection (reconnects.ts): about 200 bytes each. */
+  maxReconnectPairs: number;
 }
 
 export const DEFAULT_LIMITS: EngineLimits = {
@@ -107,6 +109,7 @@ export const DEFAULT_LIMITS: EngineLimits = {
   maxPendingInferences: 10_000,
   rttSamplesPerServer: 63,
   maxServers: 10_000,
+  maxReconnectPairs: 50_000,
 };
 
 /** How often (capture seconds) the flow table is swept for expired flows. */

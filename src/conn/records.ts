@@ -4,6 +4,8 @@
  */
 
 export { CLOSE_REASONS, type CloseReason, type ConnectionOutcome, type H2Facts, type H2Goaway, type RequestRecord, type Side, type TlsFacts } from '../session/facts.js';
+export type { ReconnectFact, ReconnectAfter } from './reconnects.js';
+import type { ReconnectFact } from './reconnects.js';
 import { SESSION_PROTOCOLS, type ConnectionOutcome, type H2Facts, type RequestRecord, type SessionProtocol, type Side, type TlsFacts } from '../session/facts.js';
 
 export interface ConnectionRecord {
@@ -58,4 +60,6 @@ export interface EngineConsumer {
   response?(c: ConnectionRecord, r: RequestRecord): void;
   /** Exactly once per connection: with a close reason, or `open` when tracking ended first. */
   closed?(c: ConnectionRecord): void;
+  /** A client came back to a server that had ended its connection (reconnects.ts): after the close and the opening are both reported. */
+  reconnect?(f: ReconnectFact): void;
 }

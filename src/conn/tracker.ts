@@ -11,6 +11,7 @@ import type { StreamSink } from '../tcp/stream.js';
 import { Connection } from './connection.js';
 import type { ConnectionRecord, EngineConsumer, RequestRecord } from './records.js';
 import { ServerState } from './servers.js';
+import { ReconnectPairs } from './reconnects.js';
 import type { SecretSource } from '../session/session.js';
 
 export interface TrackerOptions {
@@ -46,12 +47,19 @@ export class ConnectionTracker implements FlowEvents {
   private nextId = 1;
   private pendingInferences: PendingInference[] = [];
   readonly limits: EngineLimits;
+  /** A server's close and the same client's next connection to it: the reconnect gaps (reconnects.ts). */
+  private readonly reconnects: ReconnectPairs;
 
   constructor(
     private readonly opts: TrackerOptions,
     readonly counters: TrackerCounters,
   ) {
     this.limits = opts.limits;
+    this.reconnects = new ReconnectPairs(
+      opts.limits.maxReconnectPairs,
+      (f) => { for (const k of this.consumers) k.reconnect?.(f); },
+      () => this.anomaly('reconnect_pair_evicted'),
+    );
   }
 
   subscribe(c: EngineConsumer): void {
@@ -117,6 +125,7 @@ export class ConnectionTracker implements FlowEvents {
     this.counters.connectionsOpened++;
     this.counters.openConnections++;
     for (const k of this.consumers) k.opened?.(c);
+    this.reconnects.opened(c);
   }
 
   emitRequest(c: ConnectionRecord, r: RequestRecord): void {
@@ -131,6 +140,7 @@ export class ConnectionTracker implements FlowEvents {
     this.counters.openConnections--;
     if (c.closeReason !== 'open') this.counters.connectionsClosed++;
     for (const k of this.consumers) k.closed?.(c);
+    this.reconnects.closed(c);
   }
 
   /**

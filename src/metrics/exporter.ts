@@ -17,7 +17,7 @@
  * the series of every server for nothing the close reasons by protocol do not already say).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { CLOSE_REASONS, CONNECTION_PROTOCOLS, type ConnectionRecord, type EngineConsumer, type RequestRecord } from '../conn/records.js';
+import { CLOSE_REASONS, CONNECTION_PROTOCOLS, type ConnectionRecord, type EngineConsumer, type ReconnectFact, type RequestRecord } from '../conn/records.js';
 import type { Engine } from '../conn/engine.js';
 import type { ServerState } from '../conn/servers.js';
 import type { NameMap } from '../config/names.js';
@@ -45,6 +45,11 @@ const DEFAULT_METRICS_DROPPED = ['nodejs_active_handles_total', 'nodejs_active_r
 export const OTHER_SERVER = 'other';
 
 /** Buckets that resolve the common keep-alive timeouts: nginx 75 s, Apache 5 s, Node 5 s, ALB 60 s... */
+/**
+ * Reconnect gaps (conn/reconnects.ts): the keep-alive timeouts worth asking about are bounds, so
+ * `_bucket{le="T"}` counts the new connections a timeout of T would have saved.
+ */
+export const RECONNECT_GAP_BUCKETS = [1, 2, 3, 5, 10, 15, 30, 60, 75, 120, 300, 600, 1800, 3600];
 export const IDLE_BUCKETS = [0.1, 0.25, 0.5, 1, 1.5, 2, 3, 4, 5, 6, 10, 15, 20, 30, 45, 60, 65, 75, 90, 120, 300, 600];
 const RTT_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 3];
 const REQUESTS_BUCKETS = [0, 1, 2, 3, 4, 5, 10, 20, 50, 100, 200, 500, 1000, 10000];
@@ -191,6 +196,7 @@ export class Exporter implements EngineConsumer {
   private readonly duration: Histogram;
   private readonly tlsHandshake: Histogram<'server' | 'kind'>;
   private readonly idle: Histogram<'server' | 'closed_by'>;
+  private readonly reconnectGap: Histogram<'server' | 'after'>;
   readonly advTimeout: Gauge<'server'>;
   readonly advMax: Gauge<'server'>;
   readonly inferredMax: Gauge<'server'>;
@@ -262,6 +268,7 @@ export class Exporter implements EngineConsumer {
     } });
     this.duration = new Histogram({ name: 'keepalive_connection_duration_seconds', help: 'From the connection opening to its first FIN or RST.', buckets: DURATION_BUCKETS, registers });
     this.tlsHandshake = new Histogram({ name: 'keepalive_tls_handshake_duration_seconds', help: 'TLS handshake duration of closed connections: the ClientHello to the client\'s first application data (TLS 1.3: its Finished), by kind (full or resumed).', labelNames: ['server', 'kind'], buckets: TLS_HANDSHAKE_BUCKETS, registers });
+    this.reconnectGap = new Histogram({ name: 'keepalive_reconnect_gap_seconds', help: 'After the server ended a connection (after="idle_timeout" or "max_requests"), the time from its last HTTP byte to the same client address opening a new connection to the server: a keep-alive timeout longer than the gap would have saved that handshake (rate of _bucket{le="T"} over the rate of new connections: the share a timeout of T would have saved).', labelNames: ['server', 'after'], buckets: RECONNECT_GAP_BUCKETS, registers });
     this.idle = new Histogram({ name: 'keepalive_idle_before_close_seconds', help: 'Idle time from the last HTTP byte to the first FIN or RST, by the side that closed.', labelNames: ['server', 'closed_by'], buckets: IDLE_BUCKETS, registers });
     // What the engines learned about each server, read at scrape time (the same knowledge analyze reports).
     const serverGauge = (name: string, help: string, pick: (s: ServerState) => number | null): Gauge<'server'> =>
@@ -452,6 +459,7 @@ export class Exporter implements EngineConsumer {
       opened: (c) => this.onOpened(c, source),
       request: (c, r) => this.onRequest(c, r, source),
       closed: (c) => this.onClosed(c, source),
+      reconnect: (f) => this.reconnect(f),
     };
   }
 
@@ -465,6 +473,10 @@ export class Exporter implements EngineConsumer {
 
   closed(c: ConnectionRecord): void {
     this.onClosed(c, '');
+  }
+
+  reconnect(f: ReconnectFact): void {
+    this.reconnectGap.observe({ server: this.label(f.server), after: f.after }, f.gapSeconds);
   }
 
   private onOpened(c: ConnectionRecord, source: string): void {

@@ -1,8 +1,10 @@
 /** The `analyze` report for a person at a terminal. */
-import { IDLE_CLOSE_TOLERANCE_SECONDS, REQUESTS_PER_CONNECTION_BUCKETS, serverDisplay, type ClientSummary, type ServerSummary, type Totals, type Warning } from './summary.js';
+import { IDLE_CLOSE_TOLERANCE_SECONDS, RECONNECT_AT_ONCE_SECONDS, REQUESTS_PER_CONNECTION_BUCKETS, serverDisplay, type ClientSummary, type ServerSummary, type Totals, type Warning } from './summary.js';
 import type { EngineStats } from '../conn/engine.js';
 import type { CaptureSummary } from '../capture/file.js';
 import { CLOSE_REASONS, type CloseReason } from '../conn/records.js';
+import { count as num, duration, percent } from './format.js';
+import type { ConnectionSummary } from './summary.js';
 
 export interface TextReportInput {
   file: string;
@@ -20,6 +22,8 @@ export interface TextReportInput {
   /** Busiest first; by address, or by group (--client-groups). */
   clients?: ClientSummary[];
   clientsGrouped?: boolean;
+  /** --connections: every connection, in order of opening. */
+  connections?: ConnectionSummary[];
 }
 
 const REASON_HELP: Record<CloseReason | 'open', string> = {
@@ -50,14 +54,14 @@ export function renderText(r: TextReportInput): string {
   const tls = t.tls;
   const estimated = tls && tls.requestsEstimated > 0 ? `  (${num(tls.requestsEstimated)} estimated from TLS record turns: --tls-keylog FILE makes them exact)` : '';
   out.push(row('  requests', `${num(t.requests)}${estimated}`));
-  out.push(row('  reused requests', `${num(t.reusedRequests)}  (reuse ratio ${(t.reuseRatio * 100).toFixed(1)}%)`));
+  out.push(row('  reused requests', `${num(t.reusedRequests)}  (reuse ratio ${percent(t.requests > 0 ? t.reusedRequests / t.requests : 0)})`));
   out.push(row('  handshakes saved', num(t.handshakesSaved)));
   const notes: string[] = [];
   if (r.savedFromMedian) notes.push(`${num(r.savedFromMedian)} requests used their server's median RTT`);
   if (r.savedUnknown) notes.push(`${num(r.savedUnknown)} requests not counted: no handshake of their server was captured`);
   out.push(row('  time saved (est.)', `${fmtSeconds(t.handshakeTimeSavedSeconds)}${notes.length ? `  (${notes.join('; ')})` : ''}`));
   const nonHttp = s.nonHttp.tls + s.nonHttp.http2 + s.nonHttp.other;
-  if (nonHttp > 0) out.push(row('  not HTTP/1 flows', `${num(nonHttp)}  (tls ${s.nonHttp.tls}, http2 ${s.nonHttp.http2}, other ${s.nonHttp.other})`));
+  if (nonHttp > 0) out.push(row('  not HTTP/1 flows', `${num(nonHttp)}  (tls ${num(s.nonHttp.tls)}, http2 ${num(s.nonHttp.http2)}, other ${num(s.nonHttp.other)})`));
   // Shown when there is a choice to see: more than one protocol, or any HTTP/2.
   const protocols = Object.entries(t.protocols);
   const showProtocols = protocols.length > 1 || (t.protocols.h2c ?? 0) > 0 || tls !== null;
@@ -66,7 +70,7 @@ export function renderText(r: TextReportInput): string {
     const hs = tls.fullHandshakes + tls.resumedHandshakes;
     const times = [tls.medianFullHandshakeSeconds !== null ? `full ${fmtSeconds(tls.medianFullHandshakeSeconds)}` : '', tls.medianResumedHandshakeSeconds !== null ? `resumed ${fmtSeconds(tls.medianResumedHandshakeSeconds)}` : ''].filter(Boolean).join(', ');
     out.push(row('  TLS', `${num(tls.connections)} connections, ${num(tls.decrypted)} decrypted; handshakes ${num(tls.fullHandshakes)} full, ${num(tls.resumedHandshakes)} resumed` +
-      (hs > 0 ? ` (resumption ${(tls.resumptionRatio * 100).toFixed(1)}%)` : '') + (times ? `; median ${times}` : '') + (tls.helloRetryRequests > 0 ? `; ${num(tls.helloRetryRequests)} HelloRetryRequest` : '')));
+      (hs > 0 ? ` (resumption ${percent(tls.resumedHandshakes / hs)})` : '') + (times ? `; median ${times}` : '') + (tls.helloRetryRequests > 0 ? `; ${num(tls.helloRetryRequests)} HelloRetryRequest` : '')));
     if (tls.requestsUnknown > 0) out.push(row('  requests unknown', `${num(tls.requestsUnknown)} TLS connections speak HTTP/2 (their streams cannot be counted without keys: --tls-keylog FILE)`));
   }
   if (r.tunneled > 0) out.push(row('  tunneled', `${num(r.tunneled)}  (101 Switching Protocols or CONNECT: not parsed further)`));
@@ -78,7 +82,7 @@ export function renderText(r: TextReportInput): string {
   for (const k of reasons) {
     const n = t.closeReasons[k];
     const share = t.connections ? n / t.connections : 0;
-    out.push(`  ${k.padEnd(15)}${num(n).padStart(9)}  ${(share * 100).toFixed(1).padStart(5)}%  ${bar(share)}  ${REASON_HELP[k]}`);
+    out.push(`  ${k.padEnd(15)}${num(n).padStart(9)}  ${percent(share).padStart(6)}  ${bar(share)}  ${REASON_HELP[k]}`);
   }
   out.push('');
   out.push('Requests per connection');
@@ -87,11 +91,13 @@ export function renderText(r: TextReportInput): string {
     const n = r.distribution[i];
     if (n === 0) return;
     const share = closedTotal ? n / closedTotal : 0;
-    out.push(`  ${label.padEnd(15)}${num(n).padStart(9)}  ${(share * 100).toFixed(1).padStart(5)}%  ${bar(share)}`);
+    out.push(`  ${label.padEnd(15)}${num(n).padStart(9)}  ${percent(share).padStart(6)}  ${bar(share)}`);
   });
   out.push('');
   const top = r.servers.slice(0, r.maxServers);
-  out.push(`Busiest servers${r.servers.length > top.length ? ` (top ${top.length} of ${r.servers.length})` : ''}`);
+  out.push(`Busiest servers${r.servers.length > top.length ? ` (top ${num(top.length)} of ${num(r.servers.length)})` : ''}`);
+  if (top.length === 0) out.push('  (no HTTP server seen)');
+  else {
   // The advertised timeout and the observed idle close side by side: where they differ by more
   // than the tolerance the observed one is marked, and a warning below says which way.
   // The servers' protocols as a column only with HTTP/2 about: an HTTP/1.0 and 1.1 mix is the Totals line's.
@@ -107,21 +113,49 @@ export function renderText(r: TextReportInput): string {
       ...(protocolColumn ? [Object.keys(v.protocols).join(' ') || '-'] : []),
       num(v.connections),
       num(v.requests),
-      `${(v.reuseRatio * 100).toFixed(0)}%`,
-      v.advertisedTimeoutSeconds === null ? '-' : `${v.advertisedTimeoutSeconds} s`,
+      v.requests > 0 ? percent(v.reusedRequests / v.requests) : '-',
+      v.advertisedTimeoutSeconds === null ? '-' : duration(v.advertisedTimeoutSeconds),
       v.observedIdleTimeoutSeconds === null ? '-' : `${fmtSeconds(v.observedIdleTimeoutSeconds)}${mark ? ' !' : ''}`,
-      v.advertisedMaxRequests === null ? '-' : String(v.advertisedMaxRequests),
-      v.inferredMaxRequests === null ? '-' : String(v.inferredMaxRequests),
+      v.advertisedMaxRequests === null ? '-' : num(v.advertisedMaxRequests),
+      v.inferredMaxRequests === null ? '-' : num(v.inferredMaxRequests),
       v.observedClientIdleSeconds === null ? '-' : fmtSeconds(v.observedClientIdleSeconds),
-      topReason ? `${topReason[0]} (${topReason[1]})` : '-',
+      topReason ? `${topReason[0]} (${num(topReason[1])})` : '-',
     ];
   });
   out.push(...table(header, rows).map((l) => `  ${l}`));
   out.push('  ka = advertised in Keep-Alive headers; inferred max = requests served before the server ended');
   out.push('  persistence, connection after connection; seen timeout = median idle before the server\'s');
   out.push('  idle closes; client idle = median idle before clients closed idle connections themselves');
-  if (marked) out.push(`  ! = the server's idle close differs from its ka timeout by more than ${IDLE_CLOSE_TOLERANCE_SECONDS} s (see Warnings)`);
+  if (marked) out.push(`  ! = the server's idle close differs from its ka timeout by more than ${duration(IDLE_CLOSE_TOLERANCE_SECONDS)} (see Warnings)`);
+  }
   out.push('');
+  const whatIfs = top.filter((v) => v.whatIf.timeout || v.whatIf.maxRequests || v.whatIf.races);
+  if (whatIfs.length > 0) {
+    out.push('What would change if');
+    for (const v of whatIfs) {
+      out.push(`  ${serverDisplay(v)}`);
+      const w = v.whatIf;
+      if (w.timeout) {
+        const t = w.timeout;
+        const now = t.currentSeconds !== null ? ` (${duration(t.currentSeconds)} today)` : '';
+        // Up to the first timeout that saves every reconnect: the longer ones would say the same.
+        const all = t.options.findIndex((o) => o.savedConnections === t.reconnectsAfterIdleClose);
+        const shown = all >= 0 ? t.options.slice(0, all + 1) : t.options;
+        const opts = shown.map((o) => `${duration(o.timeoutSeconds)}: ${num(o.savedConnections)} (${percent(o.savedShare)})`).join(', ');
+        out.push(`    keep-alive timeout${now}: clients came back ${num(t.reconnectsAfterIdleClose)} time(s) after an idle close.${opts ? ` A longer timeout would have saved, of ${num(t.newConnections)} new connections: ${opts}` : ''}`);
+      }
+      if (w.maxRequests) {
+        const m = w.maxRequests;
+        out.push(`    max requests${m.limit !== null ? ` (${num(m.limit)})` : ''}: ${num(m.closes)} connection(s) ended at the limit, ${num(m.reconnectsAtOnce)} of their clients reconnected within ${duration(RECONNECT_AT_ONCE_SECONDS)}` +
+          (m.reconnectsAtOnce > 0 ? `; ${m.tenTimesLimit !== null ? num(m.tenTimesLimit) : 'ten times the limit'} would have saved about ${num(m.savedConnections)} of those handshakes` : ''));
+      }
+      if (w.races) {
+        const below = w.races.clientIdleTimeoutBelowSeconds;
+        out.push(`    races: ${num(w.races.requests)} request(s) crossed an idle close${below !== null ? `; a client pool idle timeout below ${duration(below)} avoids them` : ''}`);
+      }
+    }
+    out.push('');
+  }
   const clients = r.clients ?? [];
   if (clients.length > 0) {
     const shown = clients.slice(0, r.maxServers);
@@ -130,13 +164,19 @@ export function renderText(r: TextReportInput): string {
       c.client,
       num(c.connections),
       num(c.requests),
-      c.requests > 0 ? `${(c.reuseRatio * 100).toFixed(1)}%` : '-',
+      c.requests > 0 ? percent(c.reusedRequests / c.requests) : '-',
       c.topCloseReason ? `${c.topCloseReason} (${num(c.topCloseReasonConnections)})` : '-',
       c.medianIdleBeforeOwnCloseSeconds === null ? '-' : fmtSeconds(c.medianIdleBeforeOwnCloseSeconds),
     ]);
     out.push(...table([r.clientsGrouped ? 'group' : 'client', 'conns', 'reqs', 'reuse', 'top close reason', 'idle before own close'], rows).map((l) => `  ${l}`));
     out.push('  idle before own close = median idle before the closes the client made itself');
     out.push('  (client_close, client_idle): with client_idle, its pool\'s idle timeout');
+    out.push('');
+  }
+  if (r.connections) {
+    out.push(`Connections (${num(r.connections.length)}, in order of opening)`);
+    if (r.connections.length === 0) out.push('  (none)');
+    else out.push(...connectionTable(r.connections).map((l) => `  ${l}`));
     out.push('');
   }
   if (r.warnings.length > 0) {
@@ -163,30 +203,43 @@ function row(label: string, value: string): string {
   return `${label.padEnd(24)}${value}`;
 }
 
-function num(n: number): string {
-  return n.toLocaleString('en-US');
-}
-
 function bar(share: number): string {
   const w = Math.round(share * 20);
   return '#'.repeat(w).padEnd(20, '.');
 }
 
-export function fmtSeconds(x: number): string {
-  if (x === 0) return '0 s';
-  if (x < 1e-3) return `${(x * 1e6).toFixed(0)} µs`;
-  if (x < 1) return `${(x * 1e3).toFixed(1)} ms`;
-  if (x < 120) return `${x.toFixed(2)} s`;
-  return `${(x / 60).toFixed(1)} min`;
-}
+/** The one duration format of the report (format.ts). */
+export const fmtSeconds = duration;
 
 function iso(ts: number): string {
   const d = new Date(ts * 1000);
   return Number.isNaN(d.getTime()) ? String(ts) : `${d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}`;
 }
 
-function table(header: string[], rows: string[][]): string[] {
+/** Columns padded to their widest cell: numbers right-aligned, the `left` columns (default: the first and the last) left-aligned. */
+function table(header: string[], rows: string[][], left: ReadonlySet<number> = new Set([0, header.length - 1])): string[] {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const fmt = (cells: string[]) => cells.map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  const fmt = (cells: string[]) => cells.map((c, i) => (left.has(i) ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
   return [fmt(header), ...rows.map(fmt)];
+}
+
+/** One row per connection: what --connections adds to the text report. */
+export function connectionTable(conns: ConnectionSummary[]): string[] {
+  const t0 = conns.length > 0 ? conns[0].openedAt : 0;
+  const rows = conns.map((c) => [
+    c.client,
+    c.server,
+    c.protocol,
+    `+${duration(c.openedAt - t0)}`,
+    c.closedAt === null ? '-' : duration(c.closedAt - c.openedAt),
+    `${num(c.requests)}${c.requestsEstimated !== null ? '~' : ''}`,
+    num(c.reusedRequests),
+    c.handshakeRttSeconds === null ? '-' : duration(c.handshakeRttSeconds),
+    c.idleBeforeCloseSeconds === null ? '-' : duration(c.idleBeforeCloseSeconds),
+    c.closedBy ?? '-',
+    c.closeReason,
+  ]);
+  const lines = table(['client', 'server', 'protocol', 'opened', 'lasted', 'reqs', 'reused', 'rtt', 'idle at close', 'closed by', 'close reason'], rows, new Set([0, 1, 2, 9, 10]));
+  if (conns.some((c) => c.requestsEstimated !== null)) lines.push('~ = estimated from TLS record turns (--tls-keylog FILE makes it exact)');
+  return lines;
 }

@@ -10,6 +10,7 @@ import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync } fro
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { buildCli } from '../helpers/cli.js';
+import { percent } from '../../src/report/format.js';
 import { LINKTYPE, frame, pcapFile, pcapngFile, tcpSegment, udpDatagram } from '../helpers/packets.js';
 
 const ROOT = join(import.meta.dirname, '../..');
@@ -77,7 +78,7 @@ function pcapRecordStarts(buf: Buffer): number[] {
   return out;
 }
 
-const OPTIONS = ['--json', '--connections', '--ports', '--tls-keylog', '--names', '--client-groups', '--top', '--max-flows', '--no-progress', '--help'];
+const OPTIONS = ['--json', '--format', '--connections', '--server', '--client', '--ports', '--tls-keylog', '--names', '--client-groups', '--top', '--max-flows', '--no-progress', '--help'];
 
 describe('usage', () => {
   it('--help exits 0 and lists every option', () => {
@@ -114,8 +115,8 @@ describe('usage', () => {
     expectOneLineError(cli(['analyze', FIXTURE, FIXTURE]), 'one capture file');
   });
 
-  it('--connections without --json is a usage error', () => {
-    expectOneLineError(cli(['analyze', FIXTURE, '--connections']), '--connections', '--json');
+  it('--format that is not text, json or ndjson is a usage error naming --format', () => {
+    expectOneLineError(cli(['analyze', FIXTURE, '--format', 'csv']), '--format');
   });
 
   it('--ports that are not ports are usage errors naming --ports', () => {
@@ -188,7 +189,7 @@ describe('--json on the real-server capture', () => {
       expect(Object.keys(s).sort()).toEqual([
         'advertisedMaxRequests', 'advertisedTimeoutSeconds', 'clientIdleTimeoutBelowSeconds', 'closeReasons', 'connections', 'handshakeTimeSavedSeconds', 'handshakesSaved',
         'idleCloseVsAdvertisedSeconds', 'inferredMaxRequests', 'medianHandshakeRttSeconds', 'name', 'observedClientIdleSeconds', 'observedIdleTimeoutSamples',
-        'observedIdleTimeoutSeconds', 'protocols', 'requests', 'reuseRatio', 'reusedRequests', 'server', 'tls',
+        'observedIdleTimeoutSeconds', 'protocols', 'requests', 'reuseRatio', 'reusedRequests', 'server', 'tls', 'whatIf',
       ]);
     }
     for (const c of out.clients) {
@@ -289,17 +290,17 @@ describe('--json on the real-server capture', () => {
     const num = (n: number) => n.toLocaleString('en-US');
     expect(t).toMatch(new RegExp(`^ +connections +${num(out.totals.connections)}$`, 'm'));
     expect(t).toMatch(new RegExp(`^ +requests +${num(out.totals.requests)}$`, 'm'));
-    expect(t).toMatch(new RegExp(`^ +reused requests +${num(out.totals.reusedRequests)} +\\(reuse ratio ${(out.totals.reuseRatio * 100).toFixed(1)}%\\)`, 'm'));
+    expect(t).toMatch(new RegExp(`^ +reused requests +${num(out.totals.reusedRequests)} +\\(reuse ratio ${percent(out.totals.reusedRequests / out.totals.requests)}\\)`, 'm'));
     expect(t).toMatch(new RegExp(`^ +handshakes saved +${num(out.totals.handshakesSaved)}$`, 'm'));
     for (const [reason, n] of Object.entries(out.totals.closeReasons)) {
-      expect(t, reason).toMatch(new RegExp(`^ +${reason} +${num(n as number)} +${(((n as number) / out.totals.connections) * 100).toFixed(1)}%`, 'm'));
+      expect(t, reason).toMatch(new RegExp(`^ +${reason} +${num(n as number)} +${percent((n as number) / out.totals.connections)}`, 'm'));
     }
     for (const [bucket, n] of Object.entries(out.requestsPerConnection)) {
       if (n) expect(t, bucket).toMatch(new RegExp(`^ +${bucket.replace('+', '\\+')} +${num(n as number)} `, 'm'));
     }
     for (const s of out.servers) {
       const esc = s.server.replace(/[[\]().]/g, '\\$&');
-      expect(t, s.server).toMatch(new RegExp(`^ +${esc} +${num(s.connections)} +${num(s.requests)} +${(s.reuseRatio * 100).toFixed(0)}%`, 'm'));
+      expect(t, s.server).toMatch(new RegExp(`^ +${esc} +${num(s.connections)} +${num(s.requests)} +${percent(s.reusedRequests / s.requests)}`, 'm'));
     }
   });
 

@@ -9,12 +9,16 @@ import { runInNewContext } from 'node:vm';
 import { Engine } from '../../src/conn/engine.js';
 import { Exporter } from '../../src/metrics/exporter.js';
 import { ClientTable, MAX_CLIENTS } from '../../src/conn/clients.js';
+import { ReconnectPairs } from '../../src/conn/reconnects.js';
+import { DEFAULT_LIMITS } from '../../src/config/limits.js';
 
 // @ts-expect-error plain JavaScript shared with the benchmarks
 import { LINKTYPE_RAW, heldOutOfOrder, idleConnection, idleTlsConnection, synOnly } from '../../bench/flood-packets.mjs';
 
 /** Heap per client of the client table (ClientTable), measured: about 300 bytes. */
 const CLIENT_BYTES = 400;
+/** Heap per client/server pair of the reconnect table (reconnects.ts) holding one opening. */
+const PAIR_BYTES = 200;
 
 type Make = (i: number) => Buffer[];
 
@@ -53,9 +57,10 @@ describe('heap per tracked flow (the daemon\'s engine with its exporter)', () =>
   });
 
   // A connection and its protocol session are two objects since the session seam (issue 12):
-  // 1,702 bytes before it, 1,790 after (bench/flow-memory.mjs, 100,000 flows).
-  it('an idle keep-alive connection (handshake, one exchange, no close) keeps under 1,900 bytes', () => {
-    expect(bytesPerFlow(idleConnection, 20_000)).toBeLessThan(1900);
+  // 1,702 bytes before it, 1,790 after (bench/flow-memory.mjs, 100,000 flows). Each of these
+  // flows is a new client, so each also holds a reconnect pair (issue 14, under PAIR_BYTES).
+  it(`an idle keep-alive connection (handshake, one exchange, no close) keeps under ${1900 + PAIR_BYTES} bytes`, () => {
+    expect(bytesPerFlow(idleConnection, 20_000)).toBeLessThan(1900 + PAIR_BYTES);
   });
 
   // The TLS session, its two record streams and the hellos' facts: 3,531 bytes measured
@@ -90,7 +95,19 @@ describe('a flood past --max-flows', () => {
     expect(afterSyns - before).toBeLessThan(maxFlows * 500 + 2 * 2 ** 20);
     // The exporter's client table is capped too (MAX_CLIENTS distinct client addresses, then "other"): each flood connection's client is new.
     expect(exporter.clients.size).toBe(MAX_CLIENTS + 1);
-    expect(afterConns - before).toBeLessThan(maxFlows * 1900 + MAX_CLIENTS * CLIENT_BYTES + 2 * 2 ** 20);
+    // And the reconnect pairs (DEFAULT_LIMITS.maxReconnectPairs at most), one per new client too.
+    expect(afterConns - before).toBeLessThan(maxFlows * 1900 + MAX_CLIENTS * CLIENT_BYTES + DEFAULT_LIMITS.maxReconnectPairs * PAIR_BYTES + 2 * 2 ** 20);
+  });
+
+  it(`the reconnect table: under ${PAIR_BYTES} bytes a client/server pair`, () => {
+    const p = new ReconnectPairs(DEFAULT_LIMITS.maxReconnectPairs, () => {});
+    const base = { id: 0, server: '10.0.0.1:80', ipVersion: 4, openedAt: 5, closedAt: null, handshakeRtt: null, requests: 0, requestsEstimated: null, reusedRequests: 0, responses: 0, handshakeTimeSaved: 0, advertisedTimeout: null, advertisedMax: null, closeReason: 'open', closedBy: null, closedWith: null, idleBeforeClose: null, tunneled: false, midstream: false, protocol: 'http/1.1', h2: null, tls: null } as const;
+    const n = DEFAULT_LIMITS.maxReconnectPairs;
+    const before = retained();
+    for (let i = 0; i < n; i++) p.opened({ ...base, client: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}:40000` });
+    const after = retained();
+    expect(p.size).toBe(n);
+    expect((after - before) / n).toBeLessThan(PAIR_BYTES);
   });
 
   it(`the client table at its cap: under ${CLIENT_BYTES} bytes a client`, () => {

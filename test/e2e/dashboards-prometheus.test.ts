@@ -30,6 +30,8 @@ const MAIN = join(ROOT, 'dist/cli/main.js');
 const FIXTURE = join(ROOT, 'test/fixtures/real/real-servers.pcap');
 const H2C_FIXTURE = join(ROOT, 'test/fixtures/h2c/h2c-servers.pcap');
 const TLS_FIXTURE = join(ROOT, 'test/fixtures/tls/tls-servers.pcap');
+/** Clients coming back after nginx's idle closes (test/fixtures/whatif): the what-if panel's reconnect gaps. */
+const WHATIF_FIXTURE = join(ROOT, 'test/fixtures/whatif/whatif.pcap');
 const RULES = join(ROOT, 'dashboards/prometheus/keepalive-rules.yml');
 const DASHBOARDS = ['keepalive-reuse.json', 'keepalive-exporter-health.json'];
 // The job name the alerting rules expect (deploy/ scrapes under it too).
@@ -111,9 +113,9 @@ describe.runIf(canRun || process.env.CI)('dashboards and rules on a real Prometh
     started = Date.now() / 1000;
     daemon = start('daemon', process.execPath, [
       MAIN,
-      '--pcap', FIXTURE, '--pcap', H2C_FIXTURE, '--pcap', TLS_FIXTURE, '--replay', 'realtime',
+      '--pcap', FIXTURE, '--pcap', H2C_FIXTURE, '--pcap', TLS_FIXTURE, '--pcap', WHATIF_FIXTURE, '--replay', 'realtime',
       // Live on lo as well: the capture's own metrics (drops, restarts) and the proxied traffic.
-      '--interface', 'lo', '--ports', `18080,18081,18100,18101,18102,18103,18110,18111,18112,${upstreamPort}`,
+      '--interface', 'lo', '--ports', `18080,18081,18100,18101,18102,18103,18110,18111,18112,18120,${upstreamPort}`,
       '--proxy', `${HOST}:${proxyPort}=${HOST}:${upstreamPort}`,
       '--web.listen-address', `${HOST}:${daemonPort}`,
     ], join(dir, 'logs/daemon.out'));
@@ -135,10 +137,10 @@ describe.runIf(canRun || process.env.CI)('dashboards and rules on a real Prometh
       await sleep(100);
     }
     agent.destroy();
-    // The file has ended (6 s of traffic) once its source reads 0; a few more scrapes and rule runs.
-    await waitFor('the capture file to finish', 20_000, async () => {
+    // The files have ended (the what-if one is the longest: 18 s of traffic) once their sources read 0; a few more scrapes and rule runs.
+    await waitFor('the capture files to finish', 30_000, async () => {
       const r = await query(promPort, `keepalive_source_up{kind="file"}`);
-      return r.length === 3 && r.every((x) => x.value === 0) ? true : null;
+      return r.length === 4 && r.every((x) => x.value === 0) ? true : null;
     }, 500);
     await sleep(4000);
     ended = Date.now() / 1000;

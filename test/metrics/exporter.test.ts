@@ -428,7 +428,7 @@ describe('labels never carry request content or client addresses', () => {
       expect(text).not.toContain('SECRET');
     }
     // The only labels of the project's metrics, all bounded.
-    const allowed = new Set(['server', 'reused', 'reason', 'closed_by', 'le', 'source', 'kind', 'where', 'protocol', 'format']);
+    const allowed = new Set(['server', 'reused', 'reason', 'closed_by', 'le', 'source', 'kind', 'where', 'protocol', 'format', 'after']);
     for (const x of s.filter((y) => y.name.startsWith('keepalive_') && y.name !== 'keepalive_exporter_build_info')) {
       for (const k of Object.keys(x.labels)) expect(allowed.has(k), `${x.name}{${k}}`).toBe(true);
     }

@@ -124,7 +124,7 @@ setTimeout(() => process.exit(0), 60000);
     expect(s.clientIdleTimeoutBelowSeconds).toBe(s.observedIdleTimeoutSeconds);
     expect(codes(nginxPort)).toEqual(['clients_outlive_server_timeout', 'idle_close_earlier_than_advertised']);
     const idle = warnings.find((w) => w.server === s.server && w.code === 'clients_outlive_server_timeout')!;
-    expect(idle.message).toContain('though it announces 5 s');
+    expect(idle.message).toContain('though it announces 5.0 s');
   });
 
   it('Node.js keepAliveTimeout 2000: closes later than it announces', () => {

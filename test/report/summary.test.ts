@@ -92,20 +92,20 @@ describe('observed idle close against the advertised timeout', () => {
     });
     const w = r.warnings.find((x) => x.code === 'idle_close_later_than_advertised');
     expect(w?.server).toBe(SERVER);
-    expect(w?.message).toContain(`${SERVER} advertises timeout=2 s but closed idle connections after 3.0 s (median of 4)`);
+    expect(w?.message).toContain(`${SERVER} advertises timeout=2 but closed idle connections after 3.0 s (median of 4)`);
     expect(r.warnings.some((x) => x.code === 'idle_close_earlier_than_advertised')).toBe(false);
     expect(r.text).toContain(`! ${w!.message}`);
     // The table puts the two side by side and marks the one that differs.
     const table = r.text.slice(r.text.indexOf('Busiest servers'));
     expect(table).toMatch(/ka timeout +seen timeout/);
-    expect(table).toMatch(new RegExp(`${SERVER.replace(/\./g, '\\.')} .* 2 s +3\\.00 s !`));
+    expect(table).toMatch(new RegExp(`${SERVER.replace(/\./g, '\\.')} .* 2\\.0 s +3\\.0 s !`));
   });
 
   it('advertised 5 s, observed 2 s: the server closes earlier than it announces, and the advice quotes 2 s', () => {
     const r = run(5, times(4, ['idle_timeout', 2] as [ConnectionOutcome, number]).concat([['race', 2]]));
     expect(r.server).toMatchObject({ idleCloseVsAdvertisedSeconds: -3, clientIdleTimeoutBelowSeconds: 2, observedIdleTimeoutSamples: 4 });
     const w = r.warnings.find((x) => x.code === 'idle_close_earlier_than_advertised');
-    expect(w?.message).toContain(`${SERVER} advertises timeout=5 s but closed idle connections after 2.0 s (median of 4)`);
+    expect(w?.message).toContain(`${SERVER} advertises timeout=5 but closed idle connections after 2.0 s (median of 4)`);
     expect(w?.message).toContain('earlier than it announces');
     expect(r.warnings.some((x) => x.code === 'idle_close_later_than_advertised')).toBe(false);
     // The race advice: below min(advertised, observed), never the advertised 5 s alone.
@@ -153,7 +153,7 @@ describe('observed idle close against the advertised timeout', () => {
   it('advertised but no idle close seen: the advertised timeout is what the data supports', () => {
     const r = run(2, [['race', 0.5], ['client_idle', 1.5]]);
     expect(r.server).toMatchObject({ observedIdleTimeoutSeconds: null, observedIdleTimeoutSamples: 0, idleCloseVsAdvertisedSeconds: null, clientIdleTimeoutBelowSeconds: 2 });
-    expect(r.warnings.find((x) => x.code === 'keepalive_race')?.message).toContain('below 2 s');
+    expect(r.warnings.find((x) => x.code === 'keepalive_race')?.message).toContain('below 2.0 s');
   });
 });
 
