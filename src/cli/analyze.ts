@@ -1,21 +1,23 @@
 /** `keepalive-exporter analyze FILE`: a one-shot report on a capture file. */
 import { parseArgs } from 'node:util';
-import { statSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import { Engine } from '../conn/engine.js';
 import { readCapture, readNothing, CaptureOpenError, type CaptureSummary } from '../capture/file.js';
 import { AnalyzeReport, findWarnings, summarizeConnection } from '../report/summary.js';
 import type { ConnectionRecord, EngineConsumer } from '../conn/records.js';
+import { HtmlCollector, renderHtml } from '../report/html.js';
 import { renderText } from '../report/text.js';
 import { DEFAULT_LIMITS } from '../config/limits.js';
 import { capsForMemory, memoryLimit } from '../config/memory.js';
 import { permissionWarning, readKeylogFile } from '../tls/keylog-file.js';
 import type { KeylogStats } from '../tls/keylog.js';
 import { NameMap, NamesError } from '../config/names.js';
-import { UsageError, helpEntry, parsePorts, parsePositiveInt, unknownFlag, wrap } from './common.js';
+import { UsageError, VERSION, helpEntry, parsePorts, parsePositiveInt, unknownFlag, wrap } from './common.js';
 
 const ANALYZE_OPTIONS: Array<[string, string]> = [
   ['--json', 'print one JSON object (the stable interface described in the README); the same as --format json'],
   ['--format FORMAT', 'text (the default: the report for a person), json (--json), or ndjson: one JSON object per connection, written as each closes (the fields of --json --connections), nothing else'],
+  ['--html FILE', 'also write the report as one self-contained web page (no network needed to open it): totals, close reasons over capture time, requests per connection, what would change if, the server and client tables, a timeline of the busiest connections'],
   ['--connections', 'include every connection (client, server, times, requests, close reason, who closed, handshake RTT, idle before close): a table in the text report, connections[] with --json'],
   ['--server ADDR', 'only connections to these servers: ip, ip:port or CIDR (10.3.0.0/16, [::1]:8080), comma-separated or repeated; the report, the tables and the connections cover only them'],
   ['--client ADDR', 'only connections from these clients: ip, ip:port or CIDR, comma-separated or repeated; with --server, connections matching both'],
@@ -45,6 +47,7 @@ export async function runAnalyze(args: string[]): Promise<number> {
       options: {
         json: { type: 'boolean', default: false },
         format: { type: 'string' },
+        html: { type: 'string' },
         server: { type: 'string', multiple: true },
         client: { type: 'string', multiple: true },
         connections: { type: 'boolean', default: false },
@@ -118,6 +121,8 @@ export async function runAnalyze(args: string[]): Promise<number> {
     ? (c: ConnectionRecord): boolean => (!serverFilter || serverFilter.server(c.server) !== null) && (!clientFilter || clientFilter.server(c.client) !== null)
     : null;
   engine.subscribe(keep ? filtered(report, keep) : report);
+  const html = o.html !== undefined ? new HtmlCollector() : null;
+  if (html) engine.subscribe(keep ? filtered(html, keep) : html);
   const ndjson = format === 'ndjson' ? new NdjsonWriter() : null;
   if (ndjson) engine.subscribe(keep ? filtered(ndjson, keep) : ndjson);
 
@@ -158,17 +163,24 @@ export async function runAnalyze(args: string[]): Promise<number> {
   if (ndjson) {
     ndjson.flush();
     process.off('SIGINT', onSigint);
-    if (capture.problem) {
-      process.stderr.write(`keepalive-exporter: ${file}: ${capture.problem.message}; results cover the packets before it\n`);
-      return 1;
-    }
-    if (interrupted) process.stderr.write(`keepalive-exporter: interrupted: the connections cover the ${capture.packets} packets read\n`);
-    return 0;
+    return exitStatus(file, capture, interrupted, 'the connections');
   }
   const stats = engine.stats();
   const totals = report.totals();
   const servers = report.serverSummaries(engine.servers);
   const warnings = findWarnings(servers, totals, stats);
+  if (html) {
+    const page = renderHtml({
+      file, packets: capture.packets, firstPacketTime: stats.firstPacketTime, lastPacketTime: stats.lastPacketTime, totals,
+      distribution: report.distribution, servers, clients: report.clients.summaries(), clientsGrouped: report.clients.grouped, warnings, collector: html, version: VERSION,
+    });
+    try {
+      writeFileSync(o.html!, page);
+    } catch (err) {
+      process.off('SIGINT', onSigint);
+      throw new UsageError(`--html: cannot write ${o.html}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
 
   if (format === 'json') {
     const out: Record<string, unknown> = {
@@ -217,13 +229,20 @@ export async function runAnalyze(args: string[]): Promise<number> {
     }));
   }
   process.off('SIGINT', onSigint);
+  return exitStatus(file, capture, interrupted, 'the report');
+}
+
+/**
+ * 1 for a damaged capture (what was read is reported), else 0: also on Ctrl-C, as tshark and
+ * tcpdump do (stopping a pipe is the normal end of this use, and what was printed is complete
+ * for what was read). One line on stderr says which.
+ */
+function exitStatus(file: string, capture: CaptureSummary, interrupted: boolean, what: string): number {
   if (capture.problem) {
     process.stderr.write(`keepalive-exporter: ${file}: ${capture.problem.message}; results cover the packets before it\n`);
     return 1;
   }
-  // Exit 0, as tshark and tcpdump do on Ctrl-C: stopping a pipe is the normal end of this use,
-  // and the report printed is complete for what was read.
-  if (interrupted) process.stderr.write(`keepalive-exporter: interrupted: the report covers the ${capture.packets} packets read\n`);
+  if (interrupted) process.stderr.write(`keepalive-exporter: interrupted: ${what} cover${what === 'the report' ? 's' : ''} the ${capture.packets} packets read\n`);
   return 0;
 }
 

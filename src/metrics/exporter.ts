@@ -159,6 +159,26 @@ export interface ExporterOptions {
   namesStatus?: () => { entries: number; lastReloadOk: boolean; reloads: { success: number; failure: number } } | null;
 }
 
+/** What the landing page shows (Exporter.liveSummary). */
+export interface LiveSummary {
+  requests: number;
+  reused: number;
+  requestsPerSecond: number | null;
+  open: number;
+  closed: Record<string, number>;
+  servers: Array<{ server: string; requests: number; reused: number; advertisedTimeoutSeconds: number | null; observedIdleTimeoutSeconds: number | null }>;
+  kernelDrops: number;
+  interfaceDrops: number;
+  gaps: number;
+}
+
+function medianOf(xs: number[] | undefined): number | null {
+  if (!xs || xs.length === 0) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
 /** One render shared by the scrapes that arrive while it runs, and its gzip, made once when asked. */
 interface SharedRender {
   body: Promise<Buffer>;
@@ -543,7 +563,77 @@ export class Exporter implements EngineConsumer {
     }
     if (c.closedAt !== null) this.duration.observe(Math.max(0, c.closedAt - c.openedAt));
     if (c.idleBeforeClose !== null) this.idle.observe({ server: t.server, closed_by: by }, c.idleBeforeClose);
+    if (c.closeReason === 'idle_timeout' && c.idleBeforeClose !== null) {
+      let ring = this.idleCloses.get(t.server);
+      if (!ring) this.idleCloses.set(t.server, (ring = []));
+      if (ring.length >= 64) ring.shift();
+      ring.push(c.idleBeforeClose);
+    }
   }
+
+  /**
+   * The numbers of the landing page, summed over sources from the same tallies the metrics are
+   * written from: requests (and reused), connections closed by reason, open connections, per
+   * server label its requests, the advertised and the observed idle timeout, and what the
+   * capture lost. `requestsPerSecond` is over the last two calls at least a second apart (the
+   * page's refreshes; `now` is the caller's clock, seconds): null until two such calls.
+   */
+  liveSummary(now: number): LiveSummary {
+    let requests = 0;
+    let reused = 0;
+    let open = 0;
+    const closed = new Map<string, number>();
+    const perServer = new Map<string, { requests: number; reused: number }>();
+    for (const t of this.tallyList) {
+      let tr = 0;
+      let tu = 0;
+      for (let p = 0; p < PROTOCOLS; p++) {
+        tr += t.requestsFresh[p] + t.requestsReused[p];
+        tu += t.requestsReused[p];
+        open += t.open[p];
+        for (let k = 0; k < CLOSE_REASONS.length; k++) {
+          let n = 0;
+          for (let b = 0; b < CLOSED_BY.length; b++) n += t.closed[p * CLOSED_PER_PROTOCOL + k * CLOSED_BY.length + b];
+          if (n > 0) closed.set(CLOSE_REASONS[k], (closed.get(CLOSE_REASONS[k]) ?? 0) + n);
+        }
+      }
+      requests += tr;
+      reused += tu;
+      const ps = perServer.get(t.server) ?? { requests: 0, reused: 0 };
+      ps.requests += tr;
+      ps.reused += tu;
+      perServer.set(t.server, ps);
+    }
+    const advertised = new Map<string, number>();
+    let kernelDrops = 0;
+    let interfaceDrops = 0;
+    let gaps = 0;
+    for (const src of this.opts.sources()) {
+      kernelDrops += src.kernelDrops;
+      interfaceDrops += src.interfaceDrops;
+      gaps += src.engine.stats().gaps;
+      for (const [server, st] of src.engine.servers) if (st.advertisedTimeout !== null) advertised.set(this.label(server), st.advertisedTimeout);
+    }
+    const r = this.rateSample;
+    let rps: number | null = null;
+    if (r && now - r.at >= 1) {
+      rps = (requests - r.requests) / (now - r.at);
+      this.lastRate = rps;
+      this.rateSample = { at: now, requests };
+    } else if (!r) this.rateSample = { at: now, requests };
+    else rps = this.lastRate;
+    const servers = [...perServer].map(([server, v]) => ({
+      server, requests: v.requests, reused: v.reused,
+      advertisedTimeoutSeconds: advertised.get(server) ?? null,
+      observedIdleTimeoutSeconds: medianOf(this.idleCloses.get(server)),
+    })).sort((a, b) => b.requests - a.requests);
+    return { requests, reused, requestsPerSecond: rps, open, closed: Object.fromEntries(closed), servers, kernelDrops, interfaceDrops, gaps };
+  }
+
+  private rateSample: { at: number; requests: number } | null = null;
+  private lastRate: number | null = null;
+  /** Per server label, the idle times of its latest idle closes (64): its observed idle timeout on the landing page. */
+  private readonly idleCloses = new Map<string, number[]>();
 
   /** Open connections, busiest first, at most `limit`. */
   openConnections(limit: number): Array<Record<string, unknown>> {

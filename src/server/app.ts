@@ -10,7 +10,8 @@
  */
 import { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import type { Exporter, SourceStatus } from '../metrics/exporter.js';
+import type { Exporter, LiveSummary, SourceStatus } from '../metrics/exporter.js';
+import { count, duration, percent } from '../report/format.js';
 import { CONTENT_TYPES, negotiate } from '../metrics/exposition.js';
 import { basicAuth, httpsOptions, watchCertificates, type WebConfig } from './web-config.js';
 
@@ -145,24 +146,10 @@ export function buildApp(opts: AppOptions): FastifyInstance {
   });
 
   app.get('/', quiet, async (_req, reply) => {
-    const sources = opts.sources().map((s) => `<li>${escapeHtml(s.name)} (${s.kind}): ${s.up ? 'running' : s.done ? 'done' : 'down'}</li>`).join('');
-    // The only HTML: nothing to load, nothing to frame, no referrer to leak (the page is static).
+    // The only HTML: nothing to load, nothing to frame, no referrer to leak, no script (it refreshes itself).
     reply.header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'")
       .header('x-content-type-options', 'nosniff').header('x-frame-options', 'DENY').header('referrer-policy', 'no-referrer');
-    return reply.type('text/html; charset=utf-8').send(`<!doctype html>
-<html><head><title>keepalive-exporter</title></head>
-<body>
-<h1>keepalive-exporter ${escapeHtml(opts.version)}</h1>
-<p>HTTP keep-alive reuse, and why connections close.</p>
-<ul>
-<li><a href="${escapeHtml(telemetryPath.slice(1))}">${escapeHtml(telemetryPath)}</a>: Prometheus metrics</li>
-<li><a href="api/connections">/api/connections</a>: open connections, busiest first</li>
-<li><a href="api/clients">/api/clients</a>: clients (or client groups), busiest first: reuse, top close reason</li>
-<li><a href="healthz">/healthz</a>, <a href="readyz">/readyz</a></li>
-</ul>
-<h2>Sources</h2><ul>${sources}</ul>
-</body></html>
-`);
+    return reply.type('text/html; charset=utf-8').send(landingPage(exporter.liveSummary(Date.now() / 1000), opts.sources(), opts.version, telemetryPath));
   });
 
   return app;
@@ -211,4 +198,58 @@ export function acceptsGzip(header: string | string[] | undefined): boolean {
 
 function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** Seconds between the landing page's refreshes. */
+export const LANDING_REFRESH_SECONDS = 5;
+
+/**
+ * The landing page: live numbers (reuse ratio, requests per second, close reasons, the busiest
+ * servers with their advertised and observed idle timeouts, what the capture lost) and the links.
+ * Plain HTML that refreshes itself every LANDING_REFRESH_SECONDS (no script: the CSP allows none).
+ */
+export function landingPage(live: LiveSummary, sourceList: SourceStatus[], version: string, telemetryPath: string): string {
+  const sources = sourceList.map((s) => `<li>${escapeHtml(s.name)} (${s.kind}): ${s.up ? 'running' : s.done ? 'done' : 'down'}</li>`).join('');
+  const reasons = Object.entries(live.closed).sort((a, b) => b[1] - a[1]);
+  const closedTotal = reasons.reduce((a, [, n]) => a + n, 0);
+  const servers = live.servers.slice(0, 10).map((v) => `<tr><td class="l">${escapeHtml(v.server)}</td><td>${count(v.requests)}</td><td>${v.requests > 0 ? percent(v.reused / v.requests) : '-'}</td>` +
+    `<td>${v.advertisedTimeoutSeconds === null ? '-' : escapeHtml(duration(v.advertisedTimeoutSeconds))}</td><td>${v.observedIdleTimeoutSeconds === null ? '-' : escapeHtml(duration(v.observedIdleTimeoutSeconds))}</td></tr>`).join('');
+  const card = (label: string, value: string, id: string): string => `<div class="card"><div class="label">${label}</div><div class="value" id="${id}">${escapeHtml(value)}</div></div>`;
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="${LANDING_REFRESH_SECONDS}">
+<title>keepalive-exporter</title>
+<style>
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }
+h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 16px; margin: 24px 0 8px; }
+.cards { display: flex; gap: 12px; flex-wrap: wrap; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 10px 14px; min-width: 140px; }
+.card .label { color: #666; font-size: 12px; } .card .value { font-size: 22px; font-weight: 600; }
+table { border-collapse: collapse; } th, td { padding: 3px 10px; border-bottom: 1px solid #eee; text-align: right; }
+th { color: #555; } td.l, th.l { text-align: left; } .sub { color: #666; }
+</style></head>
+<body>
+<h1>keepalive-exporter ${escapeHtml(version)}</h1>
+<p class="sub">HTTP keep-alive reuse, and why connections close: live numbers, refreshed every ${LANDING_REFRESH_SECONDS} s.</p>
+<div class="cards">
+${card('reuse ratio', live.requests > 0 ? percent(live.reused / live.requests) : '-', 'reuse')}
+${card('requests/s', live.requestsPerSecond === null ? '-' : live.requestsPerSecond.toLocaleString('en-US', { maximumFractionDigits: 1 }), 'rps')}
+${card('requests', count(live.requests), 'requests')}
+${card('open connections', count(live.open), 'open')}
+${card('dropped packets', count(live.kernelDrops + live.interfaceDrops), 'drops')}
+${card('capture gaps', count(live.gaps), 'gaps')}
+</div>
+<h2>Close reasons</h2>
+${reasons.length === 0 ? '<p>No connection closed yet.</p>' : `<table id="reasons"><tr><th class="l">reason</th><th>connections</th><th>share</th></tr>${reasons.map(([k, n]) => `<tr><td class="l">${escapeHtml(k)}</td><td>${count(n)}</td><td>${percent(n / closedTotal)}</td></tr>`).join('')}</table>`}
+<h2>Busiest servers</h2>
+${servers === '' ? '<p>No HTTP server seen yet.</p>' : `<table id="servers"><tr><th class="l">server</th><th>requests</th><th>reuse</th><th>ka timeout</th><th>seen timeout</th></tr>${servers}</table>`}
+<h2>Endpoints</h2>
+<ul>
+<li><a href="${escapeHtml(telemetryPath.slice(1))}">${escapeHtml(telemetryPath)}</a>: Prometheus metrics</li>
+<li><a href="api/connections">/api/connections</a>: open connections, busiest first</li>
+<li><a href="api/clients">/api/clients</a>: clients (or client groups), busiest first: reuse, top close reason</li>
+<li><a href="healthz">/healthz</a>, <a href="readyz">/readyz</a></li>
+</ul>
+<h2>Sources</h2><ul>${sources}</ul>
+</body></html>
+`;
 }

@@ -78,7 +78,7 @@ function pcapRecordStarts(buf: Buffer): number[] {
   return out;
 }
 
-const OPTIONS = ['--json', '--format', '--connections', '--server', '--client', '--ports', '--tls-keylog', '--names', '--client-groups', '--top', '--max-flows', '--no-progress', '--help'];
+const OPTIONS = ['--json', '--format', '--html', '--connections', '--server', '--client', '--ports', '--tls-keylog', '--names', '--client-groups', '--top', '--max-flows', '--no-progress', '--help'];
 
 describe('usage', () => {
   it('--help exits 0 and lists every option', () => {

@@ -12,14 +12,14 @@
  * suite regenerates the capture with live nginx and checks it the same way.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OPTIONS, envName } from '../../src/config/daemon.js';
 import { buildCli } from '../helpers/cli.js';
 import { parseProm, samples } from '../helpers/prom.js';
-import { waitFor } from '../helpers/procs.js';
+import { replayDaemon } from '../helpers/daemon.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const FIXTURES = join(ROOT, 'test/fixtures/whatif');
@@ -111,13 +111,9 @@ describe('what would change if: nginx and clients with known gaps (committed cap
   });
 
   it('the daemon\'s keepalive_reconnect_gap_seconds counts the same gaps under the same bounds', async () => {
-    const child = spawn(process.execPath, [MAIN, '--pcap', join(FIXTURES, 'whatif.pcap'), '--web.listen-address', '127.0.0.1:0'], { cwd: ROOT, env: ENV, stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr!.on('data', (d: Buffer) => { err += d.toString('utf8'); });
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    const d = await replayDaemon(MAIN, ['--pcap', join(FIXTURES, 'whatif.pcap')], { cwd: ROOT, env: ENV });
+    const base = d.base;
     try {
-      const base = await waitFor(`the daemon to listen (${err})`, 10_000, () => /listening on (http:\/\/[^\s"/]+)/.exec(err)?.[1] ?? null);
-      await waitFor(`the capture to be read (${err})`, 15_000, () => err.includes('its metrics stay served') || null);
       const s = parseProm(await (await fetch(`${base}/metrics`)).text());
       const bucket = (after: string, le: string): number => samples(s, 'keepalive_reconnect_gap_seconds_bucket', { server: manifest.server, after, le })[0]?.value ?? NaN;
       const idle = manifest.clients.find((c) => c.scenario === 'idle_returns')!.gapsSeconds!;
@@ -127,8 +123,7 @@ describe('what would change if: nginx and clients with known gaps (committed cap
       const opened = samples(s, 'keepalive_connections_opened_total', { server: manifest.server }).reduce((a, x) => a + x.value, 0);
       expect(bucket('idle_timeout', '5') / opened).toBeCloseTo(3 / 8, 6);
     } finally {
-      child.kill('SIGTERM');
-      expect(await exited, err).toBe(0);
+      expect(await d.stop(), d.stderr()).toBe(0);
     }
   }, 40_000);
 });
