@@ -141,7 +141,7 @@ class ClientAcc {
 
 /** A ratio to 4 places, rounded down: 999 of 1,000 stays below 1 (0.999), never reads as all. */
 function floorRatio(x: number): number {
-  return Math.floor(x * 1e4) / 1e4;
+  return Math.floor(x * 1e4 + 1e-9) / 1e4;
 }
 
 

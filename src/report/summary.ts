@@ -208,7 +208,7 @@ class Acc {
       connections: this.connections,
       requests: this.requests,
       reusedRequests: this.reusedRequests,
-      reuseRatio: this.requests > 0 ? round(this.reusedRequests / this.requests, 4) : 0,
+      reuseRatio: this.requests > 0 ? floorRatio(this.reusedRequests / this.requests) : 0,
       handshakesSaved: this.reusedRequests,
       handshakeTimeSavedSeconds: round(this.timeSaved, 6),
       closeReasons,
@@ -217,7 +217,7 @@ class Acc {
         connections: this.tlsConnections,
         fullHandshakes: this.tlsFull,
         resumedHandshakes: this.tlsResumed,
-        resumptionRatio: this.tlsFull + this.tlsResumed > 0 ? round(this.tlsResumed / (this.tlsFull + this.tlsResumed), 4) : 0,
+        resumptionRatio: this.tlsFull + this.tlsResumed > 0 ? floorRatio(this.tlsResumed / (this.tlsFull + this.tlsResumed)) : 0,
         medianFullHandshakeSeconds: median(this.tlsFullSeconds, 6),
         medianResumedHandshakeSeconds: median(this.tlsResumedSeconds, 6),
         helloRetryRequests: this.tlsHrr,
@@ -537,6 +537,11 @@ function fmtShort(x: number): string {
 /** A share in a warning: whole percent, never rounded up to 100% (format.ts). */
 function pct(x: number): string {
   return percent(x, 0);
+}
+
+/** A ratio to 4 places, rounded down: 9,999 of 10,000 is 0.9999 and 99,999 of 100,000 too, never 1 (only all is 1). */
+function floorRatio(x: number): number {
+  return Math.floor(x * 1e4 + 1e-9) / 1e4;
 }
 
 function round(x: number, digits: number): number {

@@ -91,7 +91,9 @@ export function renderText(r: TextReportInput): string {
     const n = r.distribution[i];
     if (n === 0) return;
     const share = closedTotal ? n / closedTotal : 0;
-    out.push(`  ${label.padEnd(15)}${num(n).padStart(9)}  ${percent(share).padStart(6)}  ${bar(share)}`);
+    // The bucket names of --json ("1000+"), with the report's thousands separators.
+    const shown = label.replace(/\d{4,}/g, (d) => num(Number(d)));
+    out.push(`  ${shown.padEnd(15)}${num(n).padStart(9)}  ${percent(share).padStart(6)}  ${bar(share)}`);
   });
   out.push('');
   const top = r.servers.slice(0, r.maxServers);

@@ -34,6 +34,7 @@ interface Conn { client: string; server: string; openedAt: number; closedAt: num
 interface WhatIf {
   timeout: { currentSeconds: number | null; newConnections: number; reconnectsAfterIdleClose: number; options: Array<{ timeoutSeconds: number; savedConnections: number; savedShare: number }> } | null;
   maxRequests: { limit: number | null; closes: number; reconnectsAtOnce: number; tenTimesLimit: number | null; savedConnections: number } | null;
+  races: { requests: number; clientIdleTimeoutBelowSeconds: number | null } | null;
 }
 
 let dir = '';
@@ -126,6 +127,27 @@ describe('what would change if: nginx and clients with known gaps (committed cap
       expect(await d.stop(), d.stderr()).toBe(0);
     }
   }, 40_000);
+});
+
+describe('what would change if on the real-server capture (test/fixtures/real: Apache and nginx, every close reason)', () => {
+  interface Entry { server: string; expectedReason: string }
+  const manifest: Entry[] = JSON.parse(readFileSync(join(ROOT, 'test/fixtures/real/manifest.json'), 'utf8'));
+
+  it('no timeout estimate (no connection opened after an idle close: the scenarios all start together), the limit closes and races of the manifest', () => {
+    const j = analyzeJson(join(ROOT, 'test/fixtures/real/real-servers.pcap'));
+    // The test's own check that nobody came back: every connection opened before the first idle close ended.
+    const firstIdleFin = Math.min(...j.connections.filter((c) => c.closeReason === 'idle_timeout').map((c) => c.closedAt!));
+    expect(j.connections.every((c) => c.openedAt < firstIdleFin)).toBe(true);
+    for (const s of j.servers) {
+      const mine = manifest.filter((e) => e.server === s.server);
+      const n = (reason: string): number => mine.filter((e) => e.expectedReason === reason).length;
+      expect(s.whatIf.timeout, s.server).toBeNull();
+      expect(s.whatIf.maxRequests?.closes ?? 0, s.server).toBe(n('max_requests'));
+      // A client reconnecting at once after a limit close would be a connection opened after it: none here.
+      expect(s.whatIf.maxRequests?.reconnectsAtOnce ?? 0, s.server).toBe(0);
+      expect(s.whatIf.races?.requests ?? 0, s.server).toBe(n('race'));
+    }
+  });
 });
 
 const haveTools = ['nginx', 'tcpdump'].every((t) => spawnSync('sh', ['-c', `command -v ${t} || test -x /usr/sbin/${t}`]).status === 0);
