@@ -30,6 +30,8 @@ export interface ClientSummary {
 
 /** Distinct clients the report keeps apart; later ones are counted together as `other` (analyze --json says how many). */
 export const MAX_CLIENTS = 10_000;
+/** Client groups kept apart (the client_group label values): a names file of more names puts the rest in `other`. */
+export const MAX_CLIENT_GROUPS = 1000;
 /** Idle samples per client for its median: the latest 256 (10,000 clients: 20 MB at most). */
 export const MAX_CLIENT_IDLE_SAMPLES = 256;
 
@@ -68,7 +70,7 @@ export class ClientTable implements EngineConsumer {
     const key = this.keyOf(c.client);
     let a = this.byKey.get(key);
     if (!a) {
-      if (this.byKey.size >= this.cap && !this.grouped) {
+      if (this.byKey.size >= (this.grouped ? MAX_CLIENT_GROUPS : this.cap)) {
         this.overflowConnections++;
         a = this.byKey.get(OTHER);
         if (!a) this.byKey.set(OTHER, (a = new ClientAcc()));
