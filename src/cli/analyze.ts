@@ -160,11 +160,6 @@ export async function runAnalyze(args: string[]): Promise<number> {
   }
   engine.finish();
   keylog?.store.clear();
-  if (ndjson) {
-    ndjson.flush();
-    process.off('SIGINT', onSigint);
-    return exitStatus(file, capture, interrupted, 'the connections');
-  }
   const stats = engine.stats();
   const totals = report.totals();
   const servers = report.serverSummaries(engine.servers);
@@ -180,6 +175,12 @@ export async function runAnalyze(args: string[]): Promise<number> {
       process.off('SIGINT', onSigint);
       throw new UsageError(`--html: cannot write ${o.html}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
+  }
+  // ndjson wrote the connections as they closed: nothing else goes to stdout (the page, if asked for, is written above).
+  if (ndjson) {
+    ndjson.flush();
+    process.off('SIGINT', onSigint);
+    return exitStatus(file, capture, interrupted, 'the connections');
   }
 
   if (format === 'json') {

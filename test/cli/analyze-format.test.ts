@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { OPTIONS, envName } from '../../src/config/daemon.js';
 import { buildCli } from '../helpers/cli.js';
@@ -75,6 +75,14 @@ describe('analyze output formats', () => {
     expect(lines).toHaveLength(all.connections.length);
     const objs = lines.map((l) => JSON.parse(l) as Conn).sort(order);
     expect(objs).toEqual([...all.connections].sort(order));
+  });
+
+  it('--format ndjson with --html: the connections on stdout and the page written too', () => {
+    const html = join(dir, 'ndjson.html');
+    const r = analyze(['--format', 'ndjson', '--html', html]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out.trimEnd().split('\n')).toHaveLength(all.connections.length);
+    expect(readFileSync(html, 'utf8')).toContain(`<div class="value" id="connections">${all.connections.length}</div>`);
   });
 
   it('--server ip:port keeps that server only, in the totals, the tables and the connections', () => {
