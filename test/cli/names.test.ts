@@ -8,7 +8,7 @@
  * /api/clients, and reads the file again on SIGHUP (a bad file keeps the names in use).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import { OPTIONS, envName } from '../../src/config/daemon.js';
 import { parseProm, samples, total, type Sample } from '../helpers/prom.js';
 import { buildCli } from '../helpers/cli.js';
 import { waitFor } from '../helpers/procs.js';
+import { replayDaemon } from '../helpers/daemon.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const PCAP = join(ROOT, 'test/fixtures/real/real-servers.pcap');
@@ -134,15 +135,9 @@ describe('analyze --names', () => {
 describe('the daemon with --names and --client-groups', () => {
   it('labels servers by name, counts client groups, lists them in /api/clients, and reads the file again on SIGHUP', async () => {
     const names = file('daemon-names.yaml', YAML_NAMES);
-    const child = spawn(process.execPath, [MAIN, '--pcap', PCAP, '--names', names, '--client-groups', 'true', '--web.listen-address', '127.0.0.1:0'], { cwd: ROOT, env: ENV, stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr!.on('data', (d: Buffer) => { err += d.toString('utf8'); });
-    const killer = setTimeout(() => child.kill('SIGKILL'), 40_000);
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => { clearTimeout(killer); resolve(code); }));
-    const messages = (): string[] => err.split('\n').filter((l) => l.startsWith('{')).map((l) => (JSON.parse(l) as { msg: string }).msg);
+    const d = await replayDaemon(MAIN, ['--pcap', PCAP, '--names', names, '--client-groups', 'true'], { cwd: ROOT, env: ENV });
+    const { base, child, messages } = d;
     try {
-      const base = await waitFor(`the daemon to listen (${err})`, 10_000, () => /listening on (http:\/\/[^\s"/]+)/.exec(err)?.[1] ?? null);
-      await waitFor(`the capture to be read (${err})`, 15_000, () => messages().some((m) => m.includes('its metrics stay served')) || null);
       const scrape = async (): Promise<Sample[]> => parseProm(await (await fetch(`${base}/metrics`)).text());
       let s = await scrape();
       const serverLabels = new Set(samples(s, 'keepalive_requests_total').map((x) => x.labels.server));
@@ -181,8 +176,7 @@ describe('the daemon with --names and --client-groups', () => {
       expect(total(s, 'keepalive_names_reloads_total', { result: 'failure' })).toBe(1);
       expect(samples(s, 'keepalive_advertised_timeout_seconds').map((x) => x.labels.server)).toContain('nginx-v4');
     } finally {
-      child.kill('SIGTERM');
-      expect(await exited, err).toBe(0);
+      expect(await d.stop(), d.stderr()).toBe(0);
     }
   }, 60_000);
 
