@@ -2,8 +2,9 @@
  * Per-client figures, from the engine's facts: what each client (its address) or client group
  * (the names file's name of its address, `--client-groups`) does with its connections. Read by
  * analyze's client table and the daemon's /api/clients and keepalive_client_group_* metrics.
- * Bounded: at most `MAX_CLIENTS` keys (later clients count as `other`), and a few hundred idle
- * samples per key.
+ * Bounded: at most `MAX_CLIENTS` addresses (at the cap the tenth with the fewest connections is
+ * merged into `other`, so the busiest keep their rows) or `MAX_CLIENT_GROUPS` groups (later groups
+ * count as `other`), and a few hundred idle samples per key.
  */
 import { CLOSE_REASONS, type ConnectionOutcome, type ConnectionRecord, type EngineConsumer } from './records.js';
 import { OTHER, type NameMap } from '../config/names.js';
@@ -42,7 +43,7 @@ export const MAX_CLIENT_IDLE_SAMPLES = 256;
  */
 export class ClientTable implements EngineConsumer {
   private readonly byKey = new Map<string, ClientAcc>();
-  /** Connections whose client was past the cap, counted under `other`. */
+  /** Connections counted under `other` because of the cap (merged quiet addresses, groups past the cap). */
   overflowConnections = 0;
   private readonly names: () => NameMap | null;
 
@@ -70,11 +71,15 @@ export class ClientTable implements EngineConsumer {
     const key = this.keyOf(c.client);
     let a = this.byKey.get(key);
     if (!a) {
-      if (this.byKey.size >= (this.grouped ? MAX_CLIENT_GROUPS : this.cap)) {
+      if (this.grouped && this.byKey.size >= MAX_CLIENT_GROUPS) {
+        // Groups are label values (counters must not go down): past the cap a new group is other.
         this.overflowConnections++;
         a = this.byKey.get(OTHER);
         if (!a) this.byKey.set(OTHER, (a = new ClientAcc()));
-      } else this.byKey.set(key, (a = new ClientAcc()));
+      } else {
+        if (!this.grouped && this.byKey.size >= this.cap) this.mergeQuietest();
+        this.byKey.set(key, (a = new ClientAcc()));
+      }
     }
     a.connections++;
     a.requests += c.requests;
@@ -84,6 +89,26 @@ export class ClientTable implements EngineConsumer {
       const idle = (a.ownIdle ??= []);
       if (idle.length < this.idleSamples) idle.push(c.idleBeforeClose);
       else idle[a.idleNext++ % this.idleSamples] = c.idleBeforeClose;
+    }
+  }
+
+  /**
+   * Addresses at the cap: the tenth with the fewest connections is merged into `other`, so a busy
+   * client that comes late still gets its own row (the first 10,000 addresses of a busy frontend
+   * are mostly one-connection clients). Amortised: one sort per cap/10 new addresses.
+   */
+  private mergeQuietest(): void {
+    const entries = [...this.byKey].filter(([k]) => k !== OTHER);
+    entries.sort((x, y) => x[1].connections - y[1].connections || x[1].requests - y[1].requests);
+    let other = this.byKey.get(OTHER);
+    if (!other) this.byKey.set(OTHER, (other = new ClientAcc()));
+    for (const [k, q] of entries.slice(0, Math.max(1, Math.floor(this.cap / 10)))) {
+      other.connections += q.connections;
+      other.requests += q.requests;
+      other.reusedRequests += q.reusedRequests;
+      for (let i = 0; i < q.reasons.length; i++) other.reasons[i] += q.reasons[i];
+      this.overflowConnections += q.connections;
+      this.byKey.delete(k);
     }
   }
 
