@@ -15,6 +15,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { endpointHost } from '../decode/packet.js';
 
 /** The yaml package, loaded only for a YAML file: importing it cost every start of the CLI 40 ms (measured with farm-bench). */
 function parseYaml(text: string, opts: { uniqueKeys: boolean; maxAliasCount: number }): unknown {
@@ -221,12 +222,9 @@ function parseEndpoint(s: string): string | null {
   return ip.v6 ? `[${ip.text}]:${port}` : `${ip.text}:${port}`;
 }
 
-/** The address part of "ip:port" / "[v6]:port" (canonical, as the engine spells it), or null. */
+/** The address of "ip:port" / "[v6]:port" without brackets (as the engine spells it), or null when it is no endpoint. */
 function splitEndpoint(endpoint: string): string | null {
-  if (endpoint.startsWith('[')) {
-    const close = endpoint.indexOf(']');
-    return close > 0 ? endpoint.slice(1, close) : null;
-  }
-  const colon = endpoint.lastIndexOf(':');
-  return colon > 0 ? endpoint.slice(0, colon) : null;
+  const host = endpointHost(endpoint);
+  if (host === endpoint || host === '[]') return null;
+  return host.startsWith('[') ? host.slice(1, -1) : host;
 }

@@ -8,6 +8,8 @@
  */
 import { CLOSE_REASONS, type ConnectionOutcome, type ConnectionRecord, type EngineConsumer } from './records.js';
 import { OTHER, type NameMap } from '../config/names.js';
+import { endpointHost } from '../decode/packet.js';
+import { median, ratioDown } from './stats.js';
 
 /**
  * One client, or one client group (`--client-groups`): what it does with its connections. The
@@ -62,9 +64,7 @@ export class ClientTable implements EngineConsumer {
   /** The key of a client "ip:port": its group, or its address. */
   keyOf(client: string): string {
     if (this.grouped) return this.names()?.client(client) ?? OTHER;
-    if (client.startsWith('[')) return client.slice(0, client.indexOf(']') + 1);
-    const colon = client.lastIndexOf(':');
-    return colon > 0 ? client.slice(0, colon) : client;
+    return endpointHost(client);
   }
 
   closed(c: ConnectionRecord): void {
@@ -132,7 +132,7 @@ export class ClientTable implements EngineConsumer {
         connections: a.connections,
         requests: a.requests,
         reusedRequests: a.reusedRequests,
-        reuseRatio: a.requests > 0 ? floorRatio(a.reusedRequests / a.requests) : 0,
+        reuseRatio: a.requests > 0 ? ratioDown(a.reusedRequests / a.requests) : 0,
         topCloseReason: top >= 0 ? OUTCOMES[top] : null,
         topCloseReasonConnections: top >= 0 ? a.reasons[top] : 0,
         closeReasons: Object.fromEntries(reasonMap(a)),
@@ -164,18 +164,4 @@ class ClientAcc {
   ownIdle: number[] | null = null;
   /** Where the next sample goes once ownIdle is full (the oldest). */
   idleNext = 0;
-}
-
-/** A ratio to 4 places, rounded down: 999 of 1,000 stays below 1 (0.999), never reads as all. */
-function floorRatio(x: number): number {
-  return Math.floor(x * 1e4 + 1e-9) / 1e4;
-}
-
-
-function median(xs: number[], digits: number): number | null {
-  if (xs.length === 0) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  const f = 10 ** digits;
-  return Math.round((n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2) * f) / f;
 }

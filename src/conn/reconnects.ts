@@ -18,6 +18,7 @@
  * time only (no clock): replays give the same gaps.
  */
 import type { ConnectionRecord } from './records.js';
+import { endpointHost } from '../decode/packet.js';
 
 /** The server's closes whose reconnects are measured. */
 export type ReconnectAfter = 'idle_timeout' | 'max_requests';
@@ -156,6 +157,5 @@ export class ReconnectPairs {
 
 /** The client's address (not its port: the next connection has another) and the server. */
 function pairKey(client: string, server: string): string {
-  const addr = client.startsWith('[') ? client.slice(0, client.indexOf(']') + 1) : client.slice(0, client.lastIndexOf(':'));
-  return `${addr} ${server}`;
+  return `${endpointHost(client)} ${server}`;
 }

@@ -3,6 +3,8 @@
  * median used when a connection's own handshake was not captured), advertised keep-alive
  * settings, and the inference of an unannounced max-requests limit.
  */
+import { median } from './stats.js';
+
 export class ServerState {
   /** Recent handshake RTTs, and durations of full TLS handshakes (what a resumption is measured against). */
   private readonly rtts: SampleRing;
@@ -62,9 +64,6 @@ class SampleRing {
   }
 
   median(): number | null {
-    const n = this.v.length;
-    if (n === 0) return null;
-    const s = [...this.v].sort((a, b) => a - b);
-    return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+    return median(this.v);
   }
 }

@@ -224,6 +224,19 @@ export function formatAddress(version: number, w0: number, w1: number, w2: numbe
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
 }
 
+/**
+ * The address of an endpoint as `formatEndpoint` spells it, brackets kept: "[::1]:8080" gives
+ * "[::1]", "10.0.0.1:80" gives "10.0.0.1"; a string with no port is returned as it is.
+ */
+export function endpointHost(endpoint: string): string {
+  if (endpoint.startsWith('[')) {
+    const close = endpoint.indexOf(']');
+    return close > 0 ? endpoint.slice(0, close + 1) : endpoint;
+  }
+  const colon = endpoint.lastIndexOf(':');
+  return colon > 0 ? endpoint.slice(0, colon) : endpoint;
+}
+
 /** "ip:port", with IPv6 addresses bracketed: "[::1]:8080". */
 export function formatEndpoint(version: number, w0: number, w1: number, w2: number, w3: number, port: number): string {
   const a = formatAddress(version, w0, w1, w2, w3);

@@ -22,6 +22,7 @@ import type { Engine } from '../conn/engine.js';
 import type { ServerState } from '../conn/servers.js';
 import type { NameMap } from '../config/names.js';
 import { ClientTable, MAX_CLIENTS } from '../conn/clients.js';
+import { median } from '../conn/stats.js';
 import { ANOMALIES } from '../config/anomalies.js';
 import { render, type ExpositionFormat } from './exposition.js';
 import { gzip } from 'node:zlib';
@@ -170,13 +171,6 @@ export interface LiveSummary {
   kernelDrops: number;
   interfaceDrops: number;
   gaps: number;
-}
-
-function medianOf(xs: number[] | undefined): number | null {
-  if (!xs || xs.length === 0) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 }
 
 /** One render shared by the scrapes that arrive while it runs, and its gzip, made once when asked. */
@@ -625,7 +619,7 @@ export class Exporter implements EngineConsumer {
     const servers = [...perServer].map(([server, v]) => ({
       server, requests: v.requests, reused: v.reused,
       advertisedTimeoutSeconds: advertised.get(server) ?? null,
-      observedIdleTimeoutSeconds: medianOf(this.idleCloses.get(server)),
+      observedIdleTimeoutSeconds: median(this.idleCloses.get(server) ?? []),
     })).sort((a, b) => b.requests - a.requests);
     return { requests, reused, requestsPerSecond: rps, open, closed: Object.fromEntries(closed), servers, kernelDrops, interfaceDrops, gaps };
   }

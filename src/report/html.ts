@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { CLOSE_REASONS, type ConnectionOutcome, type ConnectionRecord, type EngineConsumer, type RequestRecord } from '../conn/records.js';
 import { count, duration, percent } from './format.js';
-import { REQUESTS_PER_CONNECTION_BUCKETS, serverDisplay, type ClientSummary, type ServerSummary, type Totals, type Warning } from './summary.js';
+import { REQUESTS_PER_CONNECTION_BUCKETS, serverDisplay, shownTimeoutOptions, type ClientSummary, type ServerSummary, type Totals, type Warning } from './summary.js';
 
 /** Connections drawn in the timeline: the busiest (most requests) this many. */
 export const TIMELINE_CONNECTIONS = 300;
@@ -215,9 +215,7 @@ function whatIfTable(servers: ServerSummary[]): string {
     const w = s.whatIf;
     if (w.timeout) {
       const t = w.timeout;
-      // Up to the first timeout that saves every reconnect (as the text report).
-      const all = t.options.findIndex((o) => o.savedConnections === t.reconnectsAfterIdleClose);
-      const options = all >= 0 ? t.options.slice(0, all + 1) : t.options;
+      const options = shownTimeoutOptions(t);
       rows.push(`<tr><td class="l">${esc(serverDisplay(s))}</td><td class="l">keep-alive timeout${t.currentSeconds !== null ? ` (${esc(duration(t.currentSeconds))} today)` : ''}</td><td class="l">${options.map((o) => `${esc(duration(o.timeoutSeconds))}: ${count(o.savedConnections)} of ${count(t.newConnections)} new connections (${percent(o.savedShare)})`).join('<br>')}</td></tr>`);
     }
     if (w.maxRequests) {

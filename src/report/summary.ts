@@ -9,6 +9,7 @@ import type { ServerState } from '../conn/servers.js';
 import type { NameMap } from '../config/names.js';
 import { count, duration, percent } from './format.js';
 import { ClientTable } from '../conn/clients.js';
+import { median, ratioDown } from '../conn/stats.js';
 export { ClientTable, MAX_CLIENTS, type ClientSummary } from '../conn/clients.js';
 
 export interface Totals {
@@ -107,6 +108,12 @@ export interface WhatIf {
     savedConnections: number;
   } | null;
   races: { requests: number; clientIdleTimeoutBelowSeconds: number | null } | null;
+}
+
+/** The timeout options a report shows: up to the first that saves every reconnect (the longer ones would say the same). */
+export function shownTimeoutOptions(t: NonNullable<WhatIf['timeout']>): NonNullable<WhatIf['timeout']>['options'] {
+  const all = t.options.findIndex((o) => o.savedConnections === t.reconnectsAfterIdleClose);
+  return all >= 0 ? t.options.slice(0, all + 1) : t.options;
 }
 
 /** Timeouts the what-if table is computed for (those above the server's own). */
@@ -208,7 +215,7 @@ class Acc {
       connections: this.connections,
       requests: this.requests,
       reusedRequests: this.reusedRequests,
-      reuseRatio: this.requests > 0 ? floorRatio(this.reusedRequests / this.requests) : 0,
+      reuseRatio: this.requests > 0 ? ratioDown(this.reusedRequests / this.requests) : 0,
       handshakesSaved: this.reusedRequests,
       handshakeTimeSavedSeconds: round(this.timeSaved, 6),
       closeReasons,
@@ -217,7 +224,7 @@ class Acc {
         connections: this.tlsConnections,
         fullHandshakes: this.tlsFull,
         resumedHandshakes: this.tlsResumed,
-        resumptionRatio: this.tlsFull + this.tlsResumed > 0 ? floorRatio(this.tlsResumed / (this.tlsFull + this.tlsResumed)) : 0,
+        resumptionRatio: this.tlsFull + this.tlsResumed > 0 ? ratioDown(this.tlsResumed / (this.tlsFull + this.tlsResumed)) : 0,
         medianFullHandshakeSeconds: median(this.tlsFullSeconds, 6),
         medianResumedHandshakeSeconds: median(this.tlsResumedSeconds, 6),
         helloRetryRequests: this.tlsHrr,
@@ -539,19 +546,7 @@ function pct(x: number): string {
   return percent(x, 0);
 }
 
-/** A ratio to 4 places, rounded down: 9,999 of 10,000 is 0.9999 and 99,999 of 100,000 too, never 1 (only all is 1). */
-function floorRatio(x: number): number {
-  return Math.floor(x * 1e4 + 1e-9) / 1e4;
-}
-
 function round(x: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
-}
-
-function median(xs: number[], digits: number): number | null {
-  if (xs.length === 0) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return round(n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2, digits);
 }

@@ -1,5 +1,5 @@
 /** The `analyze` report for a person at a terminal. */
-import { IDLE_CLOSE_TOLERANCE_SECONDS, RECONNECT_AT_ONCE_SECONDS, REQUESTS_PER_CONNECTION_BUCKETS, serverDisplay, type ClientSummary, type ServerSummary, type Totals, type Warning } from './summary.js';
+import { IDLE_CLOSE_TOLERANCE_SECONDS, RECONNECT_AT_ONCE_SECONDS, REQUESTS_PER_CONNECTION_BUCKETS, serverDisplay, shownTimeoutOptions, type ClientSummary, type ServerSummary, type Totals, type Warning } from './summary.js';
 import type { EngineStats } from '../conn/engine.js';
 import type { CaptureSummary } from '../capture/file.js';
 import { CLOSE_REASONS, type CloseReason } from '../conn/records.js';
@@ -140,10 +140,7 @@ export function renderText(r: TextReportInput): string {
       if (w.timeout) {
         const t = w.timeout;
         const now = t.currentSeconds !== null ? ` (${duration(t.currentSeconds)} today)` : '';
-        // Up to the first timeout that saves every reconnect: the longer ones would say the same.
-        const all = t.options.findIndex((o) => o.savedConnections === t.reconnectsAfterIdleClose);
-        const shown = all >= 0 ? t.options.slice(0, all + 1) : t.options;
-        const opts = shown.map((o) => `${duration(o.timeoutSeconds)}: ${num(o.savedConnections)} (${percent(o.savedShare)})`).join(', ');
+        const opts = shownTimeoutOptions(t).map((o) => `${duration(o.timeoutSeconds)}: ${num(o.savedConnections)} (${percent(o.savedShare)})`).join(', ');
         out.push(`    keep-alive timeout${now}: clients came back ${num(t.reconnectsAfterIdleClose)} time(s) after an idle close.${opts ? ` A longer timeout would have saved, of ${num(t.newConnections)} new connections: ${opts}` : ''}`);
       }
       if (w.maxRequests) {
