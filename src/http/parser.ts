@@ -215,6 +215,9 @@ export class HttpStreamParser {
    * length or of a chunk, everything of a close-delimited body or a tunnel. A decrypting owner
    * skips them (`skip`) instead of decrypting them.
    */
+  /** Length of the last head parsed whole (start line to the empty line), 0 before the first. */
+  lastHeadBytes = 0;
+
   get opaqueBytes(): number {
     switch (this.state) {
       case State.BodyLength:
@@ -311,6 +314,7 @@ export class HttpStreamParser {
       if (headEnd >= 0) {
         // Too large: skip it and look for the next message in what follows it.
         if (headEnd - p > this.maxHeaderBytes) return this.headTooLarge(headEnd);
+        this.lastHeadBytes = headEnd - p;
         if (h !== scratch) {
           this.onHeadParsed(h as HeadResult, ts);
           return headEnd;
@@ -344,6 +348,7 @@ export class HttpStreamParser {
     // Bytes of this chunk that belong to the head: give back the rest.
     const used = headEnd - prev;
     this.headLen = 0;
+    this.lastHeadBytes = headEnd;
     this.onHead(hb, 0, headEnd, ts);
     this.releaseHead();
     return p + used;

@@ -82,6 +82,10 @@ export class Http1Session implements ProtocolSession, HttpEvents {
     return p ? p.opaqueBytes : 0;
   }
 
+  lastHeadBytes(dir: number): number {
+    return this.parser(dir)?.lastHeadBytes ?? 0;
+  }
+
   skip(dir: number, len: number, ts: number): void {
     if (this.dead) return;
     this.host.activity(ts);

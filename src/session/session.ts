@@ -142,6 +142,12 @@ export interface ProtocolSession {
    */
   opaqueBytes?(dir: number): number;
   skip?(dir: number, len: number, ts: number): void;
+  /**
+   * Optional, for the same owner: the length of direction `dir`'s last message head (0 before the
+   * first), so that the next record's first read can be about that long (HTTP/1: responses of one
+   * server differ by a few bytes in their heads).
+   */
+  lastHeadBytes?(dir: number): number;
   /** Direction `dir` ended (its FIN). */
   end(dir: number, ts: number): void;
   /** The connection's first FIN or RST: the session notes what was in flight. */

@@ -133,6 +133,8 @@ export class RecordKeystream {
   private winSeq = -1;
   private winBlocks = MIN_WINDOW_BLOCKS;
   private winRecords = WINDOW_BYTES / (MIN_WINDOW_BLOCKS * 16);
+  /** The furthest byte read from the current window: the next window is made that deep (at least `MIN_WINDOW_BLOCKS`). */
+  private winNeed = 0;
   /** TLS 1.2 AES-GCM: the nonce is the 4-byte salt and the record's explicit 8 bytes. */
   private readonly explicitNonce: boolean;
 
@@ -224,9 +226,19 @@ export class RecordKeystream {
 
   private fromWindow(ct: Buffer, ctOff: number, start: number, n: number): Buffer {
     const seq = this.seq;
-    const blocks = this.winBlocks;
+    let blocks = this.winBlocks;
     let slot = this.slot;
     if (slot < 0 || poolOwner[slot] !== this || this.winSeq < 0 || seq < this.winSeq || seq >= this.winSeq + this.winRecords) {
+      // As deep as the last window's reads went (heads got shorter: fewer blocks, more records a call), and this read.
+      const need = Math.max(this.winNeed, start + n);
+      if (need > 0) {
+        const b = Math.max(MIN_WINDOW_BLOCKS, (need + 15) >> 4);
+        if (b < blocks) {
+          blocks = this.winBlocks = b;
+          this.winRecords = Math.max(WINDOW_RECORDS, Math.floor(WINDOW_BYTES / (b * 16)));
+        }
+      }
+      this.winNeed = 0;
       if (slot < 0 || poolOwner[slot] !== this) {
         slot = this.slot = poolNext;
         poolNext = (poolNext + 1) % WINDOW_POOL;
@@ -259,6 +271,7 @@ export class RecordKeystream {
       poolWin32[slot] = (win.byteOffset & 3) === 0 ? new Uint32Array(win.buffer, win.byteOffset, win.byteLength >> 2) : null;
       this.winSeq = seq;
     }
+    if (start + n > this.winNeed) this.winNeed = start + n;
     return xorInto(ct, ctOff + start, poolWin[slot]!, (seq - this.winSeq) * (blocks << 4) + start, n, poolWin32[slot]);
   }
 

@@ -57,6 +57,14 @@ import { ContentType, type RecordHeader } from './records.js';
  * response head usually fits, and what follows a head with a known body length is skipped.
  */
 const LAZY_CHUNK = 384;
+/**
+ * A record's first read is the direction's last head plus this, in whole AES blocks, when the
+ * session knows its last head (nginx's heads for one page differ by a few bytes: Content-Length,
+ * ETag): 250-byte response heads cost 272 bytes of keystream, not 384. A longer head is read on
+ * in LAZY_CHUNK steps (the parser keeps the part it has).
+ */
+const HEAD_SLACK = 24;
+const MIN_FIRST_READ = 64;
 /** Encrypted records held per connection while its key log line is awaited. */
 export const MAX_KEY_WAIT_RECORDS = 64;
 /** Bytes of those records (copies, from the shared budget). */
@@ -649,7 +657,12 @@ export class TlsSession implements ProtocolSession, RecordSink {
         pos += n;
         continue;
       }
-      const n = s.opaqueBytes ? Math.min(total - pos, LAZY_CHUNK) : total - pos;
+      let chunk = LAZY_CHUNK;
+      if (pos === 0 && s.lastHeadBytes) {
+        const last = s.lastHeadBytes(dir);
+        if (last > 0) chunk = Math.min(LAZY_CHUNK, Math.max(MIN_FIRST_READ, (last + HEAD_SLACK + 15) & ~15));
+      }
+      const n = s.opaqueBytes ? Math.min(total - pos, chunk) : total - pos;
       s.data(dir, r.readScratch(pos, n), 0, n, ts);
       pos += n;
     }

@@ -187,6 +187,22 @@ describe('HttpStreamParser: Content-Length framing (RFC 9112 6.3 item 6)', () =>
   });
 });
 
+describe('HttpStreamParser: lastHeadBytes (what a decrypting owner reads first of the next record)', () => {
+  const res = RES_OK('hello');
+  const headLength = res.length - 'hello'.length;
+
+  it('0 before any head; the whole head, start line to empty line, when it came in one piece', () => {
+    expect(newParser(RES, new Recorder()).lastHeadBytes).toBe(0);
+    expect(feed(RES, [bytes(res)]).parser.lastHeadBytes).toBe(headLength);
+  });
+
+  it('the same when the head was cut anywhere, and the last of several heads', () => {
+    for (let cut = 1; cut < headLength; cut++) expect(feed(RES, splitAt(bytes(res), [cut])).parser.lastHeadBytes).toBe(headLength);
+    const longer = 'HTTP/1.1 404 Not Found\r\nServer: x\r\nContent-Length: 0\r\n\r\n';
+    expect(feed(RES, [bytes(res + longer)]).parser.lastHeadBytes).toBe(longer.length);
+  });
+});
+
 describe('HttpStreamParser: chunked framing (RFC 9112 7.1)', () => {
   const chunkedRes =
     'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n' +

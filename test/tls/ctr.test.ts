@@ -66,6 +66,21 @@ describe('RecordKeystream', () => {
     }
   });
 
+  it('AES-GCM 1.3: windows follow the depth of the reads (deep, then shallow, then deep again), every read equal to its plaintext', () => {
+    const key = randomBytes(16);
+    const iv = randomBytes(12);
+    const ks = new RecordKeystream('aes-128-gcm', key, iv, '1.3');
+    // 384-byte heads for 40 records, 96-byte ones for 200 (the windows shrink: more records a call), 384 again.
+    for (let seq = 0; seq < 300; seq++) {
+      const depth = seq < 40 || seq >= 240 ? 384 : 96;
+      const plain = randomBytes(600);
+      const frag = seal('aes-128-gcm', key, nonce13(iv, seq), plain);
+      ks.setRecord(seq, frag, 0);
+      expect(Buffer.from(ks.read(frag, 0, 0, depth)), `seq ${seq}`).toEqual(plain.subarray(0, depth));
+      if (seq % 7 === 0) expect(Buffer.from(ks.read(frag, 0, depth, 120)), `seq ${seq} on`).toEqual(plain.subarray(depth, depth + 120));
+    }
+  });
+
   for (const version of ['1.3', '1.2'] as const) {
     it(`AES-GCM ${version}: records read through the keystream made ahead (${'window'}) equal their plaintext, across window edges`, () => {
       const key = randomBytes(16);
