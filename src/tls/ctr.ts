@@ -34,45 +34,50 @@ const CTR32 = new Uint32Array(CTR.buffer, CTR.byteOffset, MAX_BYTES / 4);
 const OUT32 = new Uint32Array(OUT.buffer, OUT.byteOffset, MAX_BYTES / 4);
 
 /**
- * Little-endian word reads of the ciphertext where it lies (any alignment): a DataView per
- * ArrayBuffer, the last two kept (the capture reader's chunk and a record stream's reassembly
- * buffer alternate). Copying the ciphertext first (Buffer.copy) cost more than the XOR itself.
+ * Little-endian word reads of the ciphertext where it lies (any alignment): a DataView over the
+ * Buffer's own bytes (index 0 is its byte 0), the last two Buffers kept (the capture reader hands
+ * every packet of a chunk in one Buffer; a record stream's reassembly buffer comes between).
+ * Keyed by the Buffer, not its ArrayBuffer: reading `.buffer` and `.byteOffset` per record were
+ * runtime calls (JSTypedArray::GetBuffer in the profile). Copying the ciphertext first
+ * (Buffer.copy) cost more than the XOR itself.
  */
-let dvBuf0: ArrayBufferLike | null = null;
-let dvBuf1: ArrayBufferLike | null = null;
+let dvKey0: Buffer | null = null;
+let dvKey1: Buffer | null = null;
 let dv0: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
 let dv1 = dv0;
 function viewOf(b: Buffer): DataView<ArrayBufferLike> {
-  const ab = b.buffer;
-  if (ab === dvBuf0) return dv0;
-  if (ab === dvBuf1) return dv1;
-  dvBuf1 = dvBuf0;
+  if (b === dvKey0) return dv0;
+  if (b === dvKey1) return dv1;
+  dvKey1 = dvKey0;
   dv1 = dv0;
-  dvBuf0 = ab;
-  dv0 = new DataView(ab);
+  dvKey0 = b;
+  dv0 = new DataView(b.buffer, b.byteOffset, b.byteLength);
   return dv0;
 }
 
 /**
  * OUT[0, n) = ct[base, base + n) XOR ks[k, k + n), as 32-bit words where the keystream offset is
- * aligned (a quarter of the iterations of a byte loop; the keystream from node:crypto has its own
- * ArrayBuffer). Returns OUT itself (no view is made: a view per record was a tenth of the run's
- * allocation).
+ * aligned (a quarter of the iterations of a byte loop). `ks32`, when given, is a word view from
+ * ks[0] (a window's, made once). Returns OUT itself (no view is made: a view per record was a
+ * tenth of the run's allocation).
  */
 function xorInto(ct: Buffer, base: number, ks: Buffer, k: number, n: number, ks32: Uint32Array | null = null): Buffer {
-  const ko = ks.byteOffset + k;
-  if ((ko & 3) === 0) {
-    const words = n >> 2;
-    // A view made once per keystream window; the ECB output is its own ArrayBuffer, so aligned.
-    const w = ks32 ?? new Uint32Array(ks.buffer, ks.byteOffset & ~3, (ks.byteLength + (ks.byteOffset & 3)) >> 2);
-    const k32 = (ko - w.byteOffset) >> 2;
-    const d = viewOf(ct);
-    const c0 = ct.byteOffset + base;
-    for (let i = 0; i < words; i++) OUT32[i] = d.getUint32(c0 + 4 * i, true) ^ w[k32 + i];
-    for (let i = words << 2; i < n; i++) OUT[i] = ct[base + i] ^ ks[k + i];
-  } else {
-    for (let i = 0; i < n; i++) OUT[i] = ct[base + i] ^ ks[k + i];
+  let w = ks32;
+  let k32 = k >> 2;
+  if (w === null || (k & 3) !== 0) {
+    const ko = ks.byteOffset + k;
+    if ((ko & 3) !== 0) {
+      for (let i = 0; i < n; i++) OUT[i] = ct[base + i] ^ ks[k + i];
+      return OUT;
+    }
+    // The ECB output is its own ArrayBuffer, so aligned.
+    w = new Uint32Array(ks.buffer, ks.byteOffset & ~3, (ks.byteLength + (ks.byteOffset & 3)) >> 2);
+    k32 = (ko - w.byteOffset) >> 2;
   }
+  const words = n >> 2;
+  const d = viewOf(ct);
+  for (let i = 0, c = base; i < words; i++, c += 4) OUT32[i] = d.getUint32(c, true) ^ w[k32 + i];
+  for (let i = words << 2; i < n; i++) OUT[i] = ct[base + i] ^ ks[k + i];
   return OUT;
 }
 
@@ -332,8 +337,7 @@ export class RecordKeystream {
         // A whole block, as words (OUT and the block's words are 4-aligned).
         const w = this.blockWords;
         const d = viewOf(ct);
-        const c0 = ct.byteOffset + base;
-        for (let i = 0, j = o >> 2; i < 16; i++, j++) OUT32[j] = d.getUint32(c0 + 4 * i, true) ^ w[i];
+        for (let i = 0, j = o >> 2, c = base; i < 16; i++, j++, c += 4) OUT32[j] = d.getUint32(c, true) ^ w[i];
       } else {
         for (let i = 0; i < take; i++) out[o + i] = ct[base + i] ^ block[inBlock + i];
       }
