@@ -533,7 +533,15 @@ describe('ProxyRelay: backpressure both ways', () => {
       s.write(prefix, () => { accepted += prefix.length; });
       for (let i = 0; i < TOTAL_MB && !s.destroyed; i++) {
         const ok = s.write(BLOCK, (err) => { if (!err) accepted += BLOCK.length; });
-        if (!ok) await new Promise<void>((r) => { s.once('drain', r); s.once('close', r); });
+        // Whichever comes first, the other listener goes too: a 'close' listener left per wait
+        // piled up past Node's 10 (the MaxListenersExceededWarning at the start of a full run).
+        if (!ok) {
+          await new Promise<void>((r) => {
+            const on = () => { s.off('drain', on); s.off('close', on); r(); };
+            s.once('drain', on);
+            s.once('close', on);
+          });
+        }
       }
     })();
     return { accepted: () => accepted, done };
