@@ -22,7 +22,8 @@
 #
 # Tunables (environment): PORT (18097; PORT+1, PORT+2 too), TARGET_PACKETS (1000000),
 # LOAD_REQUESTS (400000), LOAD_SECONDS (70), LOAD_CONCURRENCY (64), TOPUP_REQUESTS (40000),
-# MAX_TOPUPS (10), H2_SHARE (0.05), IDLE_PROBES (2 per version), LOAD_NICE (10),
+# MAX_TOPUPS (10), H2_SHARE (0.05), IDLE_PROBES (2 per version), LOAD_MIX (bench; or web: see
+# bench/tls-load.mjs --mix), LOAD_NICE (10),
 # CAPTURE_BUFFER_KB (262144).
 set -euo pipefail
 
@@ -42,6 +43,7 @@ LOAD_CONCURRENCY="${LOAD_CONCURRENCY:-64}"
 TOPUP_REQUESTS="${TOPUP_REQUESTS:-40000}"
 MAX_TOPUPS="${MAX_TOPUPS:-10}"
 H2_SHARE="${H2_SHARE:-0.05}"
+LOAD_MIX="${LOAD_MIX:-bench}"
 IDLE_PROBES="${IDLE_PROBES:-2}"
 # As in generate-capture.sh: the load runs below tcpdump's priority, and the 256 MiB ring is
 # what kept loopback captures in --immediate-mode drop-free.
@@ -164,7 +166,7 @@ load_run() {
   "${LOAD_RUN[@]}" node "$BENCH_DIR/tls-load.mjs" --keylog "$KEYLOG.partial" \
     --tls13 "$PORT" --tls12 "$PORT12" --h2 "$PORT_H2" --h2-share "$H2_SHARE" \
     --requests "$2" --duration "$3" --concurrency "$LOAD_CONCURRENCY" --idle "$4" --seed "$5" \
-    --totals "$TOTALS.partial" \
+    --totals "$TOTALS.partial" --mix "$LOAD_MIX" \
     || { echo "generate-tls-capture: tls-load failed (exit $?)" >&2; exit 1; }
   echo "runs 1" >> "$TOTALS.partial"
 }

@@ -23,7 +23,9 @@
 //     keepalive_requests (100) or the client's 1-50 are done.
 // Besides, --idle N (default 2) connections per version send one request and then stay silent
 // until nginx closes them at its keepalive_timeout (bounded by a 15 s timer).
-// URL mix, per 100 requests: 95 /small.html, 3 /medium.html, 1 /large.bin, 1 /missing.html.
+// URL mix, per 100 requests (--mix bench, the default): 95 /small.html, 3 /medium.html, 1 /large.bin,
+// 1 /missing.html. --mix web: 53 /small.html, 35 /medium.html, 10 /large.bin, 2 /missing.html (about
+// 23 KB a response, nearer a web page's resources than the benchmark's mostly 0.5 KiB answers).
 //
 // The totals ("key value" lines: requests sent (HTTP/1.1 ones by version; h2_streams), responses by status class, connections by
 // version and ending, resumed handshakes) go to --totals (appended; run.sh sums them) and stderr.
@@ -33,15 +35,15 @@ import { connect } from 'node:tls';
 import { connect as h2connect, constants as h2c } from 'node:http2';
 import { createWriteStream, appendFileSync } from 'node:fs';
 
-const args = { requests: 200000, concurrency: 64, duration: 60, idle: 2, 'h2-share': 0.05, seed: 13 };
+const args = { requests: 200000, concurrency: 64, duration: 60, idle: 2, 'h2-share': 0.05, seed: 13, mix: 'bench' };
 for (let i = 2; i < process.argv.length; i += 2) {
   const k = process.argv[i].replace(/^--/, '');
   const v = process.argv[i + 1];
   if (v === undefined) usage(`missing value for --${k}`);
-  args[k] = ['keylog', 'totals'].includes(k) ? v : Number(v);
+  args[k] = ['keylog', 'totals', 'mix'].includes(k) ? v : Number(v);
 }
 function usage(msg) {
-  console.error(`tls-load: ${msg}\nusage: node bench/tls-load.mjs --keylog FILE --tls13 PORT --tls12 PORT [--h2 PORT] [--requests N] [--concurrency C] [--duration S] [--idle N] [--h2-share F] [--seed N] [--totals FILE]`);
+  console.error(`tls-load: ${msg}\nusage: node bench/tls-load.mjs --keylog FILE --tls13 PORT --tls12 PORT [--h2 PORT] [--requests N] [--concurrency C] [--duration S] [--idle N] [--h2-share F] [--seed N] [--totals FILE] [--mix bench|web]`);
   process.exit(2);
 }
 if (!args.keylog || !args.tls13 || !args.tls12) usage('--keylog, --tls13 and --tls12 are required');
@@ -61,9 +63,16 @@ function rand() {
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
 }
 
+if (args.mix !== 'bench' && args.mix !== 'web') usage(`--mix is bench or web, not ${args.mix}`);
 const PATHS = [];
 for (let i = 1; i <= 100; i++) {
-  if (i === 50) PATHS.push('/missing.html');
+  if (args.mix === 'web') {
+    // Spread over the hundred: 2 missing, 10 large, 38 medium, the rest small.
+    if (i % 50 === 0) PATHS.push('/missing.html');
+    else if (i % 10 === 5) PATHS.push('/large.bin');
+    else if (i % 8 < 3) PATHS.push('/medium.html');
+    else PATHS.push('/small.html');
+  } else if (i === 50) PATHS.push('/missing.html');
   else if (i === 75) PATHS.push('/large.bin');
   else if (i % 33 === 0) PATHS.push('/medium.html');
   else PATHS.push('/small.html');
