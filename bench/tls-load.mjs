@@ -47,6 +47,7 @@ function usage(msg) {
   process.exit(2);
 }
 if (!args.keylog || !args.tls13 || !args.tls12) usage('--keylog, --tls13 and --tls12 are required');
+if (args.mix !== 'bench' && args.mix !== 'web') usage(`--mix is bench or web, not ${args.mix}`);
 
 const HOST = '127.0.0.1';
 process.umask(0o077); // the key log decrypts the capture
@@ -63,7 +64,6 @@ function rand() {
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
 }
 
-if (args.mix !== 'bench' && args.mix !== 'web') usage(`--mix is bench or web, not ${args.mix}`);
 const PATHS = [];
 for (let i = 1; i <= 100; i++) {
   if (args.mix === 'web') {
