@@ -8,6 +8,7 @@ import { endpointHash, keyedEndpointHash, newFlowHashKey } from '../../src/tcp/f
 import type { StreamSink } from '../../src/tcp/stream.js';
 import { newPacketView, TCP_ACK, TCP_SYN, type PacketView } from '../../src/decode/packet.js';
 import { DEFAULT_LIMITS } from '../../src/config/limits.js';
+import { prng } from '../helpers/prng.js';
 
 // ---------------------------------------------------------------------------------------------
 // The attacker's model: the unkeyed hash the table used before this change. Every step of it is
@@ -141,6 +142,38 @@ describe('flow table hash: the key', () => {
     expect(endpointHash(key, 1, 2, 3, 0, 80)).not.toBe(base);
     expect(endpointHash(key, 1, 2, 3, 4, 81)).not.toBe(base);
     expect(keyedEndpointHash(key)(1, 2, 3, 4, 80)).toBe(base);
+  });
+
+  it('is HalfSipHash-1-3 as written in the textbook way (a state array, one SipRound function): the written-out rounds change nothing', () => {
+    const st = new Int32Array(4);
+    const round = () => {
+      let [v0, v1, v2, v3] = st;
+      v0 = (v0 + v1) | 0; v1 = (v1 << 5) | (v1 >>> 27); v1 ^= v0; v0 = (v0 << 16) | (v0 >>> 16);
+      v2 = (v2 + v3) | 0; v3 = (v3 << 8) | (v3 >>> 24); v3 ^= v2;
+      v0 = (v0 + v3) | 0; v3 = (v3 << 7) | (v3 >>> 25); v3 ^= v0;
+      v2 = (v2 + v1) | 0; v1 = (v1 << 13) | (v1 >>> 19); v1 ^= v2; v2 = (v2 << 16) | (v2 >>> 16);
+      st.set([v0, v1, v2, v3]);
+    };
+    const textbook = (k: { k0: number; k1: number }, words: number[]): number => {
+      st.set([k.k0, k.k1, 0x6c796765 ^ k.k0, 0x74656462 ^ k.k1]);
+      for (const m of words) {
+        st[3] ^= m;
+        round(); // c = 1 compression round
+        st[0] ^= m;
+      }
+      st[2] ^= 0xff;
+      round(); round(); round(); // d = 3 finalization rounds
+      return st[1] ^ st[3];
+    };
+    const rnd = prng(77);
+    const word = () => (rnd() * 2 ** 32) | 0;
+    for (let i = 0; i < 20_000; i++) {
+      const key = { k0: word(), k1: word() };
+      const w = [word(), word(), word(), word()];
+      const port = (rnd() * 65536) | 0;
+      // The fifth word: the port, and the message length (20 bytes) in the top byte as SipHash pads.
+      expect(endpointHash(key, w[0], w[1], w[2], w[3], port)).toBe(textbook(key, [...w, port | (20 << 24)]));
+    }
   });
 
   it('spreads sequential keys evenly over the low bits (what a hash table indexes by)', () => {
