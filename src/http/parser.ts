@@ -210,14 +210,14 @@ export class HttpStreamParser {
     }
   }
 
+  /** Length of the last head parsed whole (start line to the empty line), 0 before the first. */
+  lastHeadBytes = 0;
+
   /**
    * Bytes coming next that this parser would only count, never read: the rest of a body of known
    * length or of a chunk, everything of a close-delimited body or a tunnel. A decrypting owner
    * skips them (`skip`) instead of decrypting them.
    */
-  /** Length of the last head parsed whole (start line to the empty line), 0 before the first. */
-  lastHeadBytes = 0;
-
   get opaqueBytes(): number {
     switch (this.state) {
       case State.BodyLength:

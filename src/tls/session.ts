@@ -60,7 +60,7 @@ const LAZY_CHUNK = 384;
 /**
  * A record's first read is the direction's last head plus this, in whole AES blocks, when the
  * session knows its last head (nginx's heads for one page differ by a few bytes: Content-Length,
- * ETag): 250-byte response heads cost 272 bytes of keystream, not 384. A longer head is read on
+ * ETag): 250-264-byte response heads cost 288 bytes of keystream, not 384. A longer head is read on
  * in LAZY_CHUNK steps (the parser keeps the part it has).
  */
 const HEAD_SLACK = 24;
