@@ -238,6 +238,15 @@ export interface FlowCounters extends ReassemblyCounters {
  */
 export const MAX_CHAIN = 8;
 
+/** 0 when the segment (source s, destination d) goes a -> b on `flow`, 1 when b -> a, -1 when it is another 4-tuple. */
+function directionOf(flow: TcpFlow, s0: number, s1: number, s2: number, s3: number, sp: number, d0: number, d1: number, d2: number, d3: number, dp: number): number {
+  if (flow.aPort === sp && flow.bPort === dp && flow.a0 === s0 && flow.b0 === d0 &&
+    flow.a1 === s1 && flow.a2 === s2 && flow.a3 === s3 && flow.b1 === d1 && flow.b2 === d2 && flow.b3 === d3) return 0;
+  if (flow.aPort === dp && flow.bPort === sp && flow.a0 === d0 && flow.b0 === s0 &&
+    flow.a1 === d1 && flow.a2 === d2 && flow.a3 === d3 && flow.b1 === s1 && flow.b2 === s2 && flow.b3 === s3) return 1;
+  return -1;
+}
+
 export class FlowTable {
   private readonly buckets = new Map<number, TcpFlow>();
   /** The flow of the last segment (a cache in front of `buckets`; cleared when that flow is removed). */
@@ -302,25 +311,12 @@ export class FlowTable {
     // The last packet's flow first: a response of several segments, or its ACKs, comes in a run
     // (on the TLS benchmark's capture two packets in five), and a hit needs no hash.
     let flow = this.lastFlow;
-    if (flow) {
-      if (flow.aPort === v.srcPort && flow.bPort === v.dstPort && flow.a0 === s0 && flow.b0 === d0 &&
-        flow.a1 === s1 && flow.a2 === s2 && flow.a3 === s3 && flow.b1 === d1 && flow.b2 === d2 && flow.b3 === d3) dir = 0;
-      else if (flow.aPort === v.dstPort && flow.bPort === v.srcPort && flow.a0 === d0 && flow.b0 === s0 &&
-        flow.a1 === d1 && flow.a2 === d2 && flow.a3 === d3 && flow.b1 === s1 && flow.b2 === s2 && flow.b3 === s3) dir = 1;
-    }
+    if (flow) dir = directionOf(flow, s0, s1, s2, s3, v.srcPort, d0, d1, d2, d3, v.dstPort);
     const h = dir >= 0 ? flow!.hash : this.hashOf(v);
     if (dir < 0) flow = this.buckets.get(h) ?? null;
     while (dir < 0 && flow) {
-      if (flow.aPort === v.srcPort && flow.bPort === v.dstPort && flow.a0 === s0 && flow.b0 === d0 &&
-        flow.a1 === s1 && flow.a2 === s2 && flow.a3 === s3 && flow.b1 === d1 && flow.b2 === d2 && flow.b3 === d3) {
-        dir = 0;
-        break;
-      }
-      if (flow.aPort === v.dstPort && flow.bPort === v.srcPort && flow.a0 === d0 && flow.b0 === s0 &&
-        flow.a1 === d1 && flow.a2 === d2 && flow.a3 === d3 && flow.b1 === s1 && flow.b2 === s2 && flow.b3 === s3) {
-        dir = 1;
-        break;
-      }
+      dir = directionOf(flow, s0, s1, s2, s3, v.srcPort, d0, d1, d2, d3, v.dstPort);
+      if (dir >= 0) break;
       flow = flow.nextInBucket;
       chain++;
     }

@@ -264,7 +264,11 @@ export class TlsDecryptor {
     }
     x.resynced = false;
     this.opened++;
-    const { type: inner, plaintext } = r;
+    return this.carried(dir, x, r.type, r.plaintext);
+  }
+
+  /** What an opened record carries, by its (inner) content type; `plaintext` is the caller's to give away. */
+  private carried(dir: number, x: Direction, inner: number, plaintext: Buffer): Opened {
     if (inner === ContentType.APPLICATION_DATA) return { kind: 'data', plaintext };
     if (inner === ContentType.ALERT) return plaintext.length >= 2 ? { kind: 'alert', level: plaintext[0], description: plaintext[1] } : { kind: 'handshake' };
     if (inner === ContentType.HANDSHAKE && this.version === '1.3') this.handshakeMessages(dir, x, plaintext);
@@ -302,8 +306,7 @@ export class TlsDecryptor {
     // A short record is read whole at once (one keystream call for the type and the head).
     if (ctLen <= LAZY_WHOLE) {
       const all = r.readWhole();
-      let i = ctLen - 1;
-      while (i >= 0 && all[i] === 0) i--;
+      const i = lastNonZero(all, ctLen);
       if (i < 0) return { kind: 'failed', reason: 'tls_decrypt_failed' };
       r.type = all[i];
       r.plainLength = i;
@@ -340,18 +343,10 @@ export class TlsDecryptor {
    */
   private handshakeRecord(dir: number, x: Direction, r: Lazy, ctLen: number): Opened {
     const all = r.readWhole();
-    let i = ctLen - 1;
-    while (i >= 0 && all[i] === 0) i--;
+    const i = lastNonZero(all, ctLen);
     if (i < 0) return { kind: 'failed', reason: 'tls_decrypt_failed' };
-    const inner = all[i];
-    if (inner === ContentType.HANDSHAKE) {
-      this.handshakeMessages(dir, x, all.subarray(0, i));
-      return { kind: 'handshake' };
-    }
-    if (inner === ContentType.ALERT) return i >= 2 ? { kind: 'alert', level: all[0], description: all[1] } : { kind: 'handshake' };
-    // Application data under handshake keys is not sent (RFC 8446 2: only after Finished); a fresh copy, as `record` gives.
-    if (inner === ContentType.APPLICATION_DATA) return { kind: 'data', plaintext: Buffer.from(all.subarray(0, i)) };
-    return { kind: 'handshake' };
+    // A copy, as `record` gives: `all` is the keystream's scratch, and EncryptedExtensions' parts are kept across records.
+    return this.carried(dir, x, all[i], Buffer.from(all.subarray(0, i)));
   }
 
   /**
@@ -450,8 +445,7 @@ export class TlsDecryptor {
         }
       }
       const n = Math.min(x.hsRemaining, b.length - p);
-      // A copy: `b` may be the keystream's scratch (handshakeRecord), overwritten by the next read.
-      if (x.ee && x.hsType === HandshakeType.ENCRYPTED_EXTENSIONS) x.ee.push(Buffer.from(b.subarray(p, p + n)));
+      if (x.ee && x.hsType === HandshakeType.ENCRYPTED_EXTENSIONS) x.ee.push(b.subarray(p, p + n));
       p += n;
       x.hsRemaining -= n;
       if (x.hsRemaining === 0 && this.messageDone(x)) switchAfter = true;
@@ -492,6 +486,13 @@ export class TlsDecryptor {
     if (x.hsType === HandshakeType.KEY_UPDATE) return !x.handshake;
     return false;
   }
+}
+
+/** TLSInnerPlaintext (RFC 8446 5.2) ends with the real content type, then zero padding: its index in b[0, n), or -1 (all zero). */
+function lastNonZero(b: Buffer, n: number): number {
+  let i = n - 1;
+  while (i >= 0 && b[i] === 0) i--;
+  return i;
 }
 
 /** The ALPN protocol in an EncryptedExtensions body (RFC 7301 3.1: one name in the list); null if absent or malformed. */
