@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { endpointHost } from '../decode/packet.js';
 
-/** The yaml package, loaded only for a YAML file: importing it cost every start of the CLI 40 ms (measured with farm-bench). */
+/** The yaml package, loaded only for a YAML file: importing it cost every start of the CLI 40 ms (measured in paired runs). */
 function parseYaml(text: string, opts: { uniqueKeys: boolean; maxAliasCount: number }): unknown {
   const yaml = createRequire(import.meta.url)('yaml') as typeof import('yaml');
   return yaml.parse(text, opts);

@@ -50,7 +50,7 @@ export type Opened =
  * A record opened lazily: its content type and plaintext length are known (TLS 1.3: from its
  * decrypted last block), and `read(start, n)` decrypts just plaintext[start, start + n). AES-GCM
  * and ChaCha20-Poly1305 are counter modes, so any range decrypts on its own; the decrypting owner
- * reads HTTP heads and skips bodies (measured: bench/run.sh --only tls, see bench/README.md).
+ * reads HTTP heads and skips bodies (measured: bench/run.sh --only tls,tls-small, see bench/README.md).
  * The tag is not checked here: the first record under each key was opened with its tag checked
  * (`record`), which is what catches a wrong key or sequence number; integrity of later records
  * is not what a passive observer needs.
