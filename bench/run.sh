@@ -206,10 +206,17 @@ fi
 # decrypts every byte and analyze only the heads.
 declare -A TLS_PACKETS
 TLS_FLAG=""
-# tls_part KEY FILE MIX REQUESTS TOPUP: generate FILE (and its .keylog) when missing, time both.
+# tls_part KEY FILE MIX REQUESTS TOPUP DISK_GB TSHARK_GB: generate FILE (and its .keylog) when
+# missing (it needs about DISK_GB free), time both (tshark peaks near TSHARK_GB on it).
 tls_part() {
-  local key="$1" file="$2" mix="$3" requests="$4" topup="$5" keylog="${2%.pcap}.keylog"
+  local key="$1" file="$2" mix="$3" requests="$4" topup="$5" disk_gb="$6" tshark_gb="$7" keylog="${2%.pcap}.keylog"
   if [ "$REGENERATE" = 1 ] || [ ! -s "$file" ] || [ ! -s "$keylog" ]; then
+    local free_kb
+    free_kb=$(df -Pk "$(dirname "$file")" | awk 'NR == 2 { print $4 }')
+    if [ "$free_kb" -lt $((disk_gb * 1048576)) ]; then
+      log "$key: skipped: its capture needs about $disk_gb GB free in $(dirname "$file"), $((free_kb / 1048576)) GB are (free some, or leave $key out of --only)"
+      return 0
+    fi
     log "generating $file (bench/generate-tls-capture.sh, LOAD_MIX=$mix)"
     LOAD_MIX="$mix" LOAD_REQUESTS="$requests" TOPUP_REQUESTS="$topup" bash "$BENCH_DIR/generate-tls-capture.sh" "$file" >&2
   fi
@@ -229,6 +236,9 @@ tls_part() {
       bench "$key-analyze" "keepalive-exporter analyze --json, no --tls-keylog: flag missing ($key)" null "$NODE" dist/cli/main.js analyze "$file" --json
     fi
   fi
+  local avail_kb
+  avail_kb=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)
+  [ "$avail_kb" -ge $((tshark_gb * 1048576)) ] || log "$key: warning: tshark peaks near $tshark_gb GB on this capture and $((avail_kb / 1048576)) GB are available: it may be killed (its rows then say failed)"
   # Decode-as for the three ports: tshark's heuristics alone took a few of the thousands of
   # connections for something else (one whose client port was 57000 decoded as "HTTP Response",
   # never decrypted), and its http tree then missed their requests. ALPN picks http or http2.
@@ -238,8 +248,8 @@ tls_part() {
 }
 # The web mix's responses are eight times larger: 150,000 requests (then top-ups of 20,000) make
 # the 1,000,000 packets (about 6.6 GB; tshark then peaks near 13 GB).
-wanted tls && tls_part tls "$ROOT_DIR/bench/out/tls-web.pcap" web 150000 20000
-wanted tls-small && tls_part tls-small "$ROOT_DIR/bench/out/tls.pcap" bench 400000 40000
+wanted tls && tls_part tls "$ROOT_DIR/bench/out/tls-web.pcap" web 150000 20000 8 13
+wanted tls-small && tls_part tls-small "$ROOT_DIR/bench/out/tls.pcap" bench 400000 40000 2 4
 
 # The proxy tap: a load test of its own (bench/proxy.sh), reported in its own section.
 PROXY_STATUS="not run"
