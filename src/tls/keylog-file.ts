@@ -33,6 +33,20 @@ export function permissionWarning(path: string): string | null {
   }
 }
 
+/** The one line for a key log that cannot be read: what is wrong and what to do, not only the errno. */
+function cannotRead(path: string, err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  switch (e.code) {
+    case 'ENOENT':
+      return `cannot read the TLS key log ${path}: no such file (check the path: the file the client's SSLKEYLOGFILE names)`;
+    case 'EACCES':
+    case 'EPERM':
+      return `cannot read the TLS key log ${path}: permission denied (run as a user who can read it)`;
+    default:
+      return `cannot read the TLS key log ${path}: ${e.code ?? e.message}`;
+  }
+}
+
 /** `analyze`: the whole file read once. Throws with a one-line message when it cannot be read. */
 export function readKeylogFile(path: string, opts: { maxEntries?: number } = {}): { source: SecretSource; stats: KeylogStats; store: KeylogStore } {
   const store = new KeylogStore(opts);
@@ -40,7 +54,7 @@ export function readKeylogFile(path: string, opts: { maxEntries?: number } = {})
   try {
     fd = openSync(path, 'r');
   } catch (err) {
-    throw new Error(`cannot read the TLS key log ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new Error(cannotRead(path, err));
   }
   try {
     if (fstatSync(fd).isDirectory()) throw new Error(`the TLS key log ${path} is a directory; give the file SSLKEYLOGFILE names`);
@@ -196,7 +210,7 @@ export class KeylogFollower {
         this.fileState = 'waiting';
         return 0;
       }
-      this.fail(`cannot read the TLS key log ${this.path}: ${code ?? (err as Error).message}`);
+      this.fail(cannotRead(this.path, err));
       return 0;
     }
     try {
@@ -228,7 +242,7 @@ export class KeylogFollower {
       this.reported = false;
       this.reportBadLines();
     } catch (err) {
-      this.fail(`cannot read the TLS key log ${this.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      this.fail(cannotRead(this.path, err));
     } finally {
       try {
         closeSync(fd);

@@ -77,7 +77,7 @@ describe('readKeylogFile', () => {
 
   it('a missing file or a directory: one line naming it, never a secret', () => {
     const p = fresh();
-    expect(() => readKeylogFile(p)).toThrow(`cannot read the TLS key log ${p}: ENOENT`);
+    expect(() => readKeylogFile(p)).toThrow(`cannot read the TLS key log ${p}: no such file (check the path`);
     const d = join(dir, 'a-dir');
     mkdirSync(d);
     expect(() => readKeylogFile(d)).toThrow(/is a directory/);
