@@ -205,7 +205,6 @@ fi
 # benchmark's mix (95% 0.5 KiB pages, about 2.8 KB a response), where analyze gains least: tshark
 # decrypts every byte and analyze only the heads.
 declare -A TLS_PACKETS
-TLS_FLAG=""
 # tls_part KEY FILE MIX REQUESTS TOPUP DISK_GB TSHARK_GB: generate FILE (and its .keylog) when
 # missing (it needs about DISK_GB free), time both (tshark peaks near TSHARK_GB on it).
 tls_part() {
@@ -225,17 +224,7 @@ tls_part() {
   local saved_packets=$PACKETS saved_runs=$RUNS
   PACKETS=${TLS_PACKETS[$key]}
   RUNS="${TLS_RUNS:-$RUNS}"
-  if [ -f dist/cli/main.js ]; then
-    # Until analyze has --tls-keylog, time it without (it then counts the flows as TLS, decrypting nothing).
-    if "$NODE" dist/cli/main.js analyze --help 2>&1 | grep -q -- --tls-keylog; then
-      TLS_FLAG=yes
-      bench "$key-analyze" "keepalive-exporter analyze --json --tls-keylog ($key)" null "$NODE" dist/cli/main.js analyze "$file" --json --tls-keylog "$keylog"
-    else
-      TLS_FLAG=missing
-      log "$key: analyze has no --tls-keylog yet; timing plain analyze (no decryption)"
-      bench "$key-analyze" "keepalive-exporter analyze --json, no --tls-keylog: flag missing ($key)" null "$NODE" dist/cli/main.js analyze "$file" --json
-    fi
-  fi
+  [ -f dist/cli/main.js ] && bench "$key-analyze" "keepalive-exporter analyze --json --tls-keylog ($key)" null "$NODE" dist/cli/main.js analyze "$file" --json --tls-keylog "$keylog"
   local avail_kb
   avail_kb=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)
   [ "$avail_kb" -ge $((tshark_gb * 1048576)) ] || log "$key: warning: tshark peaks near $tshark_gb GB on this capture and $((avail_kb / 1048576)) GB are available: it may be killed (its rows then say failed)"
@@ -331,13 +320,10 @@ GOALS_OK=1
   fi
   if wanted tls; then
     if ok tls-analyze && ok tls-tshark; then
-      [ "$TLS_FLAG" = yes ] && what="analyze --tls-keylog" || what="analyze WITHOUT --tls-keylog (flag missing: nothing decrypted)"
       speed_med=$(awk -v t="${MEDIAN[tls-tshark]}" -v a="${MEDIAN[tls-analyze]}" 'BEGIN { printf "%.1f", t / a }')
       if awk -v s="$speed_med" -v g="$GOAL_SPEEDUP" 'BEGIN { exit !(s >= g) }'; then v=PASS; else v=FAIL; GOALS_OK=0; fi
-      [ "$TLS_FLAG" = yes ] || { v="$v, not the goal's measurement"; GOALS_OK=0; }
-      echo "- tls (web mix): $what vs tshark decrypting: ${speed_med}x faster on median time (${TLS_PACKETS[tls]} packets); goal >= ${GOAL_SPEEDUP}x: **$v**"
+      echo "- tls (web mix): analyze --tls-keylog vs tshark decrypting: ${speed_med}x faster on median time (${TLS_PACKETS[tls]} packets); goal >= ${GOAL_SPEEDUP}x: **$v**"
       if awk -v r="${RSS[tls-analyze]}" -v g="$GOAL_RSS_MB" 'BEGIN { exit !(r < g) }'; then v=PASS; else v=FAIL; GOALS_OK=0; fi
-      [ "$TLS_FLAG" = yes ] || v="$v, not the goal's measurement"
       echo "- tls (web mix): analyze peak RSS: ${RSS[tls-analyze]} MB; goal < ${GOAL_RSS_MB} MB: **$v**"
     else
       GOALS_OK=0
